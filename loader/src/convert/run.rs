@@ -1,0 +1,216 @@
+//! The conversion driver: discover, prepare in parallel, write in order, report.
+
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::convert::prepare::{prepare, Codec, PrepareOptions, Prepared};
+use crate::convert::report::Report;
+use crate::convert::source::{discover, entry, SourceItem, SourceOptions};
+use crate::error::{Error, Result};
+use crate::format::{StorageMode, DEFAULT_ALIGN};
+use crate::jpeg::DEFAULT_MAX_PIXELS;
+use crate::writer::{write_atomic, NewSample, RecordWriter, WriterOptions};
+
+/// Settings of [`convert`]. Build with `..Default::default()`.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// Storage mode (default JPEG).
+    pub mode: StorageMode,
+    /// Downscale images whose longest side exceeds this (implies re-encoding).
+    pub max_side: Option<u32>,
+    /// JPEG quality of re-encoded images; giving it re-encodes every JPEG (default 90 for
+    /// the images that must be re-encoded anyway).
+    pub quality: Option<u8>,
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Refuse images declaring more pixels than this (default 89.5 MP, Pillow's limit).
+    pub max_pixels: u64,
+    /// Skip files larger than this many bytes (default 256 MiB).
+    pub max_file_bytes: u64,
+    /// Record alignment in bytes (default 4096).
+    pub align: u32,
+    /// Fail, writing no record file, if any input is skipped.
+    pub strict: bool,
+    /// Labels, file list and CSV column.
+    pub sources: SourceOptions,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            mode: StorageMode::Jpeg,
+            max_side: None,
+            quality: None,
+            threads: 0,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            max_file_bytes: 256 << 20,
+            align: DEFAULT_ALIGN,
+            strict: false,
+            sources: SourceOptions::default(),
+        }
+    }
+}
+
+/// Progress of a running conversion, passed to the callback after each chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Files processed so far.
+    pub done: usize,
+    /// Files to process.
+    pub total: usize,
+}
+
+/// Where the report of a conversion to `output` goes: `OUTPUT.report.json`.
+pub fn report_path(output: &Path) -> PathBuf {
+    let mut name: OsString = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".report.json");
+    output.with_file_name(name)
+}
+
+thread_local! {
+    static CODEC: RefCell<Option<Codec>> = const { RefCell::new(None) };
+}
+
+fn with_codec<T>(f: impl FnOnce(&mut Codec) -> std::result::Result<T, String>) -> std::result::Result<T, String> {
+    CODEC.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Codec::new().map_err(|e| e.to_string())?);
+        }
+        f(slot.as_mut().expect("codec initialised above"))
+    })
+}
+
+/// Converts the images under `input` into the record file `output` and writes
+/// `OUTPUT.report.json`. The output is byte-identical for the same input whatever the
+/// thread count: files are prepared in parallel but written in discovery order.
+///
+/// # Errors
+/// - [`Error::Input`] when nothing usable was found, or under `strict` when anything was
+///   skipped; the report is still written and no record file is.
+/// - I/O errors on the output, and the errors of [`discover`].
+pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions, progress: &(dyn Fn(Progress) + Sync)) -> Result<Report> {
+    let start = Instant::now();
+    if let Some(q) = opts.quality {
+        if !(1..=100).contains(&q) {
+            return Err(Error::InvalidArgument(format!("--quality {q} is not in 1..=100")));
+        }
+    }
+    if opts.max_side == Some(0) {
+        return Err(Error::InvalidArgument("--max-side must be at least 1".into()));
+    }
+    let sources = discover(input, &opts.sources)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start {} threads: {e}", opts.threads)))?;
+    let prep = PrepareOptions {
+        mode: opts.mode,
+        reencode: opts.max_side.is_some() || opts.quality.is_some(),
+        max_side: opts.max_side,
+        quality: opts.quality.unwrap_or(90),
+        max_pixels: opts.max_pixels,
+    };
+    let mut report = Report {
+        input: input.display().to_string(),
+        output: output.display().to_string(),
+        layout: sources.layout.name().into(),
+        mode: opts.mode.name().into(),
+        reencode: prep.reencode,
+        num_classes: sources.classes.len(),
+        threads: pool.current_num_threads(),
+        skipped: sources.skipped,
+        ..Default::default()
+    };
+    let mut writer = RecordWriter::create(
+        output,
+        WriterOptions { mode: opts.mode, align: opts.align, classes: sources.classes },
+    )?;
+    // Chunks bound memory (raw mode holds decoded pixels) while keeping every core busy.
+    let chunk = 16 * report.threads.max(1);
+    let total = sources.items.len();
+    for (k, items) in sources.items.chunks(chunk).enumerate() {
+        let results: Vec<(u64, std::result::Result<Prepared, String>)> =
+            pool.install(|| items.par_iter().map(|item| load(item, &prep, opts.max_file_bytes)).collect());
+        for (item, (in_bytes, result)) in items.iter().zip(results) {
+            match result {
+                Ok(p) => {
+                    writer.append(&NewSample {
+                        data: &p.data,
+                        width: p.width,
+                        height: p.height,
+                        label: item.label,
+                        source: item.rel.as_os_str().as_bytes(),
+                        converted: p.converted,
+                    })?;
+                    report.kept += 1;
+                    report.input_bytes += in_bytes;
+                    if let Some(note) = p.note {
+                        report.converted.push(entry(&item.rel, note));
+                    }
+                }
+                Err(reason) => report.skipped.push(entry(&item.rel, reason)),
+            }
+        }
+        progress(Progress { done: (k * chunk + items.len()).min(total), total });
+    }
+    report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    let elapsed = start.elapsed().as_secs_f64();
+    report.seconds = elapsed;
+    report.images_per_s = total as f64 / elapsed.max(1e-9);
+
+    let failure = if report.kept == 0 {
+        Some(format!("no usable image in {} ({} files skipped)", input.display(), report.skipped.len()))
+    } else if opts.strict && !report.skipped.is_empty() {
+        let first = &report.skipped[0];
+        Some(format!(
+            "--strict: {} files skipped, first {}: {}",
+            report.skipped.len(),
+            first.path,
+            first.reason
+        ))
+    } else {
+        None
+    };
+    if failure.is_none() {
+        let written = writer.finish()?;
+        report.output_bytes = written.file_len;
+        report.ok = true;
+    } else {
+        drop(writer); // removes the temporary file
+    }
+    write_report(output, &report)?;
+    match failure {
+        Some(msg) => Err(Error::Input(format!("{msg}; see {}", report_path(output).display()))),
+        None => Ok(report),
+    }
+}
+
+fn load(item: &SourceItem, prep: &PrepareOptions, max_file_bytes: u64) -> (u64, std::result::Result<Prepared, String>) {
+    let meta = match std::fs::metadata(&item.abs) {
+        Ok(m) => m,
+        Err(e) => return (0, Err(format!("cannot read: {e}"))),
+    };
+    if !meta.is_file() {
+        return (0, Err("not a regular file".into()));
+    }
+    if meta.len() > max_file_bytes {
+        return (0, Err(format!("file is {} bytes, over the {max_file_bytes}-byte limit", meta.len())));
+    }
+    match std::fs::read(&item.abs) {
+        Ok(bytes) => (bytes.len() as u64, with_codec(|c| prepare(&bytes, prep, c))),
+        Err(e) => (0, Err(format!("cannot read: {e}"))),
+    }
+}
+
+fn write_report(output: &Path, report: &Report) -> Result<()> {
+    let mut json = serde_json::to_vec_pretty(report).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    json.push(b'\n');
+    write_atomic(&report_path(output), &json)
+}
+
