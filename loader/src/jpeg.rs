@@ -241,6 +241,7 @@ impl Drop for Handle {
 pub struct Decoder {
     handle: Handle,
     max_pixels: u64,
+    stop_on_warning: bool,
     cmyk: Vec<u8>,
 }
 
@@ -260,9 +261,24 @@ impl Decoder {
     /// # Errors
     /// When TurboJPEG cannot allocate a handle.
     pub fn new() -> Result<Self> {
+        Ok(Decoder { handle: Self::fresh_handle(true)?, max_pixels: DEFAULT_MAX_PIXELS, stop_on_warning: true, cmyk: Vec::new() })
+    }
+
+    fn fresh_handle(stop_on_warning: bool) -> Result<Handle> {
         let mut handle = Handle::new(tj::TJINIT_TJINIT_DECOMPRESS)?;
-        handle.set(tj::TJPARAM_TJPARAM_STOPONWARNING, 1)?;
-        Ok(Decoder { handle, max_pixels: DEFAULT_MAX_PIXELS, cmyk: Vec::new() })
+        handle.set(tj::TJPARAM_TJPARAM_STOPONWARNING, stop_on_warning as c_int)?;
+        Ok(handle)
+    }
+
+    /// Takes the error of the last call and replaces the handle: after some errors
+    /// (a bad marker in the header, say) libjpeg keeps failing on the same handle with the
+    /// same message, so a handle is never reused after an error.
+    fn fail(&mut self) -> Error {
+        let err = self.handle.error();
+        if let Ok(h) = Self::fresh_handle(self.stop_on_warning) {
+            self.handle = h;
+        }
+        err
     }
 
     /// Sets the pixel-count limit checked against the header before any decode.
@@ -275,6 +291,7 @@ impl Decoder {
     /// # Errors
     /// Never in practice; TurboJPEG reports a failure to set the parameter.
     pub fn set_stop_on_warning(&mut self, stop: bool) -> Result<()> {
+        self.stop_on_warning = stop;
         self.handle.set(tj::TJPARAM_TJPARAM_STOPONWARNING, stop as c_int)
     }
 
@@ -286,7 +303,7 @@ impl Decoder {
         // SAFETY: data is a valid slice for the duration of the call.
         let rc = unsafe { tj::tj3DecompressHeader(self.handle.ptr(), data.as_ptr(), data.len() as tj::size_t) };
         if rc != 0 {
-            return Err(self.handle.error());
+            return Err(self.fail());
         }
         let h = &self.handle;
         let color_space = match h.get(tj::TJPARAM_TJPARAM_COLORSPACE) as tj::TJCS {
@@ -370,7 +387,7 @@ impl Decoder {
         let factor = tj::tjscalingfactor { num: 1, denom: scale.denom() as c_int };
         // SAFETY: the handle is valid; the factor is one TurboJPEG supports.
         if unsafe { tj::tj3SetScalingFactor(self.handle.ptr(), factor) } != 0 {
-            return Err(self.handle.error());
+            return Err(self.fail());
         }
         Ok(())
     }
@@ -382,7 +399,7 @@ impl Decoder {
             tj::tj3Decompress8(self.handle.ptr(), data.as_ptr(), data.len() as tj::size_t, out.as_mut_ptr(), pitch as c_int, pf)
         };
         if rc != 0 {
-            return Err(self.handle.error());
+            return Err(self.fail());
         }
         Ok(())
     }
@@ -541,6 +558,9 @@ mod tests {
         let cut = &jpeg[..jpeg.len() / 2];
         let mut out = vec![0; 64 * 64 * 3];
         assert!(dec.decode_rgb(cut, Scale::Full, &mut out).is_err());
+        // The decoder still works after errors (libjpeg can stay stuck on a reused handle).
+        assert!(dec.read_header(b"\xff\xd8\xffnot really").is_err());
+        assert_eq!(dec.decode_rgb(&jpeg, Scale::Full, &mut out).unwrap(), (64, 64));
     }
 
     #[test]

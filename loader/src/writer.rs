@@ -61,6 +61,8 @@ pub struct WrittenFile {
     pub file_len: u64,
     /// Sum of the record lengths, without padding.
     pub payload_bytes: u64,
+    /// Record alignment used.
+    pub align: u32,
 }
 
 /// Streams samples into a record file. See the module docs for the crash guarantees.
@@ -258,6 +260,7 @@ impl RecordWriter {
             num_samples: header.num_samples,
             file_len,
             payload_bytes: self.payload,
+            align: self.opts.align,
         })
     }
 

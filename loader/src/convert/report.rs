@@ -39,6 +39,8 @@ pub struct Report {
     pub input_bytes: u64,
     /// Size of the record file.
     pub output_bytes: u64,
+    /// Record alignment chosen (0 when nothing was written).
+    pub align: u32,
     /// Threads used.
     pub threads: usize,
     /// Wall time of the conversion, in seconds.

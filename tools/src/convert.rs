@@ -1,0 +1,80 @@
+//! `uic convert`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use uic_loader::convert::{self, ConvertOptions, Progress, SourceOptions};
+use uic_loader::StorageMode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Input folder: ImageFolder when it has class subfolders; flat otherwise (labels from --labels).
+    pub input: PathBuf,
+    /// Output record file; the report goes to OUTPUT.report.json.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Labels CSV with a header row: a `file` column (path relative to INPUT) and a label column.
+    #[arg(long, value_name = "CSV")]
+    pub labels: Option<PathBuf>,
+    /// Name of the label column in --labels.
+    #[arg(long, value_name = "NAME", default_value = "label")]
+    pub label_column: String,
+    /// Text file of image paths relative to INPUT, one per line, converted in list order.
+    #[arg(long, value_name = "TXT")]
+    pub file_list: Option<PathBuf>,
+    /// Storage: jpeg (passthrough, or re-encoded with --max-side/--quality) or raw RGB pixels.
+    #[arg(long, default_value = "jpeg")]
+    pub mode: StorageMode,
+    /// Downscale images whose longest side exceeds N pixels (re-encodes every JPEG).
+    #[arg(long, value_name = "N")]
+    pub max_side: Option<u32>,
+    /// JPEG quality of re-encoded images, 1-100 (giving it re-encodes every JPEG; default 90).
+    #[arg(long, value_name = "Q")]
+    pub quality: Option<u8>,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+    /// Skip images declaring more pixels than this (decompression bombs).
+    #[arg(long, value_name = "N", default_value_t = uic_loader::jpeg::DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
+    /// Record alignment in the data region, in bytes (a power of two). Default: 4096 when
+    /// records average 32 KiB or more, else 64.
+    #[arg(long, value_name = "BYTES")]
+    pub align: Option<u32>,
+    /// Fail, and write no record file, if any input file is skipped.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let opts = ConvertOptions {
+        mode: a.mode,
+        max_side: a.max_side,
+        quality: a.quality,
+        threads: a.threads,
+        max_pixels: a.max_pixels,
+        align: a.align,
+        strict: a.strict,
+        sources: SourceOptions {
+            labels_csv: a.labels,
+            label_column: Some(a.label_column),
+            file_list: a.file_list,
+        },
+        ..Default::default()
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} images, {per_sec}, eta {eta}")
+            .expect("static template"),
+    );
+    let report = convert::convert(&a.input, &a.output, &opts, &|p: Progress| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    eprintln!("{}: {}", a.output.display(), report.summary());
+    eprintln!("report: {}", convert::report_path(&a.output).display());
+    Ok(ExitCode::SUCCESS)
+}
