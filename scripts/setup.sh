@@ -20,10 +20,17 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+if ! command -v cargo >/dev/null 2>&1; then
+  say "cargo not found: install Rust 1.85 or newer (rustup.rs), then run this again"
+  exit 1
+fi
+
 apt_missing=()
 command -v cmake >/dev/null 2>&1 || apt_missing+=(cmake)
 command -v nasm >/dev/null 2>&1 || apt_missing+=(nasm)
+command -v make >/dev/null 2>&1 || apt_missing+=(make)
 command -v cc >/dev/null 2>&1 || apt_missing+=(gcc)
+command -v c++ >/dev/null 2>&1 || apt_missing+=(g++)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3)
 if [ -z "${LIBTORCH:-}${LIBTORCH_USE_PYTORCH:-}" ] && ! python3 -m pip --version >/dev/null 2>&1; then
   apt_missing+=(python3-pip)

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing (scripts/setup.sh), then runs every
+# test of the workspace. Needs no data outside the repository.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/setup.sh
+cargo test --workspace --all-targets
+cargo test --workspace --doc

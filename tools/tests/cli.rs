@@ -1,0 +1,104 @@
+//! The CLI contract: exit codes, report and JSON keys, error lines. Runs the real binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use uic_loader::jpeg::{EncodeOptions, Encoder, PixelFormat};
+
+fn uic(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_uic")).args(args).output().expect("run uic")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write_jpeg(path: &Path, w: u32, h: u32) {
+    let px: Vec<u8> = (0..w * h * 3).map(|i| (i % 251) as u8).collect();
+    let jpeg = Encoder::new().unwrap().encode(&px, w, h, PixelFormat::Rgb, &EncodeOptions::default()).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, jpeg).unwrap();
+}
+
+fn assert_clean_error(out: &Output) {
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {err}");
+    assert!(err.lines().any(|l| l.starts_with("error: ")), "no `error:` line: {err}");
+    assert!(!err.contains("panicked"), "a panic reached the user: {err}");
+}
+
+#[test]
+fn convert_inspect_verify_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_jpeg(&input.join("cats/1.jpg"), 30, 20);
+    write_jpeg(&input.join("cats/2.jpg"), 20, 30);
+    write_jpeg(&input.join("dogs/3.jpg"), 25, 25);
+    std::fs::write(input.join("dogs/bad.jpg"), b"\xff\xd8\xffgarbage").unwrap();
+    let out = dir.path().join("out.uicr");
+    let o = uic(&["convert", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--threads", "2"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("1 skipped"), "summary line: {}", text(&o.stderr));
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out.uicr.report.json")).unwrap()).unwrap();
+    assert_eq!(report["kept"], 3);
+    assert_eq!(report["skipped"][0]["path"], "dogs/bad.jpg");
+    assert!(report["converted"].as_array().unwrap().is_empty());
+
+    let o = uic(&["inspect", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success());
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((info["num_samples"].as_u64(), info["num_classes"].as_u64()), (Some(3), Some(2)));
+    assert_eq!((info["mode"].as_str(), info["version"].as_u64()), (Some("jpeg"), Some(1)));
+    let o = uic(&["inspect", out.to_str().unwrap()]);
+    assert!(text(&o.stdout).contains("cats") && text(&o.stdout).contains("dogs"));
+
+    let o = uic(&["verify", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+
+    // Flip one byte in record 1: verify fails and names index and source path.
+    let f = uic_loader::RecordFile::open(&out).unwrap();
+    let (offset, _) = f.extents()[1];
+    drop(f);
+    let mut bytes = std::fs::read(&out).unwrap();
+    bytes[offset as usize + 5] ^= 0xff;
+    std::fs::write(&out, bytes).unwrap();
+    let o = uic(&["verify", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o.stdout).contains("bad record 1 (cats/2.jpg)"), "{}", text(&o.stdout));
+    assert_clean_error(&o);
+
+    // --strict turns the skip into a failure.
+    let strict = dir.path().join("strict.uicr");
+    let o = uic(&["convert", input.to_str().unwrap(), "-o", strict.to_str().unwrap(), "--strict"]);
+    assert_clean_error(&o);
+    assert!(!strict.exists());
+}
+
+#[test]
+fn errors_are_one_clean_line_with_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.uicr");
+    let o = uic(&["inspect", missing.to_str().unwrap()]);
+    assert_clean_error(&o);
+    assert!(text(&o.stderr).contains("nope.uicr"));
+
+    let junk = dir.path().join("junk.uicr");
+    std::fs::write(&junk, vec![7u8; 500]).unwrap();
+    let o = uic(&["verify", junk.to_str().unwrap()]);
+    assert_clean_error(&o);
+    assert!(text(&o.stderr).contains("junk.uicr") && text(&o.stderr).contains("magic"));
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let o = uic(&["convert", empty.to_str().unwrap(), "-o", dir.path().join("e.uicr").to_str().unwrap()]);
+    assert_clean_error(&o);
+    assert!(text(&o.stderr).contains("no usable image"));
+
+    let o = uic(&["convert", empty.to_str().unwrap(), "-o", "x.uicr", "--mode", "png"]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("unknown storage mode"));
+}
