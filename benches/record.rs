@@ -8,17 +8,34 @@ fn bench(c: &mut Criterion) {
     let path = dir.path().join("bench.uicr");
     let n = 10_000usize;
     let data: Vec<u8> = (0..110_000u32).map(|i| (i * 31 % 253) as u8).collect();
-    let mut w = RecordWriter::create(&path, WriterOptions { classes: vec![b"a".to_vec(), b"b".to_vec()], ..Default::default() }).unwrap();
+    let mut w = RecordWriter::create(
+        &path,
+        WriterOptions {
+            classes: vec![b"a".to_vec(), b"b".to_vec()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for i in 0..n {
         let len = 20_000 + (i * 7919) % 90_000;
         let source = format!("class/{i}.JPEG");
-        w.append(&NewSample { data: &data[..len], width: 500, height: 375, label: Some((i % 2) as u32), source: source.as_bytes(), converted: false }).unwrap();
+        w.append(&NewSample {
+            data: &data[..len],
+            width: 500,
+            height: 375,
+            label: Some((i % 2) as u32),
+            source: source.as_bytes(),
+            converted: false,
+        })
+        .unwrap();
     }
     w.finish().unwrap();
 
     let mut g = c.benchmark_group("record");
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("open_and_validate_10k", |b| b.iter(|| black_box(RecordFile::open(&path).unwrap().len())));
+    g.bench_function("open_and_validate_10k", |b| {
+        b.iter(|| black_box(RecordFile::open(&path).unwrap().len()))
+    });
     let f = RecordFile::open(&path).unwrap();
     g.bench_function("random_access_10k", |b| {
         b.iter(|| {
@@ -30,8 +47,12 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.sample_size(10);
-    g.throughput(Throughput::Bytes(f.extents().iter().map(|e| e.1 as u64).sum()));
-    g.bench_function("verify_all_checksums", |b| b.iter(|| black_box(f.verify().len())));
+    g.throughput(Throughput::Bytes(
+        f.extents().iter().map(|e| e.1 as u64).sum(),
+    ));
+    g.bench_function("verify_all_checksums", |b| {
+        b.iter(|| black_box(f.verify().len()))
+    });
     g.finish();
 }
 

@@ -36,7 +36,17 @@ fn truncation_anywhere_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let (_, bytes) = good_file(dir.path());
     let n = bytes.len();
-    for cut in [0, 1, 7, HEADER_LEN - 1, HEADER_LEN, 4096, n / 2, n - 100, n - 1] {
+    for cut in [
+        0,
+        1,
+        7,
+        HEADER_LEN - 1,
+        HEADER_LEN,
+        4096,
+        n / 2,
+        n - 100,
+        n - 1,
+    ] {
         let reason = format_reason(open_bytes(dir.path(), "cut.uicr", &bytes[..cut]));
         assert!(reason.contains("truncated"), "cut at {cut}: {reason}");
     }
@@ -55,7 +65,13 @@ fn bad_magic_and_wrong_version_are_named() {
     let mut b = bytes.clone();
     b[..HEADER_LEN].copy_from_slice(&header.encode());
     match open_bytes(dir.path(), "v2.uicr", &b) {
-        Err(e @ Error::Version { found: 2, supported: 1, .. }) => assert!(e.to_string().contains("re-convert")),
+        Err(
+            e @ Error::Version {
+                found: 2,
+                supported: 1,
+                ..
+            },
+        ) => assert!(e.to_string().contains("re-convert")),
         other => panic!("expected a version error, got {other:?}"),
     }
 }
@@ -73,7 +89,10 @@ fn an_offset_past_the_end_is_caught_even_with_fixed_checksums() {
     header.tables_crc = crc32c::crc32c(tables);
     b[..HEADER_LEN].copy_from_slice(&header.encode());
     let reason = format_reason(open_bytes(dir.path(), "offset.uicr", &b));
-    assert!(reason.contains("sample 3") && reason.contains("outside the data region"), "{reason}");
+    assert!(
+        reason.contains("sample 3") && reason.contains("outside the data region"),
+        "{reason}"
+    );
 
     // Without the repair, the table checksum catches it first.
     let mut b = bytes.clone();
@@ -89,7 +108,9 @@ fn header_field_tampering_is_caught() {
     let tamper: [(&str, fn(&mut Header)); 5] = [
         ("more samples", |h| h.num_samples += 1),
         ("huge sample count", |h| h.num_samples = u64::MAX / 2),
-        ("class table past the end", |h| h.classes_offset = u64::MAX - 3),
+        ("class table past the end", |h| {
+            h.classes_offset = u64::MAX - 3
+        }),
         ("data region overlaps header", |h| h.data_offset = 0),
         ("path table too long", |h| h.paths_len += 1),
     ];
@@ -98,7 +119,10 @@ fn header_field_tampering_is_caught() {
         f(&mut h);
         let mut b = bytes.clone();
         b[..HEADER_LEN].copy_from_slice(&h.encode());
-        assert!(open_bytes(dir.path(), "h.uicr", &b).is_err(), "{what} accepted");
+        assert!(
+            open_bytes(dir.path(), "h.uicr", &b).is_err(),
+            "{what} accepted"
+        );
     }
 }
 
@@ -112,7 +136,8 @@ fn a_flipped_data_byte_is_named_by_verify() {
     drop(f);
     let mut b = bytes;
     b[offset as usize + len as usize / 2] ^= 0x01;
-    let f = open_bytes(dir.path(), "flip.uicr", &b).expect("data bytes are checked by verify, not open");
+    let f = open_bytes(dir.path(), "flip.uicr", &b)
+        .expect("data bytes are checked by verify, not open");
     let bad = f.verify();
     assert_eq!(bad.len(), 1);
     assert_eq!((bad[0].index, bad[0].path.as_str()), (7, name.as_str()));
@@ -125,5 +150,8 @@ fn not_a_record_file_at_all() {
     assert!(format_reason(open_bytes(dir.path(), "z.uicr", &[])).contains("shorter"));
     let junk: Vec<u8> = (0..10_000u32).map(|i| (i * 7919 % 251) as u8).collect();
     assert!(format_reason(open_bytes(dir.path(), "j.uicr", &junk)).contains("magic"));
-    assert!(matches!(RecordFile::open(dir.path().join("missing.uicr")), Err(Error::Io { .. })));
+    assert!(matches!(
+        RecordFile::open(dir.path().join("missing.uicr")),
+        Err(Error::Io { .. })
+    ));
 }

@@ -18,24 +18,40 @@ fn zoo(dir: &Path) -> std::path::PathBuf {
     let a = root.join("a");
     common::write(&a.join("ok.jpg"), &common::jpeg(32, 24, 1));
     common::write(&a.join("png_named.JPEG"), &common::png(12, 9));
-    let cmyk: Vec<u8> = (0..16 * 16).flat_map(|i| [i as u8, 255 - i as u8, 128, 200]).collect();
-    common::write(&a.join("cmyk.jpg"), &common::encode(&cmyk, 16, 16, PixelFormat::Cmyk, false));
+    let cmyk: Vec<u8> = (0..16 * 16)
+        .flat_map(|i| [i as u8, 255 - i as u8, 128, 200])
+        .collect();
+    common::write(
+        &a.join("cmyk.jpg"),
+        &common::encode(&cmyk, 16, 16, PixelFormat::Cmyk, false),
+    );
     let gray: Vec<u8> = (0..20 * 10).map(|i| (i * 3) as u8).collect();
-    common::write(&a.join("gray.jpg"), &common::encode(&gray, 20, 10, PixelFormat::Gray, false));
-    common::write(&a.join("progressive.jpg"), &common::encode(&common::pattern(40, 30, 2), 40, 30, PixelFormat::Rgb, true));
+    common::write(
+        &a.join("gray.jpg"),
+        &common::encode(&gray, 20, 10, PixelFormat::Gray, false),
+    );
+    common::write(
+        &a.join("progressive.jpg"),
+        &common::encode(&common::pattern(40, 30, 2), 40, 30, PixelFormat::Rgb, true),
+    );
     common::write(&a.join("one_by_one.jpg"), &common::jpeg(1, 1, 3));
     common::write(&a.join("wide.jpg"), &common::jpeg(10000, 10, 4));
     common::write(&a.join("empty.jpg"), b"");
     let full = common::jpeg(64, 64, 5);
     common::write(&a.join("truncated.jpg"), &full[..full.len() / 2]);
-    let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     common::write(&a.join("random.jpg"), &noise);
     common::write(&a.join("bomb.jpg"), &common::bomb(60000, 60000));
     common::write(&a.join("notes.txt"), b"hello");
     // A directory named like an image, holding a real image.
     common::write(&a.join("folder.JPEG/inner.jpg"), &common::jpeg(8, 8, 6));
     // A non-UTF-8 file name.
-    common::write(&a.join(OsStr::from_bytes(b"caf\xff.jpg")), &common::jpeg(9, 9, 7));
+    common::write(
+        &a.join(OsStr::from_bytes(b"caf\xff.jpg")),
+        &common::jpeg(9, 9, 7),
+    );
     // Symlink loops: inside a class, and at the top level.
     std::os::unix::fs::symlink("..", a.join("loop")).unwrap();
     std::os::unix::fs::symlink(".", root.join("toploop")).unwrap();
@@ -52,11 +68,24 @@ fn every_hostile_input_is_converted_kept_or_reported() {
     let out = dir.path().join("zoo.uicr");
     let report = convert(&root, &out, &ConvertOptions::default(), &|_| {}).unwrap();
 
-    let skipped: HashMap<&str, &str> = report.skipped.iter().map(|e| (e.path.as_str(), e.reason.as_str())).collect();
-    let converted: HashMap<&str, &str> = report.converted.iter().map(|e| (e.path.as_str(), e.reason.as_str())).collect();
+    let skipped: HashMap<&str, &str> = report
+        .skipped
+        .iter()
+        .map(|e| (e.path.as_str(), e.reason.as_str()))
+        .collect();
+    let converted: HashMap<&str, &str> = report
+        .converted
+        .iter()
+        .map(|e| (e.path.as_str(), e.reason.as_str()))
+        .collect();
     let expect_skip = |path: &str, why: &str| {
-        let reason = skipped.get(path).unwrap_or_else(|| panic!("{path} not reported as skipped: {skipped:#?}"));
-        assert!(reason.contains(why), "{path}: reason {reason:?} lacks {why:?}");
+        let reason = skipped
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} not reported as skipped: {skipped:#?}"));
+        assert!(
+            reason.contains(why),
+            "{path}: reason {reason:?} lacks {why:?}"
+        );
     };
     expect_skip("a/empty.jpg", "empty file");
     expect_skip("a/truncated.jpg", "not a decodable JPEG");
@@ -75,21 +104,46 @@ fn every_hostile_input_is_converted_kept_or_reported() {
 
     let f = RecordFile::open(&out).unwrap();
     assert_eq!(report.kept, f.len());
-    let kept: HashMap<Vec<u8>, usize> = (0..f.len()).map(|i| (f.source_path(i).to_vec(), i)).collect();
-    for name in ["a/ok.jpg", "a/gray.jpg", "a/progressive.jpg", "a/one_by_one.jpg", "a/wide.jpg", "a/folder.JPEG/inner.jpg", "b/fine.jpg", "a/png_named.JPEG", "a/cmyk.jpg"] {
-        assert!(kept.contains_key(name.as_bytes()), "{name} missing from the record file");
+    let kept: HashMap<Vec<u8>, usize> = (0..f.len())
+        .map(|i| (f.source_path(i).to_vec(), i))
+        .collect();
+    for name in [
+        "a/ok.jpg",
+        "a/gray.jpg",
+        "a/progressive.jpg",
+        "a/one_by_one.jpg",
+        "a/wide.jpg",
+        "a/folder.JPEG/inner.jpg",
+        "b/fine.jpg",
+        "a/png_named.JPEG",
+        "a/cmyk.jpg",
+    ] {
+        assert!(
+            kept.contains_key(name.as_bytes()),
+            "{name} missing from the record file"
+        );
     }
-    assert!(kept.contains_key(b"a/caf\xff.jpg".as_slice()), "non-UTF-8 name lost");
+    assert!(
+        kept.contains_key(b"a/caf\xff.jpg".as_slice()),
+        "non-UTF-8 name lost"
+    );
     assert_eq!(f.len(), 10);
     assert_eq!(f.class_names(), vec!["a", "b"]);
     let wide = f.sample(kept[b"a/wide.jpg".as_slice()]);
-    assert_eq!((wide.width, wide.height, wide.converted), (10000, 10, false));
+    assert_eq!(
+        (wide.width, wide.height, wide.converted),
+        (10000, 10, false)
+    );
     let png = f.sample(kept[b"a/png_named.JPEG".as_slice()]);
     assert_eq!((png.width, png.height, png.converted), (12, 9, true));
-    assert!(png.data.starts_with(&[0xff, 0xd8, 0xff]), "PNG not re-encoded as JPEG");
+    assert!(
+        png.data.starts_with(&[0xff, 0xd8, 0xff]),
+        "PNG not re-encoded as JPEG"
+    );
 
     // The report on disk carries the contract's keys.
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(report_path(&out)).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report_path(&out)).unwrap()).unwrap();
     assert_eq!(json["kept"], 10);
     assert_eq!(json["skipped"].as_array().unwrap().len(), 9);
     assert!(json["converted"][0]["path"].is_string() && json["converted"][0]["reason"].is_string());
@@ -100,11 +154,22 @@ fn strict_mode_fails_and_writes_no_record_file() {
     let dir = tempfile::tempdir().unwrap();
     let root = zoo(dir.path());
     let out = dir.path().join("strict.uicr");
-    let opts = ConvertOptions { strict: true, ..Default::default() };
-    let err = convert(&root, &out, &opts, &|_| {}).unwrap_err().to_string();
-    assert!(err.contains("--strict") && err.contains("9 files skipped"), "{err}");
+    let opts = ConvertOptions {
+        strict: true,
+        ..Default::default()
+    };
+    let err = convert(&root, &out, &opts, &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--strict") && err.contains("9 files skipped"),
+        "{err}"
+    );
     assert!(!out.exists());
-    assert!(report_path(&out).exists(), "the report is written even when the conversion fails");
+    assert!(
+        report_path(&out).exists(),
+        "the report is written even when the conversion fails"
+    );
 }
 
 #[test]
@@ -114,10 +179,16 @@ fn nothing_usable_is_an_error_and_no_file() {
     common::write(&root.join("x.jpg"), b"junk");
     common::write(&root.join("y.png"), b"");
     let out = dir.path().join("junk.uicr");
-    let err = convert(&root, &out, &ConvertOptions::default(), &|_| {}).unwrap_err().to_string();
+    let err = convert(&root, &out, &ConvertOptions::default(), &|_| {})
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no usable image"), "{err}");
     assert!(!out.exists());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "only the input and the report remain");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "only the input and the report remain"
+    );
 }
 
 #[test]
@@ -128,8 +199,18 @@ fn pixel_limit_is_configurable() {
     common::write(&root.join("large.jpg"), &common::jpeg(100, 100, 2));
     common::write(&root.join("large.png"), &common::png(100, 100));
     let out = dir.path().join("o.uicr");
-    let opts = ConvertOptions { max_pixels: 5000, ..Default::default() };
+    let opts = ConvertOptions {
+        max_pixels: 5000,
+        ..Default::default()
+    };
     let report = convert(&root, &out, &opts, &|_| {}).unwrap();
     assert_eq!(report.kept, 1);
-    assert!(report.skipped.iter().all(|e| e.reason.contains("over the limit of 5000")), "{:?}", report.skipped);
+    assert!(
+        report
+            .skipped
+            .iter()
+            .all(|e| e.reason.contains("over the limit of 5000")),
+        "{:?}",
+        report.skipped
+    );
 }

@@ -9,7 +9,9 @@ use uic::loader::jpeg::{Decoder, Scale};
 use uic::loader::{NewSample, RecordFile, RecordWriter, StorageMode, WriterOptions};
 
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
             x ^= x << 13;
@@ -30,8 +32,21 @@ fn writer_reader_round_trip_in_every_mode_and_alignment() {
         (StorageMode::Raw, false, 4096),
     ] {
         let path = dir.path().join(format!("{mode}-{labeled}-{align}.uicr"));
-        let classes: Vec<Vec<u8>> = if labeled { vec![b"cat".to_vec(), b"d\xffg".to_vec(), vec![]] } else { vec![] };
-        let mut w = RecordWriter::create(&path, WriterOptions { mode, align, classes: classes.clone() }).unwrap();
+        let classes: Vec<Vec<u8>> = if labeled {
+            vec![b"cat".to_vec(), b"d\xffg".to_vec(), vec![]]
+        } else {
+            vec![]
+        };
+        let mut w = RecordWriter::create(
+            &path,
+            WriterOptions {
+                mode,
+                align,
+                classes: classes.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let mut expected = Vec::new();
         for i in 0..50u32 {
             let (wd, ht) = (1 + i % 9, 1 + (i * 7) % 13);
@@ -41,8 +56,15 @@ fn writer_reader_round_trip_in_every_mode_and_alignment() {
             };
             let source = format!("dir/{i}\u{e9}.jpg").into_bytes();
             let label = labeled.then_some(i % 3);
-            w.append(&NewSample { data: &data, width: wd, height: ht, label, source: &source, converted: i % 2 == 0 })
-                .unwrap();
+            w.append(&NewSample {
+                data: &data,
+                width: wd,
+                height: ht,
+                label,
+                source: &source,
+                converted: i % 2 == 0,
+            })
+            .unwrap();
             expected.push((data, wd, ht, label, source, i % 2 == 0));
         }
         let written = w.finish().unwrap();
@@ -55,12 +77,18 @@ fn writer_reader_round_trip_in_every_mode_and_alignment() {
         assert_eq!(f.has_labels(), labeled);
         assert_eq!(f.num_classes(), classes.len());
         for (c, name) in classes.iter().enumerate() {
-            assert_eq!(f.class_name(c).as_bytes(), String::from_utf8_lossy(name).as_bytes());
+            assert_eq!(
+                f.class_name(c).as_bytes(),
+                String::from_utf8_lossy(name).as_bytes()
+            );
         }
         for (i, (data, wd, ht, label, source, converted)) in expected.iter().enumerate() {
             let s = f.sample(i);
             assert_eq!(s.data, data.as_slice(), "{path:?} sample {i}");
-            assert_eq!((s.width, s.height, s.label, s.converted), (*wd, *ht, *label, *converted));
+            assert_eq!(
+                (s.width, s.height, s.label, s.converted),
+                (*wd, *ht, *label, *converted)
+            );
             assert_eq!(f.source_path(i), source.as_slice());
             let (offset, _) = f.extents()[i];
             assert_eq!(offset % align as u64, 0, "record {i} not aligned");
@@ -71,10 +99,53 @@ fn writer_reader_round_trip_in_every_mode_and_alignment() {
 }
 
 #[test]
+fn page_grouping_keeps_records_inside_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grouped.uicr");
+    let group = 16 << 10;
+    let opts = WriterOptions {
+        align: 64,
+        group: Some(group),
+        ..Default::default()
+    };
+    let mut w = RecordWriter::create(&path, opts).unwrap();
+    let sizes = [5000usize, 7000, 9000, 3000, 20000, 100, 16000, 4000];
+    for (i, &n) in sizes.iter().enumerate() {
+        let data = random_bytes(n, i as u64);
+        w.append(&NewSample {
+            data: &data,
+            width: 1,
+            height: 1,
+            label: None,
+            source: b"x",
+            converted: false,
+        })
+        .unwrap();
+    }
+    w.finish().unwrap();
+    let f = RecordFile::open(&path).unwrap();
+    for (i, (offset, len)) in f.extents().into_iter().enumerate() {
+        let (start, end) = (offset / group, (offset + len as u64 - 1) / group);
+        // Only a record larger than a group may span groups.
+        assert!(
+            start == end || len as u64 > group,
+            "record {i} at {offset}+{len} straddles a group"
+        );
+        assert_eq!(
+            f.sample(i).data,
+            random_bytes(sizes[i], i as u64).as_slice()
+        );
+    }
+}
+
+#[test]
 fn empty_record_file_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.uicr");
-    RecordWriter::create(&path, WriterOptions::default()).unwrap().finish().unwrap();
+    RecordWriter::create(&path, WriterOptions::default())
+        .unwrap()
+        .finish()
+        .unwrap();
     let f = RecordFile::open(&path).unwrap();
     assert!(f.is_empty());
     assert!(f.verify().is_empty());
@@ -86,26 +157,68 @@ fn an_unfinished_writer_leaves_no_file_behind() {
     let path = dir.path().join("never.uicr");
     {
         let mut w = RecordWriter::create(&path, WriterOptions::default()).unwrap();
-        w.append(&NewSample { data: b"xyz", width: 1, height: 1, label: None, source: b"a", converted: false }).unwrap();
+        w.append(&NewSample {
+            data: b"xyz",
+            width: 1,
+            height: 1,
+            label: None,
+            source: b"a",
+            converted: false,
+        })
+        .unwrap();
         // dropped without finish(), as on an error or a crash unwinding
     }
     assert!(!path.exists());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temporary file left behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "temporary file left behind"
+    );
 }
 
 #[test]
 fn writer_rejects_inconsistent_samples() {
     let dir = tempfile::tempdir().unwrap();
-    let raw = WriterOptions { mode: StorageMode::Raw, ..Default::default() };
+    let raw = WriterOptions {
+        mode: StorageMode::Raw,
+        ..Default::default()
+    };
     let mut w = RecordWriter::create(dir.path().join("r.uicr"), raw).unwrap();
-    let bad_len = NewSample { data: &[1, 2, 3, 4], width: 1, height: 1, label: None, source: b"x", converted: true };
+    let bad_len = NewSample {
+        data: &[1, 2, 3, 4],
+        width: 1,
+        height: 1,
+        label: None,
+        source: b"x",
+        converted: true,
+    };
     assert!(w.append(&bad_len).is_err());
-    let labeled = WriterOptions { classes: vec![b"a".to_vec()], ..Default::default() };
+    let labeled = WriterOptions {
+        classes: vec![b"a".to_vec()],
+        ..Default::default()
+    };
     let mut w = RecordWriter::create(dir.path().join("l.uicr"), labeled).unwrap();
-    let no_label = NewSample { data: b"j", width: 1, height: 1, label: None, source: b"x", converted: false };
+    let no_label = NewSample {
+        data: b"j",
+        width: 1,
+        height: 1,
+        label: None,
+        source: b"x",
+        converted: false,
+    };
     assert!(w.append(&no_label).is_err());
-    assert!(w.append(&NewSample { label: Some(1), ..no_label }).is_err());
-    assert!(w.append(&NewSample { label: Some(0), ..no_label }).is_ok());
+    assert!(w
+        .append(&NewSample {
+            label: Some(1),
+            ..no_label
+        })
+        .is_err());
+    assert!(w
+        .append(&NewSample {
+            label: Some(0),
+            ..no_label
+        })
+        .is_ok());
 }
 
 #[test]
@@ -115,7 +228,10 @@ fn convert_passthrough_keeps_the_source_bytes_and_labels() {
     common::image_folder(&input, 3, 5);
     let out = dir.path().join("out.uicr");
     let report = convert(&input, &out, &ConvertOptions::default(), &|_| {}).unwrap();
-    assert_eq!((report.kept, report.skipped.len(), report.converted.len()), (15, 0, 0));
+    assert_eq!(
+        (report.kept, report.skipped.len(), report.converted.len()),
+        (15, 0, 0)
+    );
     let f = RecordFile::open(&out).unwrap();
     assert_eq!(f.class_names(), vec!["class0", "class1", "class2"]);
     for i in 0..f.len() {
@@ -138,12 +254,19 @@ fn convert_reencode_and_raw_respect_max_side_and_decode_back() {
     common::write(&input.join("small.jpg"), &common::jpeg(40, 30, 2));
     for mode in [StorageMode::Jpeg, StorageMode::Raw] {
         let out = dir.path().join(format!("{mode}.uicr"));
-        let opts = ConvertOptions { mode, max_side: Some(100), quality: Some(85), ..Default::default() };
+        let opts = ConvertOptions {
+            mode,
+            max_side: Some(100),
+            quality: Some(85),
+            ..Default::default()
+        };
         let report = convert(&input, &out, &opts, &|_| {}).unwrap();
         assert_eq!(report.kept, 2);
         let f = RecordFile::open(&out).unwrap();
         assert_eq!(f.num_classes(), 0);
-        let sizes: Vec<_> = (0..2).map(|i| (f.sample(i).width, f.sample(i).height)).collect();
+        let sizes: Vec<_> = (0..2)
+            .map(|i| (f.sample(i).width, f.sample(i).height))
+            .collect();
         assert_eq!(sizes, vec![(100, 40), (40, 30)]);
         for i in 0..2 {
             let s = f.sample(i);
@@ -153,7 +276,10 @@ fn convert_reencode_and_raw_respect_max_side_and_decode_back() {
                 StorageMode::Jpeg => {
                     let mut d = Decoder::new().unwrap();
                     let mut buf = vec![0; (s.width * s.height * 3) as usize];
-                    assert_eq!(d.decode_rgb(s.data, Scale::Full, &mut buf).unwrap(), (s.width, s.height));
+                    assert_eq!(
+                        d.decode_rgb(s.data, Scale::Full, &mut buf).unwrap(),
+                        (s.width, s.height)
+                    );
                 }
             }
         }
@@ -162,7 +288,10 @@ fn convert_reencode_and_raw_respect_max_side_and_decode_back() {
     let f = RecordFile::open(dir.path().join("raw.uicr")).unwrap();
     let src = std::fs::read(input.join("small.jpg")).unwrap();
     let mut full = vec![0; 40 * 30 * 3];
-    Decoder::new().unwrap().decode_rgb(&src, Scale::Full, &mut full).unwrap();
+    Decoder::new()
+        .unwrap()
+        .decode_rgb(&src, Scale::Full, &mut full)
+        .unwrap();
     assert_eq!(f.sample(1).data, full.as_slice());
 }
 
@@ -171,7 +300,10 @@ fn flat_folder_with_labels_csv_and_file_list() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("val");
     for i in 0..6 {
-        common::write(&input.join(format!("ILSVRC_{i}.JPEG")), &common::jpeg(20, 20, i));
+        common::write(
+            &input.join(format!("ILSVRC_{i}.JPEG")),
+            &common::jpeg(20, 20, i),
+        );
     }
     let csv = dir.path().join("labels.csv");
     std::fs::write(&csv, "file,wnid,class_index\nILSVRC_0.JPEG,n02,10\nILSVRC_1.JPEG,n01,2\nILSVRC_2.JPEG,n02,10\nILSVRC_3.JPEG,n03,9\nILSVRC_4.JPEG,n01,2\nmissing.JPEG,n01,2\n").unwrap();
@@ -182,8 +314,15 @@ fn flat_folder_with_labels_csv_and_file_list() {
     let report = convert(&input, &out, &opts, &|_| {}).unwrap();
     assert_eq!(report.layout, "flat-labels");
     assert_eq!(report.kept, 5);
-    let reasons: Vec<_> = report.skipped.iter().map(|e| (e.path.as_str(), e.reason.contains("labels CSV"))).collect();
-    assert_eq!(reasons, vec![("ILSVRC_5.JPEG", true), ("missing.JPEG", true)]);
+    let reasons: Vec<_> = report
+        .skipped
+        .iter()
+        .map(|e| (e.path.as_str(), e.reason.contains("labels CSV")))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![("ILSVRC_5.JPEG", true), ("missing.JPEG", true)]
+    );
     let f = RecordFile::open(&out).unwrap();
     // Numeric labels sort numerically: 2 < 9 < 10.
     assert_eq!(f.class_names(), vec!["2", "9", "10"]);
@@ -191,13 +330,24 @@ fn flat_folder_with_labels_csv_and_file_list() {
 
     // A wrong column is a clear error naming the columns.
     opts.sources.label_column = Some("label".into());
-    let err = convert(&input, &out, &opts, &|_| {}).unwrap_err().to_string();
-    assert!(err.contains("--label-column") && err.contains("wnid"), "{err}");
+    let err = convert(&input, &out, &opts, &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--label-column") && err.contains("wnid"),
+        "{err}"
+    );
 
     // A file list keeps its order and has no labels.
     let list = dir.path().join("list.txt");
     std::fs::write(&list, "ILSVRC_3.JPEG\nILSVRC_1.JPEG\n\nILSVRC_3.JPEG\n").unwrap();
-    let opts = ConvertOptions { sources: uic::loader::convert::SourceOptions { file_list: Some(list), ..Default::default() }, ..Default::default() };
+    let opts = ConvertOptions {
+        sources: uic::loader::convert::SourceOptions {
+            file_list: Some(list),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let report = convert(&input, &out, &opts, &|_| {}).unwrap();
     assert_eq!(report.kept, 2);
     assert_eq!(report.skipped.len(), 1, "duplicate line reported");

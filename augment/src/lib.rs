@@ -18,7 +18,9 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 /// which thread draws it or when, so augmented batches are identical for any thread count.
 pub fn sample_rng(seed: u64, epoch: u64, index: u64) -> Xoshiro256PlusPlus {
     // SplitMix64-style mixing of the three words into one well-spread seed.
-    let mut z = seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let mut z = seed
+        ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ index.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     Xoshiro256PlusPlus::seed_from_u64(z ^ (z >> 31))

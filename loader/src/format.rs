@@ -74,7 +74,9 @@ impl std::str::FromStr for StorageMode {
         match s {
             "jpeg" => Ok(StorageMode::Jpeg),
             "raw" => Ok(StorageMode::Raw),
-            other => Err(format!("unknown storage mode {other:?} (expected jpeg or raw)")),
+            other => Err(format!(
+                "unknown storage mode {other:?} (expected jpeg or raw)"
+            )),
         }
     }
 }
@@ -175,7 +177,9 @@ impl Header {
         }
         let header_len = get_u32(b, 16);
         if header_len as usize != HEADER_LEN {
-            return Err(HeaderError::Invalid(format!("header length {header_len}, expected {HEADER_LEN}")));
+            return Err(HeaderError::Invalid(format!(
+                "header length {header_len}, expected {HEADER_LEN}"
+            )));
         }
         let mode = StorageMode::from_code(b[36])
             .ok_or_else(|| HeaderError::Invalid(format!("unknown storage mode code {}", b[36])))?;
@@ -198,13 +202,22 @@ impl Header {
             tables_crc: get_u32(b, 104),
         };
         if !h.align.is_power_of_two() {
-            return Err(HeaderError::Invalid(format!("alignment {} is not a power of two", h.align)));
+            return Err(HeaderError::Invalid(format!(
+                "alignment {} is not a power of two",
+                h.align
+            )));
         }
         if h.checksum != CHECKSUM_CRC32C {
-            return Err(HeaderError::Invalid(format!("unknown checksum kind {}", h.checksum)));
+            return Err(HeaderError::Invalid(format!(
+                "unknown checksum kind {}",
+                h.checksum
+            )));
         }
         if h.flags & !FLAG_HAS_LABELS != 0 {
-            return Err(HeaderError::Invalid(format!("unknown header flags {:#x}", h.flags)));
+            return Err(HeaderError::Invalid(format!(
+                "unknown header flags {:#x}",
+                h.flags
+            )));
         }
         if h.has_labels() != (h.num_classes > 0) {
             return Err(HeaderError::Invalid(format!(
@@ -373,7 +386,10 @@ mod tests {
         for i in 0..HEADER_LEN * 8 {
             let mut c = b;
             c[i / 8] ^= 1 << (i % 8);
-            assert!(Header::decode(&c).is_err(), "bit {i} flipped but header accepted");
+            assert!(
+                Header::decode(&c).is_err(),
+                "bit {i} flipped but header accepted"
+            );
         }
     }
 

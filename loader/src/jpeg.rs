@@ -177,7 +177,11 @@ pub struct EncodeOptions {
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        EncodeOptions { quality: 90, subsampling: Subsampling::S420, progressive: false }
+        EncodeOptions {
+            quality: 90,
+            subsampling: Subsampling::S420,
+            progressive: false,
+        }
     }
 }
 
@@ -191,7 +195,9 @@ impl Handle {
     fn new(kind: tj::TJINIT) -> Result<Handle> {
         // SAFETY: tj3Init has no preconditions; it returns null on failure.
         let raw = unsafe { tj::tj3Init(kind as c_int) };
-        NonNull::new(raw).map(Handle).ok_or_else(|| Error::Jpeg("cannot create a TurboJPEG handle".into()))
+        NonNull::new(raw)
+            .map(Handle)
+            .ok_or_else(|| Error::Jpeg("cannot create a TurboJPEG handle".into()))
     }
 
     fn ptr(&self) -> tj::tjhandle {
@@ -247,7 +253,9 @@ pub struct Decoder {
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decoder").field("max_pixels", &self.max_pixels).finish_non_exhaustive()
+        f.debug_struct("Decoder")
+            .field("max_pixels", &self.max_pixels)
+            .finish_non_exhaustive()
     }
 }
 
@@ -261,7 +269,12 @@ impl Decoder {
     /// # Errors
     /// When TurboJPEG cannot allocate a handle.
     pub fn new() -> Result<Self> {
-        Ok(Decoder { handle: Self::fresh_handle(true)?, max_pixels: DEFAULT_MAX_PIXELS, stop_on_warning: true, cmyk: Vec::new() })
+        Ok(Decoder {
+            handle: Self::fresh_handle(true)?,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            stop_on_warning: true,
+            cmyk: Vec::new(),
+        })
     }
 
     fn fresh_handle(stop_on_warning: bool) -> Result<Handle> {
@@ -292,7 +305,8 @@ impl Decoder {
     /// Never in practice; TurboJPEG reports a failure to set the parameter.
     pub fn set_stop_on_warning(&mut self, stop: bool) -> Result<()> {
         self.stop_on_warning = stop;
-        self.handle.set(tj::TJPARAM_TJPARAM_STOPONWARNING, stop as c_int)
+        self.handle
+            .set(tj::TJPARAM_TJPARAM_STOPONWARNING, stop as c_int)
     }
 
     /// Reads the header.
@@ -301,7 +315,9 @@ impl Decoder {
     /// [`Error::Jpeg`] when the bytes are not a JPEG TurboJPEG understands.
     pub fn read_header(&mut self, data: &[u8]) -> Result<JpegHeader> {
         // SAFETY: data is a valid slice for the duration of the call.
-        let rc = unsafe { tj::tj3DecompressHeader(self.handle.ptr(), data.as_ptr(), data.len() as tj::size_t) };
+        let rc = unsafe {
+            tj::tj3DecompressHeader(self.handle.ptr(), data.as_ptr(), data.len() as tj::size_t)
+        };
         if rc != 0 {
             return Err(self.fail());
         }
@@ -313,7 +329,10 @@ impl Decoder {
             tj::TJCS_TJCS_YCCK => ColorSpace::Ycck,
             _ => ColorSpace::YCbCr,
         };
-        let (width, height) = (h.get(tj::TJPARAM_TJPARAM_JPEGWIDTH), h.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT));
+        let (width, height) = (
+            h.get(tj::TJPARAM_TJPARAM_JPEGWIDTH),
+            h.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT),
+        );
         if width <= 0 || height <= 0 {
             return Err(Error::Jpeg(format!("invalid dimensions {width}x{height}")));
         }
@@ -346,7 +365,10 @@ impl Decoder {
         let (w, h) = (scale.apply(header.width), scale.apply(header.height));
         let need = w as usize * h as usize * 3;
         if out.len() < need {
-            return Err(Error::InvalidArgument(format!("output buffer of {} bytes, need {need}", out.len())));
+            return Err(Error::InvalidArgument(format!(
+                "output buffer of {} bytes, need {need}",
+                out.len()
+            )));
         }
         self.set_scale(scale)?;
         if header.is_cmyk() {
@@ -384,7 +406,10 @@ impl Decoder {
     }
 
     fn set_scale(&mut self, scale: Scale) -> Result<()> {
-        let factor = tj::tjscalingfactor { num: 1, denom: scale.denom() as c_int };
+        let factor = tj::tjscalingfactor {
+            num: 1,
+            denom: scale.denom() as c_int,
+        };
         // SAFETY: the handle is valid; the factor is one TurboJPEG supports.
         if unsafe { tj::tj3SetScalingFactor(self.handle.ptr(), factor) } != 0 {
             return Err(self.fail());
@@ -392,11 +417,24 @@ impl Decoder {
         Ok(())
     }
 
-    fn decompress(&mut self, data: &[u8], out: &mut [u8], pitch: usize, pf: tj::TJPF) -> Result<()> {
+    fn decompress(
+        &mut self,
+        data: &[u8],
+        out: &mut [u8],
+        pitch: usize,
+        pf: tj::TJPF,
+    ) -> Result<()> {
         // SAFETY: the caller sized `out` for the scaled image at `pitch` bytes per row; the
         // header was read from the same `data` just before, so the sizes agree.
         let rc = unsafe {
-            tj::tj3Decompress8(self.handle.ptr(), data.as_ptr(), data.len() as tj::size_t, out.as_mut_ptr(), pitch as c_int, pf)
+            tj::tj3Decompress8(
+                self.handle.ptr(),
+                data.as_ptr(),
+                data.len() as tj::size_t,
+                out.as_mut_ptr(),
+                pitch as c_int,
+                pf,
+            )
         };
         if rc != 0 {
             return Err(self.fail());
@@ -432,7 +470,9 @@ impl Encoder {
     /// # Errors
     /// When TurboJPEG cannot allocate a handle.
     pub fn new() -> Result<Self> {
-        Ok(Encoder { handle: Handle::new(tj::TJINIT_TJINIT_COMPRESS)? })
+        Ok(Encoder {
+            handle: Handle::new(tj::TJINIT_TJINIT_COMPRESS)?,
+        })
     }
 
     /// Encodes `width x height` pixels of `format`, rows packed.
@@ -457,7 +497,10 @@ impl Encoder {
             )));
         }
         if !(1..=100).contains(&opts.quality) {
-            return Err(Error::InvalidArgument(format!("JPEG quality {} is not in 1..=100", opts.quality)));
+            return Err(Error::InvalidArgument(format!(
+                "JPEG quality {} is not in 1..=100",
+                opts.quality
+            )));
         }
         let (pf, subsamp) = match format {
             PixelFormat::Rgb => (tj::TJPF_TJPF_RGB, opts.subsampling.to_tj()),
@@ -479,7 +522,16 @@ impl Encoder {
         // SAFETY: pixels holds width*height*bpp bytes (checked above); TurboJPEG allocates
         // `buf`, which we copy and free exactly once.
         let rc = unsafe {
-            tj::tj3Compress8(h.ptr(), pixels.as_ptr(), width as c_int, 0, height as c_int, pf, &mut buf, &mut size)
+            tj::tj3Compress8(
+                h.ptr(),
+                pixels.as_ptr(),
+                width as c_int,
+                0,
+                height as c_int,
+                pf,
+                &mut buf,
+                &mut size,
+            )
         };
         let result = if rc != 0 {
             Err(h.error())
@@ -513,14 +565,29 @@ mod tests {
     fn round_trip_is_close() {
         let (w, h) = (64, 48);
         let rgb = gradient(w, h);
-        let opts = EncodeOptions { quality: 95, subsampling: Subsampling::S444, progressive: false };
-        let jpeg = Encoder::new().unwrap().encode(&rgb, w, h, PixelFormat::Rgb, &opts).unwrap();
+        let opts = EncodeOptions {
+            quality: 95,
+            subsampling: Subsampling::S444,
+            progressive: false,
+        };
+        let jpeg = Encoder::new()
+            .unwrap()
+            .encode(&rgb, w, h, PixelFormat::Rgb, &opts)
+            .unwrap();
         let mut dec = Decoder::new().unwrap();
         let hdr = dec.read_header(&jpeg).unwrap();
-        assert_eq!((hdr.width, hdr.height, hdr.subsampling), (w, h, Subsampling::S444));
+        assert_eq!(
+            (hdr.width, hdr.height, hdr.subsampling),
+            (w, h, Subsampling::S444)
+        );
         let mut out = vec![0; Decoder::rgb_len(&hdr, Scale::Full)];
         dec.decode_rgb(&jpeg, Scale::Full, &mut out).unwrap();
-        let max_err = rgb.iter().zip(&out).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        let max_err = rgb
+            .iter()
+            .zip(&out)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
         assert!(max_err <= 8, "max error {max_err}");
     }
 
@@ -529,7 +596,10 @@ mod tests {
         assert_eq!(Scale::Eighth.apply(500), 63);
         assert_eq!(Scale::Half.apply(375), 188);
         assert_eq!(Scale::strongest_keeping(500, 375, 224, 224), Scale::Full);
-        assert_eq!(Scale::strongest_keeping(2000, 1000, 224, 224), Scale::Quarter);
+        assert_eq!(
+            Scale::strongest_keeping(2000, 1000, 224, 224),
+            Scale::Quarter
+        );
         assert_eq!(Scale::strongest_keeping(2000, 1000, 10, 10), Scale::Eighth);
     }
 
@@ -538,14 +608,27 @@ mod tests {
         let cmyk = vec![255, 0, 128, 255];
         let jpeg = Encoder::new()
             .unwrap()
-            .encode(&cmyk.repeat(64), 8, 8, PixelFormat::Cmyk, &EncodeOptions { quality: 100, subsampling: Subsampling::S444, progressive: false })
+            .encode(
+                &cmyk.repeat(64),
+                8,
+                8,
+                PixelFormat::Cmyk,
+                &EncodeOptions {
+                    quality: 100,
+                    subsampling: Subsampling::S444,
+                    progressive: false,
+                },
+            )
             .unwrap();
         let mut dec = Decoder::new().unwrap();
         assert!(dec.read_header(&jpeg).unwrap().is_cmyk());
         let mut out = vec![0; 8 * 8 * 3];
         dec.decode_rgb(&jpeg, Scale::Full, &mut out).unwrap();
         for px in out.chunks(3) {
-            assert!(px[0] >= 250 && px[1] <= 5 && px[2].abs_diff(128) <= 4, "{px:?}");
+            assert!(
+                px[0] >= 250 && px[1] <= 5 && px[2].abs_diff(128) <= 4,
+                "{px:?}"
+            );
         }
     }
 
@@ -554,22 +637,34 @@ mod tests {
         let mut dec = Decoder::new().unwrap();
         assert!(dec.read_header(b"not a jpeg at all").is_err());
         let rgb = gradient(64, 64);
-        let jpeg = Encoder::new().unwrap().encode(&rgb, 64, 64, PixelFormat::Rgb, &EncodeOptions::default()).unwrap();
+        let jpeg = Encoder::new()
+            .unwrap()
+            .encode(&rgb, 64, 64, PixelFormat::Rgb, &EncodeOptions::default())
+            .unwrap();
         let cut = &jpeg[..jpeg.len() / 2];
         let mut out = vec![0; 64 * 64 * 3];
         assert!(dec.decode_rgb(cut, Scale::Full, &mut out).is_err());
         // The decoder still works after errors (libjpeg can stay stuck on a reused handle).
         assert!(dec.read_header(b"\xff\xd8\xffnot really").is_err());
-        assert_eq!(dec.decode_rgb(&jpeg, Scale::Full, &mut out).unwrap(), (64, 64));
+        assert_eq!(
+            dec.decode_rgb(&jpeg, Scale::Full, &mut out).unwrap(),
+            (64, 64)
+        );
     }
 
     #[test]
     fn pixel_limit_is_checked_before_decoding() {
         let rgb = gradient(40, 30);
-        let jpeg = Encoder::new().unwrap().encode(&rgb, 40, 30, PixelFormat::Rgb, &EncodeOptions::default()).unwrap();
+        let jpeg = Encoder::new()
+            .unwrap()
+            .encode(&rgb, 40, 30, PixelFormat::Rgb, &EncodeOptions::default())
+            .unwrap();
         let mut dec = Decoder::new().unwrap();
         dec.set_max_pixels(1000);
         let mut out = vec![0; 40 * 30 * 3];
-        assert!(matches!(dec.decode_rgb(&jpeg, Scale::Full, &mut out), Err(Error::TooManyPixels { .. })));
+        assert!(matches!(
+            dec.decode_rgb(&jpeg, Scale::Full, &mut out),
+            Err(Error::TooManyPixels { .. })
+        ));
     }
 }

@@ -87,7 +87,10 @@ impl RecordFile {
         let file = File::open(&path).at("cannot open", &path)?;
         let len = file.metadata().at("cannot stat", &path)?.len();
         let p = path.clone();
-        let bad = move |reason: String| Error::Format { path: p.clone(), reason };
+        let bad = move |reason: String| Error::Format {
+            path: p.clone(),
+            reason,
+        };
         if len < HEADER_LEN as u64 {
             return Err(bad(format!(
                 "file is {len} bytes, shorter than the {HEADER_LEN}-byte header (truncated, or not a record file)"
@@ -101,7 +104,11 @@ impl RecordFile {
                 return Err(bad("bad magic bytes: not a uic record file".into()));
             }
             Err(HeaderError::Version(found)) => {
-                return Err(Error::Version { path, found, supported: VERSION });
+                return Err(Error::Version {
+                    path,
+                    found,
+                    supported: VERSION,
+                });
             }
             Err(HeaderError::Short(n)) => return Err(bad(format!("header is only {n} bytes"))),
             Err(HeaderError::Invalid(reason)) => return Err(bad(reason)),
@@ -112,9 +119,12 @@ impl RecordFile {
                 header.file_len
             )));
         }
-        let samples_len = header
-            .samples_len()
-            .ok_or_else(|| bad(format!("{} samples overflow the sample table", header.num_samples)))?;
+        let samples_len = header.samples_len().ok_or_else(|| {
+            bad(format!(
+                "{} samples overflow the sample table",
+                header.num_samples
+            ))
+        })?;
         // The regions, in file order, must not overlap and must end inside the file.
         let regions = [
             ("data region", header.data_offset, header.data_len),
@@ -125,33 +135,64 @@ impl RecordFile {
         let mut prev_end = HEADER_LEN as u64;
         for (name, off, n) in regions {
             let end = off.checked_add(n).filter(|&e| e <= len).ok_or_else(|| {
-                bad(format!("{name} at {off}+{n} runs past the end of the {len}-byte file"))
+                bad(format!(
+                    "{name} at {off}+{n} runs past the end of the {len}-byte file"
+                ))
             })?;
             if off < prev_end {
-                return Err(bad(format!("{name} at {off} overlaps the region before it (ends at {prev_end})")));
+                return Err(bad(format!(
+                    "{name} at {off} overlaps the region before it (ends at {prev_end})"
+                )));
             }
             prev_end = end;
         }
         if header.data_offset % header.align as u64 != 0 {
-            return Err(bad(format!("data region at {} is not {}-aligned", header.data_offset, header.align)));
+            return Err(bad(format!(
+                "data region at {} is not {}-aligned",
+                header.data_offset, header.align
+            )));
         }
         let tables = header.samples_offset as usize..len as usize;
-        let mut crc = crc32c::crc32c(&map[header.samples_offset as usize..][..samples_len as usize]);
-        crc = crc32c::crc32c_append(crc, &map[header.classes_offset as usize..][..header.classes_len as usize]);
-        crc = crc32c::crc32c_append(crc, &map[header.paths_offset as usize..][..header.paths_len as usize]);
+        let mut crc =
+            crc32c::crc32c(&map[header.samples_offset as usize..][..samples_len as usize]);
+        crc = crc32c::crc32c_append(
+            crc,
+            &map[header.classes_offset as usize..][..header.classes_len as usize],
+        );
+        crc = crc32c::crc32c_append(
+            crc,
+            &map[header.paths_offset as usize..][..header.paths_len as usize],
+        );
         if crc != header.tables_crc {
             return Err(bad(format!(
                 "table checksum mismatch (stored {:#010x}, computed {crc:#010x}): the tables at {}..{} were altered",
                 header.tables_crc, tables.start, tables.end
             )));
         }
-        let classes = string_table(&map, header.classes_offset, header.classes_len, header.num_classes as u64)
-            .map_err(|r| bad(format!("class table: {r}")))?;
-        let paths = string_table(&map, header.paths_offset, header.paths_len, header.num_samples)
-            .map_err(|r| bad(format!("path table: {r}")))?;
-        let f = RecordFile { map, path, header, classes, paths };
+        let classes = string_table(
+            &map,
+            header.classes_offset,
+            header.classes_len,
+            header.num_classes as u64,
+        )
+        .map_err(|r| bad(format!("class table: {r}")))?;
+        let paths = string_table(
+            &map,
+            header.paths_offset,
+            header.paths_len,
+            header.num_samples,
+        )
+        .map_err(|r| bad(format!("path table: {r}")))?;
+        let f = RecordFile {
+            map,
+            path,
+            header,
+            classes,
+            paths,
+        };
         for i in 0..f.len() {
-            f.check_entry(i).map_err(|r| bad(format!("sample {i} ({}): {r}", f.source_path_lossy(i))))?;
+            f.check_entry(i)
+                .map_err(|r| bad(format!("sample {i} ({}): {r}", f.source_path_lossy(i))))?;
         }
         Ok(f)
     }
@@ -160,7 +201,10 @@ impl RecordFile {
         let e = self.entry(i);
         let h = &self.header;
         if e.mode != h.mode.code() {
-            return Err(format!("storage mode code {} differs from the file's {}", e.mode, h.mode));
+            return Err(format!(
+                "storage mode code {} differs from the file's {}",
+                e.mode, h.mode
+            ));
         }
         if e.channels != 3 {
             return Err(format!("{} channels, expected 3", e.channels));
@@ -169,7 +213,10 @@ impl RecordFile {
             return Err(format!("unknown flags {:#x}", e.flags));
         }
         if e.len == 0 || e.width == 0 || e.height == 0 {
-            return Err(format!("empty record ({} bytes, {}x{})", e.len, e.width, e.height));
+            return Err(format!(
+                "empty record ({} bytes, {}x{})",
+                e.len, e.width, e.height
+            ));
         }
         let data_end = h.data_offset + h.data_len;
         let end = e.offset.checked_add(e.len as u64);
@@ -183,7 +230,10 @@ impl RecordFile {
             return Err(format!("data at {} is not {}-aligned", e.offset, h.align));
         }
         if h.mode == StorageMode::Raw && e.len as u64 != e.width as u64 * e.height as u64 * 3 {
-            return Err(format!("raw record of {} bytes for a {}x{} image", e.len, e.width, e.height));
+            return Err(format!(
+                "raw record of {} bytes for a {}x{} image",
+                e.len, e.width, e.height
+            ));
         }
         match (h.has_labels(), e.label) {
             (true, l) if l < h.num_classes => Ok(()),
@@ -243,13 +293,19 @@ impl RecordFile {
     /// # Panics
     /// If `c >= num_classes()`.
     pub fn class_name(&self, c: usize) -> Cow<'_, str> {
-        assert!(c < self.num_classes(), "class {c} out of range ({} classes)", self.num_classes());
+        assert!(
+            c < self.num_classes(),
+            "class {c} out of range ({} classes)",
+            self.num_classes()
+        );
         String::from_utf8_lossy(self.string(&self.classes, c))
     }
 
     /// All class names, in label order.
     pub fn class_names(&self) -> Vec<Cow<'_, str>> {
-        (0..self.num_classes()).map(|c| self.class_name(c)).collect()
+        (0..self.num_classes())
+            .map(|c| self.class_name(c))
+            .collect()
     }
 
     /// The source path of sample `i`, relative to the conversion's input root, as raw bytes.
@@ -257,7 +313,11 @@ impl RecordFile {
     /// # Panics
     /// If `i >= len()`.
     pub fn source_path(&self, i: usize) -> &[u8] {
-        assert!(i < self.len(), "sample {i} out of range ({} samples)", self.len());
+        assert!(
+            i < self.len(),
+            "sample {i} out of range ({} samples)",
+            self.len()
+        );
         self.string(&self.paths, i)
     }
 
@@ -292,17 +352,22 @@ impl RecordFile {
     /// # Panics
     /// If `i >= len()`.
     pub fn sample(&self, i: usize) -> Sample<'_> {
-        self.get(i).unwrap_or_else(|| panic!("sample {i} out of range ({} samples)", self.len()))
+        self.get(i)
+            .unwrap_or_else(|| panic!("sample {i} out of range ({} samples)", self.len()))
     }
 
     /// The label of every sample (`None` for an unlabeled dataset), in index order.
     pub fn labels(&self) -> Option<Vec<u32>> {
-        self.has_labels().then(|| (0..self.len()).map(|i| self.entry(i).label).collect())
+        self.has_labels()
+            .then(|| (0..self.len()).map(|i| self.entry(i).label).collect())
     }
 
     /// The file offset and length of every record, in index order (for page planning).
     pub fn extents(&self) -> Vec<(u64, u32)> {
-        (0..self.len()).map(|i| self.entry(i)).map(|e| (e.offset, e.len)).collect()
+        (0..self.len())
+            .map(|i| self.entry(i))
+            .map(|e| (e.offset, e.len))
+            .collect()
     }
 
     /// Recomputes every record's checksum (in parallel) and returns those that differ,
@@ -324,7 +389,12 @@ impl RecordFile {
     }
 }
 
-fn string_table(map: &[u8], off: u64, len: u64, expected: u64) -> std::result::Result<StringTable, String> {
+fn string_table(
+    map: &[u8],
+    off: u64,
+    len: u64,
+    expected: u64,
+) -> std::result::Result<StringTable, String> {
     let (off, len) = (off as usize, len as usize);
     if len < 16 {
         return Err(format!("{len} bytes is too short"));
@@ -337,7 +407,8 @@ fn string_table(map: &[u8], off: u64, len: u64, expected: u64) -> std::result::R
         .checked_add(1)
         .and_then(|n| n.checked_mul(8))
         .filter(|&n| n <= (len - 8) as u64)
-        .ok_or_else(|| format!("{count} offsets do not fit in {len} bytes"))? as usize;
+        .ok_or_else(|| format!("{count} offsets do not fit in {len} bytes"))?
+        as usize;
     let offsets_at = off + 8;
     let blob = offsets_at + offsets_len..off + len;
     let mut prev = 0u64;
@@ -349,7 +420,10 @@ fn string_table(map: &[u8], off: u64, len: u64, expected: u64) -> std::result::R
         prev = o;
     }
     if prev != blob.len() as u64 {
-        return Err(format!("strings end at {prev} but the blob is {} bytes", blob.len()));
+        return Err(format!(
+            "strings end at {prev} but the blob is {} bytes",
+            blob.len()
+        ));
     }
     Ok(StringTable { offsets_at, blob })
 }

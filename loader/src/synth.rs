@@ -13,8 +13,12 @@ use crate::error::{IoContext, Result};
 use crate::jpeg::{EncodeOptions, Encoder, PixelFormat};
 
 const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
-const COLOURS: [(&str, [f32; 3]); 4] =
-    [("red", [220.0, 40.0, 40.0]), ("green", [40.0, 190.0, 60.0]), ("blue", [40.0, 80.0, 220.0]), ("yellow", [230.0, 210.0, 40.0])];
+const COLOURS: [(&str, [f32; 3]); 4] = [
+    ("red", [220.0, 40.0, 40.0]),
+    ("green", [40.0, 190.0, 60.0]),
+    ("blue", [40.0, 80.0, 220.0]),
+    ("yellow", [230.0, 210.0, 40.0]),
+];
 const TEXTURES: [&str; 2] = ["plain", "striped"];
 
 /// Number of distinct latent classes [`render`] can draw.
@@ -35,7 +39,12 @@ pub struct SynthOptions {
 
 impl Default for SynthOptions {
     fn default() -> Self {
-        SynthOptions { classes: 16, per_class: 64, size: 64, seed: 0 }
+        SynthOptions {
+            classes: 16,
+            per_class: 64,
+            size: 64,
+            seed: 0,
+        }
     }
 }
 
@@ -49,7 +58,8 @@ pub fn class_name(c: usize) -> String {
 
 /// Draws image `index` of latent class `class` as packed RGB, `size x size`.
 pub fn render(class: usize, index: usize, size: u32, seed: u64) -> Vec<u8> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ (class as u64) << 32 ^ index as u64 ^ 0x5eed_5eed);
+    let mut rng =
+        Xoshiro256PlusPlus::seed_from_u64(seed ^ (class as u64) << 32 ^ index as u64 ^ 0x5eed_5eed);
     let shape = class % SHAPES.len();
     let mut colour = COLOURS[(class / SHAPES.len()) % COLOURS.len()].1;
     let striped = (class / (SHAPES.len() * COLOURS.len())) % TEXTURES.len() == 1;
@@ -70,12 +80,18 @@ pub fn render(class: usize, index: usize, size: u32, seed: u64) -> Vec<u8> {
                 0 => dx * dx + dy * dy <= r * r,
                 1 => dx.abs() <= 0.8 * r && dy.abs() <= 0.8 * r,
                 2 => dy <= 0.8 * r && dy >= -r && dx.abs() <= (dy + r) * 0.55,
-                _ => (dx.abs() <= r / 3.0 && dy.abs() <= r) || (dy.abs() <= r / 3.0 && dx.abs() <= r),
+                _ => {
+                    (dx.abs() <= r / 3.0 && dy.abs() <= r) || (dy.abs() <= r / 3.0 && dx.abs() <= r)
+                }
             };
             let noise: f32 = rng.gen_range(-12.0..12.0);
             for c in 0..3 {
                 let v = if inside {
-                    let shade = if striped && ((x + y) / 3) % 2 == 0 { 0.55 } else { 1.0 };
+                    let shade = if striped && ((x + y) / 3) % 2 == 0 {
+                        0.55
+                    } else {
+                        1.0
+                    };
                     colour[c] * shade
                 } else {
                     bg + bg_tint[c]
@@ -100,7 +116,13 @@ pub fn write_image_folder(dir: &Path, opts: &SynthOptions) -> Result<Vec<PathBuf
         std::fs::create_dir_all(&class_dir).at("cannot create", &class_dir)?;
         for i in 0..opts.per_class {
             let rgb = render(c, i, opts.size, opts.seed);
-            let jpeg = encoder.encode(&rgb, opts.size, opts.size, PixelFormat::Rgb, &EncodeOptions::default())?;
+            let jpeg = encoder.encode(
+                &rgb,
+                opts.size,
+                opts.size,
+                PixelFormat::Rgb,
+                &EncodeOptions::default(),
+            )?;
             let path = class_dir.join(format!("{i:05}.jpg"));
             std::fs::write(&path, jpeg).at("cannot write", &path)?;
             written.push(path);

@@ -25,11 +25,20 @@ pub struct WriterOptions {
     pub align: u32,
     /// Class names; empty for an unlabeled dataset. Labels index into this list.
     pub classes: Vec<Vec<u8>>,
+    /// FFCV-style page grouping: no record smaller than this many bytes straddles a
+    /// multiple of it (padding instead). `None` (the default) packs records; this exists to
+    /// measure the choice (see docs/format.md), and readers need not know it was used.
+    pub group: Option<u64>,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { mode: StorageMode::Jpeg, align: DEFAULT_ALIGN, classes: Vec::new() }
+        WriterOptions {
+            mode: StorageMode::Jpeg,
+            align: DEFAULT_ALIGN,
+            classes: Vec::new(),
+            group: None,
+        }
     }
 }
 
@@ -100,6 +109,14 @@ impl RecordWriter {
     /// An invalid alignment, more than `u32::MAX - 1` classes, or an I/O error.
     pub fn create(path: impl AsRef<Path>, opts: WriterOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        if opts
+            .group
+            .is_some_and(|g| !g.is_power_of_two() || g < opts.align as u64)
+        {
+            return Err(Error::InvalidArgument(
+                "page group must be a power of two, at least the alignment".into(),
+            ));
+        }
         if !opts.align.is_power_of_two() || opts.align < 8 {
             return Err(Error::InvalidArgument(format!(
                 "record alignment {} must be a power of two of at least 8",
@@ -107,11 +124,14 @@ impl RecordWriter {
             )));
         }
         if opts.classes.len() >= NO_LABEL as usize {
-            return Err(Error::InvalidArgument(format!("{} classes is too many", opts.classes.len())));
+            return Err(Error::InvalidArgument(format!(
+                "{} classes is too many",
+                opts.classes.len()
+            )));
         }
-        let name = path
-            .file_name()
-            .ok_or_else(|| Error::InvalidArgument(format!("output {} has no file name", path.display())))?;
+        let name = path.file_name().ok_or_else(|| {
+            Error::InvalidArgument(format!("output {} has no file name", path.display()))
+        })?;
         let mut tmp_name = name.to_os_string();
         tmp_name.push(format!(".tmp{}", std::process::id()));
         let tmp_path = path.with_file_name(tmp_name);
@@ -119,7 +139,8 @@ impl RecordWriter {
         let mut out = BufWriter::with_capacity(1 << 20, file);
         // A zero header until finish(): the file cannot be mistaken for a valid one.
         let data_offset = align_up(HEADER_LEN as u64, opts.align as u64);
-        out.write_all(&vec![0u8; data_offset as usize]).at("cannot write", &tmp_path)?;
+        out.write_all(&vec![0u8; data_offset as usize])
+            .at("cannot write", &tmp_path)?;
         Ok(RecordWriter {
             out,
             tmp_path,
@@ -184,8 +205,19 @@ impl RecordWriter {
             )));
         }
         let len = u32::try_from(s.data.len()).map_err(|_| {
-            Error::InvalidArgument(format!("record of {} is over 4 GiB", String::from_utf8_lossy(s.source)))
+            Error::InvalidArgument(format!(
+                "record of {} is over 4 GiB",
+                String::from_utf8_lossy(s.source)
+            ))
         })?;
+        if let Some(group) = self.opts.group {
+            let start_in_group = self.pos % group;
+            if start_in_group + len as u64 > group && (len as u64) <= group {
+                let next = align_up(self.pos, group.max(self.opts.align as u64));
+                self.write_zeros(next - self.pos)?;
+                self.pos = next;
+            }
+        }
         let entry = Entry {
             offset: self.pos,
             len,
@@ -197,7 +229,9 @@ impl RecordWriter {
             channels: 3,
             flags: if s.converted { ENTRY_CONVERTED } else { 0 },
         };
-        self.out.write_all(s.data).at("cannot write", &self.tmp_path)?;
+        self.out
+            .write_all(s.data)
+            .at("cannot write", &self.tmp_path)?;
         let end = self.pos + len as u64;
         let next = align_up(end, self.opts.align as u64);
         self.write_zeros(next - end)?;
@@ -226,7 +260,11 @@ impl RecordWriter {
         crc = crc32c::crc32c_append(crc, &paths);
         let header = Header {
             version: VERSION,
-            flags: if self.opts.classes.is_empty() { 0 } else { FLAG_HAS_LABELS },
+            flags: if self.opts.classes.is_empty() {
+                0
+            } else {
+                FLAG_HAS_LABELS
+            },
             align: self.opts.align,
             num_samples: self.paths.len() as u64,
             num_classes: self.opts.classes.len() as u32,
@@ -268,7 +306,9 @@ impl RecordWriter {
         const ZEROS: [u8; 4096] = [0; 4096];
         while n > 0 {
             let k = n.min(ZEROS.len() as u64) as usize;
-            self.out.write_all(&ZEROS[..k]).at("cannot write", &self.tmp_path)?;
+            self.out
+                .write_all(&ZEROS[..k])
+                .at("cannot write", &self.tmp_path)?;
             n -= k as u64;
         }
         Ok(())

@@ -23,7 +23,11 @@ pub fn jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {
 }
 
 pub fn encode(px: &[u8], w: u32, h: u32, f: PixelFormat, progressive: bool) -> Vec<u8> {
-    let opts = EncodeOptions { quality: 90, subsampling: Subsampling::S420, progressive };
+    let opts = EncodeOptions {
+        quality: 90,
+        subsampling: Subsampling::S420,
+        progressive,
+    };
     Encoder::new().unwrap().encode(px, w, h, f, &opts).unwrap()
 }
 
@@ -37,7 +41,10 @@ pub fn png(w: u32, h: u32) -> Vec<u8> {
 /// A JPEG whose SOF header declares `w x h` (no matching data): a decompression bomb.
 pub fn bomb(w: u16, h: u16) -> Vec<u8> {
     let mut b = jpeg(16, 16, 1);
-    let sof = b.windows(2).position(|m| m == [0xff, 0xc0]).expect("baseline SOF0 marker");
+    let sof = b
+        .windows(2)
+        .position(|m| m == [0xff, 0xc0])
+        .expect("baseline SOF0 marker");
     b[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
     b[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
     b
@@ -52,8 +59,14 @@ pub fn write(path: &Path, bytes: &[u8]) {
 pub fn image_folder(root: &Path, classes: usize, per_class: usize) {
     for c in 0..classes {
         for i in 0..per_class {
-            let (w, h) = (17 + (i as u32 * 13) % 50, 11 + (c as u32 * 7 + i as u32) % 40);
-            write(&root.join(format!("class{c}/img{i:03}.jpg")), &jpeg(w, h, (c * 100 + i) as u32));
+            let (w, h) = (
+                17 + (i as u32 * 13) % 50,
+                11 + (c as u32 * 7 + i as u32) % 40,
+            );
+            write(
+                &root.join(format!("class{c}/img{i:03}.jpg")),
+                &jpeg(w, h, (c * 100 + i) as u32),
+            );
         }
     }
 }

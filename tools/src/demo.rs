@@ -30,11 +30,22 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let images = a.out.join("images");
     if images.exists() {
-        std::fs::remove_dir_all(&images).with_context(|| format!("cannot clear {}", images.display()))?;
+        std::fs::remove_dir_all(&images)
+            .with_context(|| format!("cannot clear {}", images.display()))?;
     }
-    let opts = SynthOptions { classes: a.classes, per_class: a.per_class, size: a.size, seed: a.seed };
+    let opts = SynthOptions {
+        classes: a.classes,
+        per_class: a.per_class,
+        size: a.size,
+        seed: a.seed,
+    };
     let files = synth::write_image_folder(&images, &opts)?;
-    println!("1. generated {} synthetic JPEGs of {} latent classes in {}", files.len(), opts.classes.min(synth::MAX_CLASSES), images.display());
+    println!(
+        "1. generated {} synthetic JPEGs of {} latent classes in {}",
+        files.len(),
+        opts.classes.min(synth::MAX_CLASSES),
+        images.display()
+    );
 
     let record = a.out.join("synthetic.uicr");
     let report = convert::convert(&images, &record, &ConvertOptions::default(), &|_| {})?;

@@ -35,7 +35,14 @@ impl Dist {
         v.sort_unstable();
         let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
         let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
-        Some(Dist { min: v[0], p10: q(0.1), p50: q(0.5), p90: q(0.9), max: v[v.len() - 1], mean })
+        Some(Dist {
+            min: v[0],
+            p10: q(0.1),
+            p50: q(0.5),
+            p90: q(0.9),
+            max: v[v.len() - 1],
+            mean,
+        })
     }
 }
 
@@ -101,7 +108,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         classes: counts
             .iter()
             .enumerate()
-            .map(|(c, &count)| ClassCount { name: f.class_name(c).into_owned(), count })
+            .map(|(c, &count)| ClassCount {
+                name: f.class_name(c).into_owned(),
+                count,
+            })
             .collect(),
     };
     if a.json {
@@ -109,10 +119,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("file      {} ({} bytes)", info.path, info.file_bytes);
-    println!("format    version {}, {} storage, records aligned to {} bytes", info.version, info.mode, info.align);
-    println!("samples   {} ({} stored converted, not as the source bytes)", n, info.converted);
+    println!(
+        "format    version {}, {} storage, records aligned to {} bytes",
+        info.version, info.mode, info.align
+    );
+    println!(
+        "samples   {} ({} stored converted, not as the source bytes)",
+        n, info.converted
+    );
     let payload_pct = 100.0 * info.payload_bytes as f64 / info.file_bytes.max(1) as f64;
-    println!("payload   {} bytes ({payload_pct:.1}% of the file)", info.payload_bytes);
+    println!(
+        "payload   {} bytes ({payload_pct:.1}% of the file)",
+        info.payload_bytes
+    );
     if let (Some(w), Some(hh), Some(b)) = (&info.width, &info.height, &info.bytes) {
         println!("width     {w}");
         println!("height    {hh}");
@@ -121,13 +140,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if info.num_classes == 0 {
         println!("classes   none (unlabeled)");
     } else {
-        println!("classes   {}; images per class: {}", info.num_classes, info.class_sizes.as_ref().expect("classes"));
+        println!(
+            "classes   {}; images per class: {}",
+            info.num_classes,
+            info.class_sizes.as_ref().expect("classes")
+        );
         let shown = info.classes.len().min(10);
         for c in &info.classes[..shown] {
             println!("          {:>8}  {}", c.count, c.name);
         }
         if info.classes.len() > shown {
-            println!("          ... {} more (--json lists all)", info.classes.len() - shown);
+            println!(
+                "          ... {} more (--json lists all)",
+                info.classes.len() - shown
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

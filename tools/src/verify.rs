@@ -33,13 +33,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
             );
         }
         if bad.is_empty() {
-            println!("ok: all {} records match their checksums ({})", f.len(), a.file.display());
+            println!(
+                "ok: all {} records match their checksums ({})",
+                f.len(),
+                a.file.display()
+            );
         }
     }
     if bad.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("error: {} of {} records are corrupt ({})", bad.len(), f.len(), a.file.display());
+        eprintln!(
+            "error: {} of {} records are corrupt ({})",
+            bad.len(),
+            f.len(),
+            a.file.display()
+        );
         Ok(ExitCode::FAILURE)
     }
 }

@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 use uic_loader::jpeg::{EncodeOptions, Encoder, PixelFormat};
 
 fn uic(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uic")).args(args).output().expect("run uic")
+    Command::new(env!("CARGO_BIN_EXE_uic"))
+        .args(args)
+        .output()
+        .expect("run uic")
 }
 
 fn text(b: &[u8]) -> String {
@@ -15,7 +18,10 @@ fn text(b: &[u8]) -> String {
 
 fn write_jpeg(path: &Path, w: u32, h: u32) {
     let px: Vec<u8> = (0..w * h * 3).map(|i| (i % 251) as u8).collect();
-    let jpeg = Encoder::new().unwrap().encode(&px, w, h, PixelFormat::Rgb, &EncodeOptions::default()).unwrap();
+    let jpeg = Encoder::new()
+        .unwrap()
+        .encode(&px, w, h, PixelFormat::Rgb, &EncodeOptions::default())
+        .unwrap();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, jpeg).unwrap();
 }
@@ -23,7 +29,10 @@ fn write_jpeg(path: &Path, w: u32, h: u32) {
 fn assert_clean_error(out: &Output) {
     let err = text(&out.stderr);
     assert!(!out.status.success(), "expected failure, stderr: {err}");
-    assert!(err.lines().any(|l| l.starts_with("error: ")), "no `error:` line: {err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("error: ")),
+        "no `error:` line: {err}"
+    );
     assert!(!err.contains("panicked"), "a panic reached the user: {err}");
 }
 
@@ -36,12 +45,24 @@ fn convert_inspect_verify_contract() {
     write_jpeg(&input.join("dogs/3.jpg"), 25, 25);
     std::fs::write(input.join("dogs/bad.jpg"), b"\xff\xd8\xffgarbage").unwrap();
     let out = dir.path().join("out.uicr");
-    let o = uic(&["convert", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--threads", "2"]);
+    let o = uic(&[
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--threads",
+        "2",
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("1 skipped"), "summary line: {}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("1 skipped"),
+        "summary line: {}",
+        text(&o.stderr)
+    );
 
     let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("out.uicr.report.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("out.uicr.report.json")).unwrap())
+            .unwrap();
     assert_eq!(report["kept"], 3);
     assert_eq!(report["skipped"][0]["path"], "dogs/bad.jpg");
     assert!(report["converted"].as_array().unwrap().is_empty());
@@ -49,8 +70,14 @@ fn convert_inspect_verify_contract() {
     let o = uic(&["inspect", out.to_str().unwrap(), "--json"]);
     assert!(o.status.success());
     let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!((info["num_samples"].as_u64(), info["num_classes"].as_u64()), (Some(3), Some(2)));
-    assert_eq!((info["mode"].as_str(), info["version"].as_u64()), (Some("jpeg"), Some(1)));
+    assert_eq!(
+        (info["num_samples"].as_u64(), info["num_classes"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(
+        (info["mode"].as_str(), info["version"].as_u64()),
+        (Some("jpeg"), Some(1))
+    );
     let o = uic(&["inspect", out.to_str().unwrap()]);
     assert!(text(&o.stdout).contains("cats") && text(&o.stdout).contains("dogs"));
 
@@ -68,12 +95,22 @@ fn convert_inspect_verify_contract() {
     std::fs::write(&out, bytes).unwrap();
     let o = uic(&["verify", out.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(text(&o.stdout).contains("bad record 1 (cats/2.jpg)"), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("bad record 1 (cats/2.jpg)"),
+        "{}",
+        text(&o.stdout)
+    );
     assert_clean_error(&o);
 
     // --strict turns the skip into a failure.
     let strict = dir.path().join("strict.uicr");
-    let o = uic(&["convert", input.to_str().unwrap(), "-o", strict.to_str().unwrap(), "--strict"]);
+    let o = uic(&[
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        strict.to_str().unwrap(),
+        "--strict",
+    ]);
     assert_clean_error(&o);
     assert!(!strict.exists());
 }
@@ -94,11 +131,23 @@ fn errors_are_one_clean_line_with_the_file() {
 
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let o = uic(&["convert", empty.to_str().unwrap(), "-o", dir.path().join("e.uicr").to_str().unwrap()]);
+    let o = uic(&[
+        "convert",
+        empty.to_str().unwrap(),
+        "-o",
+        dir.path().join("e.uicr").to_str().unwrap(),
+    ]);
     assert_clean_error(&o);
     assert!(text(&o.stderr).contains("no usable image"));
 
-    let o = uic(&["convert", empty.to_str().unwrap(), "-o", "x.uicr", "--mode", "png"]);
+    let o = uic(&[
+        "convert",
+        empty.to_str().unwrap(),
+        "-o",
+        "x.uicr",
+        "--mode",
+        "png",
+    ]);
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("unknown storage mode"));
 }

@@ -10,7 +10,7 @@ mod report;
 mod run;
 mod source;
 
-pub use prepare::{fit_within, prepare, Codec, Prepared, PrepareOptions};
+pub use prepare::{fit_within, prepare, Codec, PrepareOptions, Prepared};
 pub use report::{Report, ReportEntry};
 pub use run::{convert, report_path, ConvertOptions, Progress};
 pub use source::{discover, Layout, SourceItem, SourceOptions, Sources, IMAGE_EXTENSIONS};

@@ -57,7 +57,11 @@ impl Codec {
     /// # Errors
     /// When TurboJPEG cannot allocate a handle.
     pub fn new() -> Result<Self> {
-        Ok(Codec { decoder: Decoder::new()?, encoder: Encoder::new()?, resizer: fr::Resizer::new() })
+        Ok(Codec {
+            decoder: Decoder::new()?,
+            encoder: Encoder::new()?,
+            resizer: fr::Resizer::new(),
+        })
     }
 }
 
@@ -84,7 +88,11 @@ fn is_jpeg(bytes: &[u8]) -> bool {
 /// - CMYK/YCCK JPEGs, other formats (PNG, BMP, GIF, TIFF, WebP) and every image in re-encode
 ///   or raw mode are decoded to RGB, downscaled to `max_side` if needed, and stored as a
 ///   4:2:0 JPEG of the given quality, or as raw pixels.
-pub fn prepare(bytes: &[u8], opts: &PrepareOptions, codec: &mut Codec) -> std::result::Result<Prepared, String> {
+pub fn prepare(
+    bytes: &[u8],
+    opts: &PrepareOptions,
+    codec: &mut Codec,
+) -> std::result::Result<Prepared, String> {
     if bytes.is_empty() {
         return Err("empty file (0 bytes)".into());
     }
@@ -95,27 +103,52 @@ pub fn prepare(bytes: &[u8], opts: &PrepareOptions, codec: &mut Codec) -> std::r
     }
 }
 
-fn prepare_jpeg(bytes: &[u8], opts: &PrepareOptions, codec: &mut Codec) -> std::result::Result<Prepared, String> {
+fn prepare_jpeg(
+    bytes: &[u8],
+    opts: &PrepareOptions,
+    codec: &mut Codec,
+) -> std::result::Result<Prepared, String> {
     codec.decoder.set_max_pixels(opts.max_pixels);
-    let header = codec.decoder.read_header(bytes).map_err(|e| format!("not a decodable JPEG: {e}"))?;
+    let header = codec
+        .decoder
+        .read_header(bytes)
+        .map_err(|e| format!("not a decodable JPEG: {e}"))?;
     let (tw, th) = fit_within(header.width, header.height, opts.max_side);
     let passthrough = opts.mode == StorageMode::Jpeg && !opts.reencode && !header.is_cmyk();
     if passthrough {
         // Validate by decoding at 1/8: every coefficient is still entropy-decoded, so
         // corrupt or truncated data fails (warnings are errors), at a fraction of the cost.
         let mut scratch = vec![0u8; Decoder::rgb_len(&header, Scale::Eighth)];
-        codec.decoder.decode_rgb(bytes, Scale::Eighth, &mut scratch).map_err(|e| decode_reason(&e))?;
-        return Ok(Prepared { data: bytes.to_vec(), width: header.width, height: header.height, converted: false, note: None });
+        codec
+            .decoder
+            .decode_rgb(bytes, Scale::Eighth, &mut scratch)
+            .map_err(|e| decode_reason(&e))?;
+        return Ok(Prepared {
+            data: bytes.to_vec(),
+            width: header.width,
+            height: header.height,
+            converted: false,
+            note: None,
+        });
     }
     let scale = Scale::strongest_keeping(header.width, header.height, tw, th);
     let mut rgb = vec![0u8; Decoder::rgb_len(&header, scale)];
-    let (sw, sh) = codec.decoder.decode_rgb(bytes, scale, &mut rgb).map_err(|e| decode_reason(&e))?;
-    let note = (header.is_cmyk() && opts.mode == StorageMode::Jpeg).then(|| cmyk_note(&header, opts));
+    let (sw, sh) = codec
+        .decoder
+        .decode_rgb(bytes, scale, &mut rgb)
+        .map_err(|e| decode_reason(&e))?;
+    let note =
+        (header.is_cmyk() && opts.mode == StorageMode::Jpeg).then(|| cmyk_note(&header, opts));
     finish(rgb, sw, sh, tw, th, opts, codec, note)
 }
 
 fn cmyk_note(header: &JpegHeader, opts: &PrepareOptions) -> String {
-    format!("{:?} JPEG converted to RGB and re-encoded (quality {})", header.color_space, opts.quality).replace("Ycck", "YCCK").replace("Cmyk", "CMYK")
+    format!(
+        "{:?} JPEG converted to RGB and re-encoded (quality {})",
+        header.color_space, opts.quality
+    )
+    .replace("Ycck", "YCCK")
+    .replace("Cmyk", "CMYK")
 }
 
 fn decode_reason(e: &Error) -> String {
@@ -125,7 +158,11 @@ fn decode_reason(e: &Error) -> String {
     }
 }
 
-fn prepare_other(bytes: &[u8], opts: &PrepareOptions, codec: &mut Codec) -> std::result::Result<Prepared, String> {
+fn prepare_other(
+    bytes: &[u8],
+    opts: &PrepareOptions,
+    codec: &mut Codec,
+) -> std::result::Result<Prepared, String> {
     let reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?;
@@ -133,9 +170,15 @@ fn prepare_other(bytes: &[u8], opts: &PrepareOptions, codec: &mut Codec) -> std:
         return Err("not an image: unrecognised format".into());
     };
     let name = format!("{format:?}").to_uppercase();
-    let (w, h) = reader.into_dimensions().map_err(|e| format!("not a decodable {name}: {e}"))?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| format!("not a decodable {name}: {e}"))?;
     if w as u64 * h as u64 > opts.max_pixels {
-        let e = Error::TooManyPixels { width: w, height: h, limit: opts.max_pixels };
+        let e = Error::TooManyPixels {
+            width: w,
+            height: h,
+            limit: opts.max_pixels,
+        };
         return Err(format!("{e} (a decompression bomb?)"));
     }
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
@@ -144,11 +187,14 @@ fn prepare_other(bytes: &[u8], opts: &PrepareOptions, codec: &mut Codec) -> std:
     limits.max_image_height = Some(h);
     limits.max_alloc = Some(opts.max_pixels.saturating_mul(16));
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| format!("not a decodable {name}: {e}"))?;
+    let img = reader
+        .decode()
+        .map_err(|e| format!("not a decodable {name}: {e}"))?;
     let rgb = img.to_rgb8();
     let (sw, sh) = rgb.dimensions();
     let (tw, th) = fit_within(sw, sh, opts.max_side);
-    let note = (opts.mode == StorageMode::Jpeg).then(|| format!("{name} stored as JPEG (quality {})", opts.quality));
+    let note = (opts.mode == StorageMode::Jpeg)
+        .then(|| format!("{name} stored as JPEG (quality {})", opts.quality));
     finish(rgb.into_raw(), sw, sh, tw, th, opts, codec, note)
 }
 
@@ -163,15 +209,32 @@ fn finish(
     codec: &mut Codec,
     note: Option<String>,
 ) -> std::result::Result<Prepared, String> {
-    let rgb = if (sw, sh) == (tw, th) { rgb } else { resize_rgb(&mut codec.resizer, rgb, sw, sh, tw, th)? };
+    let rgb = if (sw, sh) == (tw, th) {
+        rgb
+    } else {
+        resize_rgb(&mut codec.resizer, rgb, sw, sh, tw, th)?
+    };
     let data = match opts.mode {
         StorageMode::Raw => rgb,
         StorageMode::Jpeg => {
-            let eo = EncodeOptions { quality: opts.quality, subsampling: Subsampling::S420, progressive: false };
-            codec.encoder.encode(&rgb, tw, th, PixelFormat::Rgb, &eo).map_err(|e| format!("cannot re-encode: {e}"))?
+            let eo = EncodeOptions {
+                quality: opts.quality,
+                subsampling: Subsampling::S420,
+                progressive: false,
+            };
+            codec
+                .encoder
+                .encode(&rgb, tw, th, PixelFormat::Rgb, &eo)
+                .map_err(|e| format!("cannot re-encode: {e}"))?
         }
     };
-    Ok(Prepared { data, width: tw, height: th, converted: true, note })
+    Ok(Prepared {
+        data,
+        width: tw,
+        height: th,
+        converted: true,
+        note,
+    })
 }
 
 /// Antialiased Lanczos-3 resize of packed RGB (Pillow's filter for downscaling).
@@ -183,10 +246,14 @@ fn resize_rgb(
     tw: u32,
     th: u32,
 ) -> std::result::Result<Vec<u8>, String> {
-    let src = fr::images::Image::from_vec_u8(sw, sh, rgb, fr::PixelType::U8x3).map_err(|e| format!("cannot resize: {e}"))?;
+    let src = fr::images::Image::from_vec_u8(sw, sh, rgb, fr::PixelType::U8x3)
+        .map_err(|e| format!("cannot resize: {e}"))?;
     let mut dst = fr::images::Image::new(tw, th, fr::PixelType::U8x3);
-    let opts = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
-    resizer.resize(&src, &mut dst, &opts).map_err(|e| format!("cannot resize: {e}"))?;
+    let opts =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
+    resizer
+        .resize(&src, &mut dst, &opts)
+        .map_err(|e| format!("cannot resize: {e}"))?;
     Ok(dst.into_vec())
 }
 
@@ -205,9 +272,22 @@ mod tests {
     #[test]
     fn unknown_bytes_are_a_reason_not_a_panic() {
         let mut codec = Codec::new().unwrap();
-        let opts = PrepareOptions { mode: StorageMode::Jpeg, reencode: false, max_side: None, quality: 90, max_pixels: 1 << 26 };
-        assert_eq!(prepare(b"", &opts, &mut codec).unwrap_err(), "empty file (0 bytes)");
-        assert!(prepare(b"\x00\x01garbage", &opts, &mut codec).unwrap_err().contains("unrecognised"));
-        assert!(prepare(b"\xff\xd8\xff\xe0broken", &opts, &mut codec).unwrap_err().contains("JPEG"));
+        let opts = PrepareOptions {
+            mode: StorageMode::Jpeg,
+            reencode: false,
+            max_side: None,
+            quality: 90,
+            max_pixels: 1 << 26,
+        };
+        assert_eq!(
+            prepare(b"", &opts, &mut codec).unwrap_err(),
+            "empty file (0 bytes)"
+        );
+        assert!(prepare(b"\x00\x01garbage", &opts, &mut codec)
+            .unwrap_err()
+            .contains("unrecognised"));
+        assert!(prepare(b"\xff\xd8\xff\xe0broken", &opts, &mut codec)
+            .unwrap_err()
+            .contains("JPEG"));
     }
 }

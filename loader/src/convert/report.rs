@@ -64,7 +64,10 @@ impl Report {
             100.0 * self.output_bytes as f64 / self.input_bytes.max(1) as f64
         );
         if let Some(first) = self.skipped.first() {
-            s.push_str(&format!("; first skipped: {}: {}", first.path, first.reason));
+            s.push_str(&format!(
+                "; first skipped: {}: {}",
+                first.path, first.reason
+            ));
         }
         s
     }

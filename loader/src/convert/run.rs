@@ -86,7 +86,9 @@ thread_local! {
     static CODEC: RefCell<Option<Codec>> = const { RefCell::new(None) };
 }
 
-fn with_codec<T>(f: impl FnOnce(&mut Codec) -> std::result::Result<T, String>) -> std::result::Result<T, String> {
+fn with_codec<T>(
+    f: impl FnOnce(&mut Codec) -> std::result::Result<T, String>,
+) -> std::result::Result<T, String> {
     CODEC.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -104,21 +106,32 @@ fn with_codec<T>(f: impl FnOnce(&mut Codec) -> std::result::Result<T, String>) -
 /// - [`Error::Input`] when nothing usable was found, or under `strict` when anything was
 ///   skipped; the report is still written and no record file is.
 /// - I/O errors on the output, and the errors of [`discover`].
-pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions, progress: &(dyn Fn(Progress) + Sync)) -> Result<Report> {
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    opts: &ConvertOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Report> {
     let start = Instant::now();
     if let Some(q) = opts.quality {
         if !(1..=100).contains(&q) {
-            return Err(Error::InvalidArgument(format!("--quality {q} is not in 1..=100")));
+            return Err(Error::InvalidArgument(format!(
+                "--quality {q} is not in 1..=100"
+            )));
         }
     }
     if opts.max_side == Some(0) {
-        return Err(Error::InvalidArgument("--max-side must be at least 1".into()));
+        return Err(Error::InvalidArgument(
+            "--max-side must be at least 1".into(),
+        ));
     }
     let sources = discover(input, &opts.sources)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start {} threads: {e}", opts.threads)))?;
+        .map_err(|e| {
+            Error::InvalidArgument(format!("cannot start {} threads: {e}", opts.threads))
+        })?;
     let prep = PrepareOptions {
         mode: opts.mode,
         reencode: opts.max_side.is_some() || opts.quality.is_some(),
@@ -145,13 +158,26 @@ pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions, progress: &(d
     let total = sources.items.len();
     let mut done = 0;
     while done < total {
-        let size = if done == 0 { ALIGN_PROBE.min(total) } else { chunk.min(total - done) };
+        let size = if done == 0 {
+            ALIGN_PROBE.min(total)
+        } else {
+            chunk.min(total - done)
+        };
         let items = &sources.items[done..done + size];
-        let results: Vec<(u64, std::result::Result<Prepared, String>)> =
-            pool.install(|| items.par_iter().map(|item| load(item, &prep, opts.max_file_bytes)).collect());
+        let results: Vec<(u64, std::result::Result<Prepared, String>)> = pool.install(|| {
+            items
+                .par_iter()
+                .map(|item| load(item, &prep, opts.max_file_bytes))
+                .collect()
+        });
         if writer.is_none() {
             let align = opts.align.unwrap_or_else(|| auto_align(&results));
-            let wo = WriterOptions { mode: opts.mode, align, classes: classes.take().unwrap_or_default() };
+            let wo = WriterOptions {
+                mode: opts.mode,
+                align,
+                classes: classes.take().unwrap_or_default(),
+                group: None,
+            };
             writer = Some(RecordWriter::create(output, wo)?);
         }
         let w = writer.as_mut().expect("created above");
@@ -184,7 +210,11 @@ pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions, progress: &(d
     report.images_per_s = total as f64 / elapsed.max(1e-9);
 
     let failure = if report.kept == 0 {
-        Some(format!("no usable image in {} ({} files skipped)", input.display(), report.skipped.len()))
+        Some(format!(
+            "no usable image in {} ({} files skipped)",
+            input.display(),
+            report.skipped.len()
+        ))
     } else if opts.strict && !report.skipped.is_empty() {
         let first = &report.skipped[0];
         Some(format!(
@@ -207,14 +237,21 @@ pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions, progress: &(d
     }
     write_report(output, &report)?;
     match failure {
-        Some(msg) => Err(Error::Input(format!("{msg}; see {}", report_path(output).display()))),
+        Some(msg) => Err(Error::Input(format!(
+            "{msg}; see {}",
+            report_path(output).display()
+        ))),
         None => Ok(report),
     }
 }
 
 /// 4096 when the probe's median record is large, else 64 (see [`ConvertOptions::align`]).
 fn auto_align(probe: &[(u64, std::result::Result<Prepared, String>)]) -> u32 {
-    let mut sizes: Vec<usize> = probe.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|p| p.data.len()).collect();
+    let mut sizes: Vec<usize> = probe
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|p| p.data.len())
+        .collect();
     sizes.sort_unstable();
     match sizes.get(sizes.len() / 2) {
         Some(&median) if median >= PAGE_ALIGN_FROM => DEFAULT_ALIGN,
@@ -222,7 +259,11 @@ fn auto_align(probe: &[(u64, std::result::Result<Prepared, String>)]) -> u32 {
     }
 }
 
-fn load(item: &SourceItem, prep: &PrepareOptions, max_file_bytes: u64) -> (u64, std::result::Result<Prepared, String>) {
+fn load(
+    item: &SourceItem,
+    prep: &PrepareOptions,
+    max_file_bytes: u64,
+) -> (u64, std::result::Result<Prepared, String>) {
     let meta = match std::fs::metadata(&item.abs) {
         Ok(m) => m,
         Err(e) => return (0, Err(format!("cannot read: {e}"))),
@@ -231,7 +272,13 @@ fn load(item: &SourceItem, prep: &PrepareOptions, max_file_bytes: u64) -> (u64, 
         return (0, Err("not a regular file".into()));
     }
     if meta.len() > max_file_bytes {
-        return (0, Err(format!("file is {} bytes, over the {max_file_bytes}-byte limit", meta.len())));
+        return (
+            0,
+            Err(format!(
+                "file is {} bytes, over the {max_file_bytes}-byte limit",
+                meta.len()
+            )),
+        );
     }
     match std::fs::read(&item.abs) {
         Ok(bytes) => (bytes.len() as u64, with_codec(|c| prepare(&bytes, prep, c))),
@@ -240,8 +287,8 @@ fn load(item: &SourceItem, prep: &PrepareOptions, max_file_bytes: u64) -> (u64, 
 }
 
 fn write_report(output: &Path, report: &Report) -> Result<()> {
-    let mut json = serde_json::to_vec_pretty(report).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let mut json =
+        serde_json::to_vec_pretty(report).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     json.push(b'\n');
     write_atomic(&report_path(output), &json)
 }
-

@@ -21,7 +21,9 @@ use crate::convert::report::ReportEntry;
 use crate::error::{Error, IoContext, Result};
 
 /// File extensions taken as images (case-insensitive): torchvision's list plus `.gif`.
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp", "gif"];
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp", "gif",
+];
 
 /// How the input was laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,14 +92,29 @@ pub struct Sources {
 pub fn discover(root: &Path, opts: &SourceOptions) -> Result<Sources> {
     let meta = std::fs::metadata(root).at("cannot read input", root)?;
     if !meta.is_dir() {
-        return Err(Error::Input(format!("input {} is not a folder", root.display())));
+        return Err(Error::Input(format!(
+            "input {} is not a folder",
+            root.display()
+        )));
     }
-    let labels = opts.labels_csv.as_deref().map(|p| read_labels(p, opts.label_column.as_deref())).transpose()?;
+    let labels = opts
+        .labels_csv
+        .as_deref()
+        .map(|p| read_labels(p, opts.label_column.as_deref()))
+        .transpose()?;
     let mut skipped = Vec::new();
     let (layout, files, class_dirs) = if let Some(list) = &opts.file_list {
-        (Layout::FileList, read_file_list(root, list, &mut skipped)?, None)
+        (
+            Layout::FileList,
+            read_file_list(root, list, &mut skipped)?,
+            None,
+        )
     } else if labels.is_some() {
-        (Layout::FlatLabels, walk_files(root, root, &mut skipped), None)
+        (
+            Layout::FlatLabels,
+            walk_files(root, root, &mut skipped),
+            None,
+        )
     } else {
         let subdirs = top_level_dirs(root, &mut skipped)?;
         if subdirs.is_empty() {
@@ -110,7 +127,10 @@ pub fn discover(root: &Path, opts: &SourceOptions) -> Result<Sources> {
                 class_of.extend(std::iter::repeat_n(c as u32, found.len()));
                 files.extend(found);
             }
-            let names = subdirs.iter().map(|d| d.file_name().unwrap_or_default().as_bytes().to_vec()).collect();
+            let names = subdirs
+                .iter()
+                .map(|d| d.file_name().unwrap_or_default().as_bytes().to_vec())
+                .collect();
             (Layout::ImageFolder, files, Some((names, class_of)))
         }
     };
@@ -128,6 +148,10 @@ pub fn discover(root: &Path, opts: &SourceOptions) -> Result<Sources> {
             classes = labels.classes.clone();
             let mut seen = HashSet::new();
             for rel in files {
+                if !has_image_extension(&rel) {
+                    skipped.push(entry(&rel, "not an image file extension"));
+                    continue;
+                }
                 let key = rel.as_os_str().as_bytes().to_vec();
                 match labels.by_path.get(&key) {
                     Some(&c) => {
@@ -139,7 +163,10 @@ pub fn discover(root: &Path, opts: &SourceOptions) -> Result<Sources> {
             }
             for (path, _) in labels.rows.iter().filter(|(p, _)| !seen.contains(p)) {
                 let rel = PathBuf::from(OsStr::from_bytes(path));
-                skipped.push(entry(&rel, "listed in the labels CSV but not found under the input folder"));
+                skipped.push(entry(
+                    &rel,
+                    "listed in the labels CSV but not found under the input folder",
+                ));
             }
         }
         (None, None) => {
@@ -148,12 +175,27 @@ pub fn discover(root: &Path, opts: &SourceOptions) -> Result<Sources> {
             }
         }
     }
-    Ok(Sources { layout, items, classes, skipped })
+    Ok(Sources {
+        layout,
+        items,
+        classes,
+        skipped,
+    })
 }
 
-fn push_image(root: &Path, rel: PathBuf, label: Option<u32>, items: &mut Vec<SourceItem>, skipped: &mut Vec<ReportEntry>) {
+fn push_image(
+    root: &Path,
+    rel: PathBuf,
+    label: Option<u32>,
+    items: &mut Vec<SourceItem>,
+    skipped: &mut Vec<ReportEntry>,
+) {
     if has_image_extension(&rel) {
-        items.push(SourceItem { abs: root.join(&rel), rel, label });
+        items.push(SourceItem {
+            abs: root.join(&rel),
+            rel,
+            label,
+        });
     } else {
         skipped.push(entry(&rel, "not an image file extension"));
     }
@@ -166,7 +208,10 @@ fn has_image_extension(p: &Path) -> bool {
 }
 
 pub(crate) fn entry(rel: &Path, reason: impl Into<String>) -> ReportEntry {
-    ReportEntry { path: rel.to_string_lossy().into_owned(), reason: reason.into() }
+    ReportEntry {
+        path: rel.to_string_lossy().into_owned(),
+        reason: reason.into(),
+    }
 }
 
 /// The class folders of an ImageFolder root, sorted; top-level files are reported.
@@ -190,7 +235,10 @@ fn top_level_dirs(root: &Path, skipped: &mut Vec<ReportEntry>) -> Result<Vec<Pat
         match std::fs::metadata(&p) {
             Ok(m) if m.is_dir() => {
                 if std::fs::canonicalize(&p).is_ok_and(|c| canonical_root.starts_with(&c)) {
-                    skipped.push(entry(&rel, "symlink to the input folder or above it (a loop); not followed"));
+                    skipped.push(entry(
+                        &rel,
+                        "symlink to the input folder or above it (a loop); not followed",
+                    ));
                 } else {
                     dirs.push(p);
                 }
@@ -201,7 +249,10 @@ fn top_level_dirs(root: &Path, skipped: &mut Vec<ReportEntry>) -> Result<Vec<Pat
     }
     if !dirs.is_empty() {
         for rel in files {
-            skipped.push(entry(&rel, "file at the top level of an ImageFolder tree (not in a class folder)"));
+            skipped.push(entry(
+                &rel,
+                "file at the top level of an ImageFolder tree (not in a class folder)",
+            ));
         }
     }
     Ok(dirs)
@@ -210,19 +261,27 @@ fn top_level_dirs(root: &Path, skipped: &mut Vec<ReportEntry>) -> Result<Vec<Pat
 /// Every regular file under `dir`, sorted by path bytes, as paths relative to `root`.
 fn walk_files(root: &Path, dir: &Path, skipped: &mut Vec<ReportEntry>) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let walk = walkdir::WalkDir::new(dir).min_depth(1).follow_links(false).sort_by(|a, b| {
-        a.file_name().as_bytes().cmp(b.file_name().as_bytes())
-    });
+    let walk = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
     for e in walk {
         let e = match e {
             Ok(e) => e,
             Err(err) => {
                 let p = err.path().unwrap_or(dir);
-                skipped.push(entry(p.strip_prefix(root).unwrap_or(p), format!("cannot read: {err}")));
+                skipped.push(entry(
+                    p.strip_prefix(root).unwrap_or(p),
+                    format!("cannot read: {err}"),
+                ));
                 continue;
             }
         };
-        let rel = e.path().strip_prefix(root).unwrap_or(e.path()).to_path_buf();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(e.path())
+            .to_path_buf();
         let ft = e.file_type();
         if ft.is_dir() {
             continue;
@@ -230,8 +289,14 @@ fn walk_files(root: &Path, dir: &Path, skipped: &mut Vec<ReportEntry>) -> Vec<Pa
         if ft.is_symlink() {
             match std::fs::metadata(e.path()) {
                 Ok(m) if m.is_file() => out.push(rel),
-                Ok(m) if m.is_dir() => skipped.push(entry(&rel, "symlink to a folder inside the tree; not followed")),
-                Ok(_) => skipped.push(entry(&rel, "symlink to something that is not a regular file")),
+                Ok(m) if m.is_dir() => skipped.push(entry(
+                    &rel,
+                    "symlink to a folder inside the tree; not followed",
+                )),
+                Ok(_) => skipped.push(entry(
+                    &rel,
+                    "symlink to something that is not a regular file",
+                )),
                 Err(err) => skipped.push(entry(&rel, format!("broken symlink: {err}"))),
             }
         } else if ft.is_file() {
@@ -243,7 +308,11 @@ fn walk_files(root: &Path, dir: &Path, skipped: &mut Vec<ReportEntry>) -> Vec<Pa
     out
 }
 
-fn read_file_list(root: &Path, list: &Path, skipped: &mut Vec<ReportEntry>) -> Result<Vec<PathBuf>> {
+fn read_file_list(
+    root: &Path,
+    list: &Path,
+    skipped: &mut Vec<ReportEntry>,
+) -> Result<Vec<PathBuf>> {
     let bytes = std::fs::read(list).at("cannot read file list", list)?;
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -276,12 +345,25 @@ struct Labels {
 
 fn read_labels(path: &Path, column: Option<&str>) -> Result<Labels> {
     let bad = |msg: String| Error::Input(format!("labels CSV {}: {msg}", path.display()));
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_path(path).map_err(|e| bad(e.to_string()))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(path)
+        .map_err(|e| bad(e.to_string()))?;
     let headers = rdr.byte_headers().map_err(|e| bad(e.to_string()))?.clone();
-    let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
-    let find = |wanted: &[&str]| names.iter().position(|n| wanted.iter().any(|w| n.eq_ignore_ascii_case(w)));
+    let names: Vec<String> = headers
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
+    let find = |wanted: &[&str]| {
+        names
+            .iter()
+            .position(|n| wanted.iter().any(|w| n.eq_ignore_ascii_case(w)))
+    };
     let file_col = find(&["file", "path", "filename", "image"]).ok_or_else(|| {
-        bad(format!("no file column (expected one named file, path or filename; columns: {})", names.join(", ")))
+        bad(format!(
+            "no file column (expected one named file, path or filename; columns: {})",
+            names.join(", ")
+        ))
     })?;
     let label_name = column.unwrap_or("label");
     let label_col = find(&[label_name]).ok_or_else(|| {
@@ -294,28 +376,49 @@ fn read_labels(path: &Path, column: Option<&str>) -> Result<Labels> {
     for (i, rec) in rdr.byte_records().enumerate() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
         let line = i + 2;
-        let file = rec.get(file_col).filter(|f| !f.is_empty()).ok_or_else(|| bad(format!("line {line}: empty file name")))?;
-        let label = rec.get(label_col).filter(|l| !l.is_empty()).ok_or_else(|| bad(format!("line {line}: empty label")))?;
+        let file = rec
+            .get(file_col)
+            .filter(|f| !f.is_empty())
+            .ok_or_else(|| bad(format!("line {line}: empty file name")))?;
+        let label = rec
+            .get(label_col)
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| bad(format!("line {line}: empty label")))?;
         raw_rows.push((file.to_vec(), label.to_vec()));
     }
     let unique: BTreeSet<&[u8]> = raw_rows.iter().map(|(_, l)| l.as_slice()).collect();
     let mut classes: Vec<Vec<u8>> = unique.into_iter().map(<[u8]>::to_vec).collect();
-    let numeric = |l: &[u8]| std::str::from_utf8(l).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let numeric = |l: &[u8]| {
+        std::str::from_utf8(l)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
     if classes.iter().all(|c| numeric(c).is_some()) {
         classes.sort_by_key(|c| numeric(c));
     }
-    let index: HashMap<&[u8], u32> = classes.iter().enumerate().map(|(i, c)| (c.as_slice(), i as u32)).collect();
+    let index: HashMap<&[u8], u32> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_slice(), i as u32))
+        .collect();
     let mut by_path = HashMap::new();
     let mut rows = Vec::new();
     for (file, label) in &raw_rows {
         let c = index[label.as_slice()];
         if let Some(prev) = by_path.insert(file.clone(), c) {
             if prev != c {
-                return Err(bad(format!("{} has two different labels", String::from_utf8_lossy(file))));
+                return Err(bad(format!(
+                    "{} has two different labels",
+                    String::from_utf8_lossy(file)
+                )));
             }
             continue;
         }
         rows.push((file.clone(), c));
     }
-    Ok(Labels { classes, by_path, rows })
+    Ok(Labels {
+        classes,
+        by_path,
+        rows,
+    })
 }
