@@ -58,7 +58,9 @@ say "fetching the PyPI wheels for torch $torch_version (about 540 MB, once)"
 mkdir -p "$wheels"
 pip_get() {
   python3 -m pip download --quiet --no-deps --only-binary=:all: \
-    --platform manylinux_2_28_x86_64 --python-version 3.11 -d "$wheels" "$1"
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_25_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    --python-version 3.11 -d "$wheels" "$1"
 }
 ls "$wheels"/torch-$torch_version-*.whl >/dev/null 2>&1 || pip_get "torch==$torch_version"
 ls "$wheels"/nvidia_cuda_runtime-$cudart_version-*.whl >/dev/null 2>&1 || pip_get "nvidia-cuda-runtime==$cudart_version"
