@@ -1,8 +1,9 @@
 //! Image augmentations as plain kernels on slices, each with a small config struct and a
 //! per-sample RNG derived from (seed, epoch, index).
 //!
-//! The operations (flip, colour jitter, grayscale, blur, Sobel, normalisation) land with the
-//! loader issue. Today this crate holds the one piece they all share: [`sample_rng`].
+//! Each operation lives in its own file as a plain kernel on slices plus a config struct:
+//! [`flip`]. Colour jitter, grayscale, blur, Sobel and normalisation are not written yet.
+//! [`sample_rng`] gives each sample its own random stream.
 //!
 //! ```
 //! use rand::Rng;
@@ -10,6 +11,10 @@
 //! let b: u64 = uic_augment::sample_rng(7, 2, 1000).gen();
 //! assert_eq!(a, b);
 //! ```
+
+pub mod flip;
+
+pub use flip::{hflip, FlipConfig};
 
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;

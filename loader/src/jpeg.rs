@@ -386,6 +386,96 @@ impl Decoder {
         Ok((w, h))
     }
 
+    /// The multiple that a region's left edge must be of, in scaled pixels: the scaled
+    /// width of one iMCU (e.g. 16/8 = 2 for 4:2:0 at 1/8). 0 when the layout cannot be
+    /// region-decoded (unknown subsampling); decode the whole image then.
+    pub fn region_x_align(header: &JpegHeader, scale: Scale) -> u32 {
+        let mcu = match header.subsampling {
+            Subsampling::S444 | Subsampling::Gray | Subsampling::S440 => 8,
+            Subsampling::S422 | Subsampling::S420 => 16,
+            Subsampling::S411 | Subsampling::S441 => 32,
+            Subsampling::Unknown => return 0,
+        };
+        (mcu / scale.denom()).max(1)
+    }
+
+    /// Decodes only the region `x, y, w, h` (in scaled pixels) of the image at `scale` into
+    /// `out` as packed RGB, `w * h * 3` bytes. Rows below the region are never
+    /// entropy-decoded, and rows above it are skipped without the IDCT. `x` must be a
+    /// multiple of [`Decoder::region_x_align`]; `header` must be this image's.
+    ///
+    /// # Errors
+    /// As [`Decoder::decode_rgb`], plus [`Error::InvalidArgument`] for a misaligned or
+    /// out-of-bounds region.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_region_rgb(
+        &mut self,
+        data: &[u8],
+        header: &JpegHeader,
+        scale: Scale,
+        (x, y, w, h): (u32, u32, u32, u32),
+        out: &mut [u8],
+    ) -> Result<()> {
+        self.check_decodable(header)?;
+        let (sw, sh) = (scale.apply(header.width), scale.apply(header.height));
+        let align = Self::region_x_align(header, scale);
+        if align == 0 || x % align != 0 || w == 0 || h == 0 || x + w > sw || y + h > sh {
+            return Err(Error::InvalidArgument(format!(
+                "region {x},{y} {w}x{h} of a {sw}x{sh} image (x must be a multiple of {align})"
+            )));
+        }
+        let need = w as usize * h as usize * 3;
+        if out.len() < need {
+            return Err(Error::InvalidArgument(format!(
+                "output buffer of {} bytes, need {need}",
+                out.len()
+            )));
+        }
+        // SAFETY: the handle is valid; the header must be read before a region is set.
+        if unsafe {
+            tj::tj3DecompressHeader(self.handle.ptr(), data.as_ptr(), data.len() as tj::size_t)
+        } != 0
+        {
+            return Err(self.fail());
+        }
+        self.set_scale(scale)?;
+        let region = tj::tjregion {
+            x: x as c_int,
+            y: y as c_int,
+            w: w as c_int,
+            h: h as c_int,
+        };
+        // SAFETY: the region was checked against the scaled size and the iMCU alignment.
+        if unsafe { tj::tj3SetCroppingRegion(self.handle.ptr(), region) } != 0 {
+            return Err(self.fail());
+        }
+        let result = if header.is_cmyk() {
+            let mut cmyk = std::mem::take(&mut self.cmyk);
+            cmyk.resize(w as usize * h as usize * 4, 0);
+            let rc = self.decompress(data, &mut cmyk, w as usize * 4, tj::TJPF_TJPF_CMYK);
+            if rc.is_ok() {
+                cmyk_to_rgb(&cmyk, &mut out[..need]);
+            }
+            self.cmyk = cmyk;
+            rc
+        } else {
+            self.decompress(data, &mut out[..need], w as usize * 3, tj::TJPF_TJPF_RGB)
+        };
+        self.clear_region();
+        result
+    }
+
+    fn clear_region(&mut self) {
+        let whole = tj::tjregion {
+            x: 0,
+            y: 0,
+            w: 0,
+            h: 0,
+        };
+        // SAFETY: the handle is valid; an all-zero region means "uncropped" (TJUNCROPPED).
+        unsafe { tj::tj3SetCroppingRegion(self.handle.ptr(), whole) };
+    }
+
     /// Refuses what this decoder would not decode: too many pixels, 12/16-bit, lossless.
     fn check_decodable(&self, header: &JpegHeader) -> Result<()> {
         if header.width as u64 * header.height as u64 > self.max_pixels {

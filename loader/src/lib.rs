@@ -7,6 +7,10 @@
 //!   buffers, encode.
 //! - [`convert`] turns an ImageFolder tree, a flat folder plus labels CSV, or a file list
 //!   into a record file, reporting every skipped or altered file.
+//! - [`crop`] decodes only the region a crop keeps (fused RandomResizedCrop, centre crop,
+//!   ten-crop); [`order`] gives each epoch's indices (sequential, random, quasi-random,
+//!   subset, class-balanced; sharded); [`pipeline`]'s [`Loader`] turns them into batches on
+//!   worker threads.
 //! - [`synth`] draws synthetic labelled images for demos and tests.
 //!
 //! ```
@@ -22,14 +26,18 @@
 //! ```
 
 pub mod convert;
+pub mod crop;
 mod error;
 pub mod format;
 pub mod jpeg;
+pub mod order;
+pub mod pipeline;
 mod reader;
 pub mod synth;
 mod writer;
 
 pub use error::{Error, Result};
 pub use format::{Header, StorageMode};
+pub use pipeline::{Batch, CropMode, Epoch, Loader, LoaderConfig};
 pub use reader::{BadRecord, RecordFile, Sample};
 pub use writer::{write_atomic, NewSample, RecordWriter, WriterOptions, WrittenFile};

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod convert;
 mod demo;
 mod inspect;
@@ -25,6 +26,9 @@ enum Command {
     Inspect(inspect::Args),
     /// Check every record's checksum; name each bad record.
     Verify(verify::Args),
+    /// Benchmarks: `uic bench loader FILE`.
+    #[command(subcommand)]
+    Bench(bench::Command),
     /// Generate a synthetic dataset, convert, inspect and verify it (no download needed).
     Demo(demo::Args),
 }
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Bench(c) => bench::run(c),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,166 @@
+//! `uic bench loader`: how fast the loader turns a record file into batches.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use uic_augment::{sample_rng, FlipConfig};
+use uic_loader::crop::{random_resized_crop, CropDecoder, RrcConfig};
+use uic_loader::jpeg::{Decoder, Scale};
+use uic_loader::order::{Order, Random};
+use uic_loader::{CropMode, Loader, LoaderConfig, RecordFile, StorageMode};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Decode-only, decode+crop (one thread each) and full-loader throughput on a record file.
+    Loader(LoaderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoaderArgs {
+    /// Record file.
+    pub file: PathBuf,
+    /// Loader threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Epochs of the full loader to time (after one warm-up epoch).
+    #[arg(long, default_value_t = 3)]
+    pub epochs: u64,
+    /// Output side in pixels.
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// Augmentation preset: paper (RandomResizedCrop + flip). `strong` needs colour jitter,
+    /// grayscale and blur, which are not written yet.
+    #[arg(long, default_value = "paper")]
+    pub preset: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Loader(a) => loader(a),
+    }
+}
+
+fn loader(a: LoaderArgs) -> Result<ExitCode> {
+    if a.preset != "paper" {
+        bail!("preset {:?} is not available yet: only `paper` (RandomResizedCrop + flip) is implemented", a.preset);
+    }
+    let file = Arc::new(RecordFile::open(&a.file)?);
+    if file.is_empty() {
+        bail!("{} holds no samples", a.file.display());
+    }
+    let n = file.len();
+    let rrc = RrcConfig::default();
+    let out = (a.size, a.size);
+
+    // 1. Decode only: a plain full-size decode of every JPEG, one thread.
+    let decode_only = if file.mode() == StorageMode::Jpeg {
+        let mut dec = Decoder::new()?;
+        let mut buf = Vec::new();
+        let t = Instant::now();
+        for i in 0..n {
+            let s = file.sample(i);
+            buf.resize(s.width as usize * s.height as usize * 3, 0);
+            dec.decode_rgb(s.data, Scale::Full, &mut buf)?;
+        }
+        Some(n as f64 / t.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+
+    // 2. Fused decode + crop + resize, one thread: the per-thread limit of the loader.
+    let mut crop_dec = CropDecoder::new()?;
+    let mut px = vec![0u8; (a.size * a.size * 3) as usize];
+    let t = Instant::now();
+    for i in 0..n {
+        let s = file.sample(i);
+        let crop = random_resized_crop(s.width, s.height, &rrc, &mut sample_rng(1, 0, i as u64));
+        crop_dec.decode(s.mode, s.data, s.width, s.height, crop, out, &mut px)?;
+    }
+    let fused = n as f64 / t.elapsed().as_secs_f64();
+
+    // 3. The full loader: threads, random order, flip, NCHW batches.
+    let cfg = LoaderConfig {
+        batch_size: a.batch_size,
+        threads: a.threads,
+        size: out,
+        crop: CropMode::RandomResized(rrc),
+        flip: Some(FlipConfig::default()),
+        ..Default::default()
+    };
+    let loader = Loader::new(file.clone(), cfg)?;
+    let order = Random { len: n, seed: 0 };
+    for b in loader.epoch(0, order.indices(0), 0)? {
+        std::hint::black_box(b.pixels(0)[0]);
+    }
+    let t = Instant::now();
+    let mut images = 0usize;
+    let mut waited = 0.0;
+    for e in 1..=a.epochs {
+        let mut epoch = loader.epoch(e, order.indices(e), 0)?;
+        for b in epoch.by_ref() {
+            images += b.len();
+            std::hint::black_box(b.pixels(0)[0]);
+        }
+        waited += epoch.waited().as_secs_f64();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let rate = images as f64 / secs;
+    let threads = loader.threads();
+    let limit = fused * threads as f64;
+    let substituted = loader
+        .stats()
+        .substituted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if a.json {
+        let j = serde_json::json!({
+            "images_per_s": rate,
+            "threads": threads,
+            "limit_images_per_s": limit,
+            "fraction_of_limit": rate / limit,
+            "decode_only_images_per_s_1thread": decode_only,
+            "decode_crop_images_per_s_1thread": fused,
+            "data_wait": waited / secs,
+            "batch_size": a.batch_size,
+            "size": a.size,
+            "epochs": a.epochs,
+            "samples": n,
+            "substituted": substituted,
+        });
+        println!("{j}");
+    } else {
+        println!(
+            "file               {} ({n} samples, {})",
+            a.file.display(),
+            file.mode()
+        );
+        if let Some(d) = decode_only {
+            println!("decode only        {d:>8.0} images/s (1 thread, full-size decode)");
+        }
+        println!("decode+crop        {fused:>8.0} images/s (1 thread, fused region decode + resize to {0}x{0})", a.size);
+        println!(
+            "full loader        {rate:>8.0} images/s ({threads} threads, batch {}, {} epochs)",
+            a.batch_size, a.epochs
+        );
+        println!(
+            "limit              {limit:>8.0} images/s (decode+crop x threads); loader at {:.0}%",
+            100.0 * rate / limit
+        );
+        println!(
+            "consumer waited    {:>8.1}% of the time",
+            100.0 * waited / secs
+        );
+        if substituted > 0 {
+            println!("substituted        {substituted} samples failed to decode (see warnings)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
