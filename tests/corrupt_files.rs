@@ -105,7 +105,8 @@ fn header_field_tampering_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let (_, bytes) = good_file(dir.path());
     let good = Header::decode(&bytes[..HEADER_LEN]).unwrap();
-    let tamper: [(&str, fn(&mut Header)); 5] = [
+    type Tamper = (&'static str, fn(&mut Header));
+    let tamper: [Tamper; 5] = [
         ("more samples", |h| h.num_samples += 1),
         ("huge sample count", |h| h.num_samples = u64::MAX / 2),
         ("class table past the end", |h| {

@@ -242,6 +242,7 @@ impl CropDecoder {
             ((crop.y + crop.h) / d).min(sh as f64),
         );
         let align = Decoder::region_x_align(&header, scale);
+        #[allow(clippy::manual_checked_ops)] // align == 0 means "no region decode" below too
         let (rx, ry, rw, rh) = if align == 0 {
             (0, 0, sw, sh)
         } else {

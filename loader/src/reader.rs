@@ -146,7 +146,7 @@ impl RecordFile {
             }
             prev_end = end;
         }
-        if header.data_offset % header.align as u64 != 0 {
+        if !header.data_offset.is_multiple_of(header.align as u64) {
             return Err(bad(format!(
                 "data region at {} is not {}-aligned",
                 header.data_offset, header.align
@@ -226,7 +226,7 @@ impl RecordFile {
                 e.offset, e.len, h.data_offset
             ));
         }
-        if e.offset % h.align as u64 != 0 {
+        if !e.offset.is_multiple_of(h.align as u64) {
             return Err(format!("data at {} is not {}-aligned", e.offset, h.align));
         }
         if h.mode == StorageMode::Raw && e.len as u64 != e.width as u64 * e.height as u64 * 3 {

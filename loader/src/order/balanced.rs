@@ -50,11 +50,7 @@ impl ClassBalanced {
     /// The per-class quota of an epoch: `N / non-empty classes + 1`.
     pub fn quota(&self) -> usize {
         let non_empty = self.members.iter().filter(|m| !m.is_empty()).count();
-        if non_empty == 0 {
-            0
-        } else {
-            self.len / non_empty + 1
-        }
+        self.len.checked_div(non_empty).map_or(0, |q| q + 1)
     }
 }
 
