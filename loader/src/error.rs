@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O operation on a named file failed.
-    #[error("{op} {path}")]
+    #[error("{op} ({path})")]
     Io {
         /// What was being done, e.g. "cannot open".
         op: &'static str,
@@ -17,7 +17,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The record file is not valid: truncated, tampered with, or not a record file at all.
-    #[error("invalid record file {path}: {reason}")]
+    #[error("invalid record file: {reason} ({path})")]
     Format {
         /// The record file.
         path: PathBuf,
@@ -25,7 +25,7 @@ pub enum Error {
         reason: String,
     },
     /// The record file was written by a format version this build does not read.
-    #[error("record file {path} has format version {found}; this build reads version {supported} (re-convert the dataset with this version of `uic convert`)")]
+    #[error("record file has format version {found}, this build reads version {supported}; re-convert the dataset with this version of `uic convert` ({path})")]
     Version {
         /// The record file.
         path: PathBuf,

@@ -2,26 +2,28 @@
 //! batch buffers that travel between workers and the consumer through lock-free queues.
 //!
 //! How it works, and why:
-//! - A fixed set of batch slots (`threads + batches_ahead`) is allocated once per
-//!   [`Loader`]. Free slots wait in a bounded crossbeam channel (lock-free in the fast
-//!   path). A worker takes a free slot *before* it claims the next batch number from an
-//!   atomic counter, so the batch the consumer waits for always has a slot: no deadlock.
-//! - A worker fills a whole batch by itself (no per-sample synchronisation; each thread
-//!   keeps its TurboJPEG handle and buffers hot), then sends it to the consumer, who puts
-//!   batches back in order. Dropping a [`Batch`] returns its slot to the free queue.
+//! - A fixed set of batch slots (`batches_ahead + 1`) is allocated once per [`Loader`]. Free
+//!   slots wait in a bounded crossbeam channel (lock-free in the fast path); so do filled
+//!   ones on their way to the consumer. Dropping a [`Batch`] returns its slot.
+//! - One producer thread per epoch takes a free slot, has the loader's rayon pool fill the
+//!   batch's samples in parallel (work stealing, so no core idles while another finishes
+//!   the last samples of a batch or an epoch), and sends the batch on. Each pool thread
+//!   keeps its own TurboJPEG decoder and scratch buffer, so nothing is allocated per sample.
 //! - At most `batches_ahead` finished batches wait for the consumer: that is the
-//!   back-pressure. Nothing is allocated per sample in the steady state.
+//!   back-pressure. If the consumer keeps every batch alive (collects them), the pool of
+//!   slots grows by one rather than deadlock.
 //! - Every random choice of a sample comes from `sample_rng(seed, epoch, position)`, where
 //!   `position` is the draw's place in the epoch (a sample drawn twice gets two different
 //!   views), so batches are identical whatever the thread count or timing.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use rayon::prelude::*;
 use uic_augment::{sample_rng, FlipConfig};
 
 use crate::crop::{center_crop, random_resized_crop, CropDecoder, Rect, RrcConfig};
@@ -86,8 +88,6 @@ impl Default for LoaderConfig {
 struct Slot {
     /// `views` blocks of `batch_size x 3 x H x W` u8, NCHW.
     pixels: Vec<u8>,
-    /// HWC scratch for one sample.
-    scratch: Vec<u8>,
     indices: Vec<u32>,
     labels: Vec<u32>,
     substituted: usize,
@@ -173,36 +173,45 @@ pub struct LoaderStats {
 }
 
 /// A multithreaded loader over one record file.
-#[derive(Debug)]
 pub struct Loader {
     file: Arc<RecordFile>,
     cfg: LoaderConfig,
-    threads: usize,
+    pool: Arc<rayon::ThreadPool>,
     free_tx: Sender<Box<Slot>>,
     free_rx: Receiver<Box<Slot>>,
     stats: Arc<LoaderStats>,
 }
 
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("cfg", &self.cfg)
+            .field("threads", &self.threads())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Loader {
-    /// A loader with its batch slots allocated.
+    /// A loader with its thread pool and batch slots allocated.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a zero batch size, size or view count.
+    /// [`Error::InvalidArgument`] for a zero batch size, size or view count, or when the
+    /// threads cannot be started.
     pub fn new(file: Arc<RecordFile>, cfg: LoaderConfig) -> Result<Self> {
         if cfg.batch_size == 0 || cfg.size.0 == 0 || cfg.size.1 == 0 || cfg.views == 0 {
             return Err(Error::InvalidArgument(format!(
                 "invalid loader settings {cfg:?}"
             )));
         }
-        let threads = if cfg.threads == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        } else {
-            cfg.threads
-        };
-        let slots = threads + cfg.batches_ahead.max(1);
-        let (free_tx, free_rx) = bounded(slots * 2);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.threads)
+            .thread_name(|i| format!("uic-loader-{i}"))
+            .build()
+            .map_err(|e| {
+                Error::InvalidArgument(format!("cannot start {} loader threads: {e}", cfg.threads))
+            })?;
+        let slots = cfg.batches_ahead.max(1) + 1;
+        let (free_tx, free_rx) = bounded(slots * 4);
         for _ in 0..slots {
             free_tx
                 .send(Box::new(new_slot(&cfg)))
@@ -211,7 +220,7 @@ impl Loader {
         Ok(Loader {
             file,
             cfg,
-            threads,
+            pool: Arc::new(pool),
             free_tx,
             free_rx,
             stats: Arc::default(),
@@ -230,7 +239,7 @@ impl Loader {
 
     /// Worker threads used.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.pool.current_num_threads()
     }
 
     /// Counters over the loader's life.
@@ -265,34 +274,27 @@ impl Loader {
             cfg: self.cfg.clone(),
             indices,
             epoch,
-            next: AtomicUsize::new(start_batch),
             num_batches,
             cancel: AtomicBool::new(false),
-            starved: AtomicUsize::new(0),
+            starved: AtomicBool::new(false),
             stats: self.stats.clone(),
         });
-        let (done_tx, done_rx) = bounded(self.threads + self.cfg.batches_ahead.max(1) + 1);
-        let workers = (0..self
-            .threads
-            .min(num_batches.saturating_sub(start_batch))
-            .max(1))
-            .map(|_| {
-                let (shared, free_rx, free_tx, done_tx) = (
-                    shared.clone(),
-                    self.free_rx.clone(),
-                    self.free_tx.clone(),
-                    done_tx.clone(),
-                );
-                std::thread::spawn(move || worker(&shared, &free_rx, &free_tx, &done_tx))
-            })
-            .collect();
+        let (done_tx, done_rx) = bounded(self.cfg.batches_ahead.max(1));
+        let producer = {
+            let (shared, pool, free_rx) = (shared.clone(), self.pool.clone(), self.free_rx.clone());
+            std::thread::Builder::new()
+                .name("uic-loader-producer".into())
+                .spawn(move || produce(&shared, &pool, &free_rx, &done_tx, start_batch))
+                .map_err(|e| {
+                    Error::InvalidArgument(format!("cannot start the loader thread: {e}"))
+                })?
+        };
         Ok(Epoch {
             shared,
             done_rx,
             free_tx: self.free_tx.clone(),
-            pending: BTreeMap::new(),
             expect: start_batch,
-            workers,
+            producer: Some(producer),
             waited: Duration::ZERO,
         })
     }
@@ -302,7 +304,6 @@ fn new_slot(cfg: &LoaderConfig) -> Slot {
     let (h, w) = (cfg.size.0 as usize, cfg.size.1 as usize);
     Slot {
         pixels: vec![0; cfg.views * cfg.batch_size * 3 * h * w],
-        scratch: vec![0; h * w * 3],
         indices: Vec::with_capacity(cfg.batch_size),
         labels: Vec::with_capacity(cfg.batch_size),
         substituted: 0,
@@ -316,121 +317,148 @@ struct Shared {
     cfg: LoaderConfig,
     indices: Vec<usize>,
     epoch: u64,
-    next: AtomicUsize,
     num_batches: usize,
     cancel: AtomicBool,
-    starved: AtomicUsize,
+    starved: AtomicBool,
     stats: Arc<LoaderStats>,
 }
 
-fn worker(
+/// The producer: one batch after another, each filled by the whole pool.
+fn produce(
     shared: &Shared,
+    pool: &rayon::ThreadPool,
     free_rx: &Receiver<Box<Slot>>,
-    free_tx: &Sender<Box<Slot>>,
-    done_tx: &Sender<(usize, Box<Slot>)>,
+    done_tx: &Sender<Box<Slot>>,
+    start: usize,
 ) {
-    let mut decoder = match CropDecoder::new() {
-        Ok(d) => Some(d),
-        Err(e) => {
-            tracing::error!(
-                "cannot create a JPEG decoder: {e}; this worker substitutes every sample"
-            );
-            None
-        }
-    };
-    loop {
-        shared.starved.fetch_add(1, Ordering::SeqCst);
-        let slot = loop {
+    for k in start..shared.num_batches {
+        shared.starved.store(true, Ordering::SeqCst);
+        let mut slot = loop {
             if shared.cancel.load(Ordering::Relaxed) {
-                shared.starved.fetch_sub(1, Ordering::SeqCst);
                 return;
             }
             match free_rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(s) => break s,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    shared.starved.fetch_sub(1, Ordering::SeqCst);
-                    return;
-                }
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         };
-        shared.starved.fetch_sub(1, Ordering::SeqCst);
-        let k = shared.next.fetch_add(1, Ordering::SeqCst);
-        if k >= shared.num_batches || shared.cancel.load(Ordering::Relaxed) {
-            // Nothing left: give the slot back for the next epoch.
-            let _ = free_tx.try_send(slot);
-            return;
-        }
-        let mut slot = slot;
-        fill(shared, k, &mut slot, decoder.as_mut());
-        if done_tx.send((k, slot)).is_err() {
+        shared.starved.store(false, Ordering::SeqCst);
+        pool.install(|| fill(shared, k, &mut slot));
+        if done_tx.send(slot).is_err() {
             return;
         }
     }
 }
 
-fn fill(shared: &Shared, k: usize, slot: &mut Slot, mut decoder: Option<&mut CropDecoder>) {
+thread_local! {
+    /// Each pool thread's decoder and HWC scratch buffer, kept across batches and epochs.
+    static WORKER: RefCell<Option<(Option<CropDecoder>, Vec<u8>)>> = const { RefCell::new(None) };
+}
+
+fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
     let cfg = &shared.cfg;
     let bs = cfg.batch_size;
-    let start = k * bs;
-    let end = (start + bs).min(shared.indices.len());
+    let (start, end) = (k * bs, ((k + 1) * bs).min(shared.indices.len()));
     let (h, w) = (cfg.size.0 as usize, cfg.size.1 as usize);
     let plane = h * w;
     let per_view = bs * 3 * plane;
     slot.number = k;
     slot.indices.clear();
     slot.labels.clear();
-    slot.substituted = 0;
-    let labeled = shared.file.has_labels();
-    for (row, pos) in (start..end).enumerate() {
-        let idx = shared.indices[pos];
-        let s = shared.file.sample(idx);
-        slot.indices.push(idx as u32);
-        if labeled {
-            slot.labels.push(s.label.unwrap_or(u32::MAX));
-        }
-        for v in 0..cfg.views {
-            let mut rng = sample_rng(cfg.seed, shared.epoch, (pos * cfg.views + v) as u64);
-            let crop = match cfg.crop {
-                CropMode::RandomResized(rrc) => {
-                    random_resized_crop(s.width, s.height, &rrc, &mut rng)
-                }
-                CropMode::Center { resize } => {
-                    center_crop(s.width, s.height, resize, cfg.size.1.min(cfg.size.0))
-                }
-                CropMode::Full => Rect::full(s.width, s.height),
-            };
-            let result = match decoder.as_deref_mut() {
-                Some(d) => d.decode(
-                    s.mode,
-                    s.data,
-                    s.width,
-                    s.height,
-                    crop,
-                    (cfg.size.1, cfg.size.0),
-                    &mut slot.scratch,
-                ),
-                None => Err(Error::Jpeg("no decoder".into())),
-            };
-            if let Err(e) = result {
-                tracing::warn!(
-                    "record {idx} ({}) failed to decode, substituted with grey: {e}",
-                    shared.file.source_path_lossy(idx)
-                );
-                slot.scratch.fill(128);
-                slot.substituted += 1;
-                shared.stats.substituted.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Some(flip) = cfg.flip {
-                flip.apply(&mut slot.scratch, w, h, 3, &mut rng);
-            }
-            // HWC -> CHW into the batch.
-            let base = v * per_view + row * 3 * plane;
-            let dst = &mut slot.pixels[base..base + 3 * plane];
-            hwc_to_chw(&slot.scratch, dst, plane);
-        }
-        shared.stats.samples.fetch_add(1, Ordering::Relaxed);
+    slot.indices
+        .extend(shared.indices[start..end].iter().map(|&i| i as u32));
+    if shared.file.has_labels() {
+        let labels = slot
+            .indices
+            .iter()
+            .map(|&i| shared.file.sample(i as usize).label.unwrap_or(u32::MAX));
+        slot.labels.extend(labels);
     }
+    let substituted = AtomicUsize::new(0);
+    for v in 0..cfg.views {
+        let rows = &mut slot.pixels[v * per_view..v * per_view + (end - start) * 3 * plane];
+        rows.par_chunks_mut(3 * plane)
+            .enumerate()
+            .for_each(|(row, dst)| {
+                WORKER.with(|cell| {
+                    let mut cell = cell.borrow_mut();
+                    let (decoder, scratch) = cell.get_or_insert_with(|| {
+                        let d = CropDecoder::new()
+                            .map_err(|e| {
+                                tracing::error!(
+                                    "cannot create a JPEG decoder: {e}; samples are substituted"
+                                )
+                            })
+                            .ok();
+                        (d, Vec::new())
+                    });
+                    scratch.resize(plane * 3, 0);
+                    if !sample_into(shared, start + row, v, decoder.as_mut(), scratch) {
+                        substituted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    hwc_to_chw(scratch, dst, plane);
+                });
+            });
+    }
+    slot.substituted = substituted.into_inner();
+    shared
+        .stats
+        .samples
+        .fetch_add((end - start) as u64, Ordering::Relaxed);
+    shared
+        .stats
+        .substituted
+        .fetch_add(slot.substituted as u64, Ordering::Relaxed);
+}
+
+/// Decodes, crops and augments the sample at epoch position `pos` (view `v`) into `hwc`.
+/// Returns false when it failed to decode and was replaced by grey.
+fn sample_into(
+    shared: &Shared,
+    pos: usize,
+    v: usize,
+    decoder: Option<&mut CropDecoder>,
+    hwc: &mut [u8],
+) -> bool {
+    let cfg = &shared.cfg;
+    let idx = shared.indices[pos];
+    let s = shared.file.sample(idx);
+    let mut rng = sample_rng(cfg.seed, shared.epoch, (pos * cfg.views + v) as u64);
+    let crop = match cfg.crop {
+        CropMode::RandomResized(rrc) => random_resized_crop(s.width, s.height, &rrc, &mut rng),
+        CropMode::Center { resize } => {
+            center_crop(s.width, s.height, resize, cfg.size.1.min(cfg.size.0))
+        }
+        CropMode::Full => Rect::full(s.width, s.height),
+    };
+    let result = match decoder {
+        Some(d) => d.decode(
+            s.mode,
+            s.data,
+            s.width,
+            s.height,
+            crop,
+            (cfg.size.1, cfg.size.0),
+            hwc,
+        ),
+        None => Err(Error::Jpeg("no decoder".into())),
+    };
+    let ok = match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                "record {idx} ({}) failed to decode, substituted with grey: {e}",
+                shared.file.source_path_lossy(idx)
+            );
+            hwc.fill(128);
+            false
+        }
+    };
+    if let Some(flip) = cfg.flip {
+        flip.apply(hwc, cfg.size.1 as usize, cfg.size.0 as usize, 3, &mut rng);
+    }
+    ok
 }
 
 /// Splits packed RGB into three planes.
@@ -444,15 +472,14 @@ pub fn hwc_to_chw(hwc: &[u8], chw: &mut [u8], plane: usize) {
     }
 }
 
-/// One epoch's batches, in order. Dropping it stops the workers.
+/// One epoch's batches, in order. Dropping it stops the producer.
 #[derive(Debug)]
 pub struct Epoch {
     shared: Arc<Shared>,
-    done_rx: Receiver<(usize, Box<Slot>)>,
+    done_rx: Receiver<Box<Slot>>,
     free_tx: Sender<Box<Slot>>,
-    pending: BTreeMap<usize, Box<Slot>>,
     expect: usize,
-    workers: Vec<JoinHandle<()>>,
+    producer: Option<JoinHandle<()>>,
     waited: Duration,
 }
 
@@ -477,26 +504,20 @@ impl Iterator for Epoch {
         }
         let t = Instant::now();
         let slot = loop {
-            if let Some(s) = self.pending.remove(&self.expect) {
-                break s;
-            }
             match self.done_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok((k, s)) => {
-                    self.pending.insert(k, s);
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    // Every live worker waits for a free slot: the caller holds them all
-                    // (keeps old batches). Grow the pool by one rather than hang.
-                    let live = self.workers.iter().filter(|w| !w.is_finished()).count();
-                    if live > 0 && self.shared.starved.load(Ordering::SeqCst) == live {
+                Ok(s) => break s,
+                Err(RecvTimeoutError::Timeout) => {
+                    // The producer waits for a free slot while the caller holds them all
+                    // (keeps old batches): grow the pool by one rather than hang.
+                    if self.shared.starved.load(Ordering::SeqCst) {
                         tracing::debug!(
                             "all batch slots are held by the consumer; allocating one more"
                         );
                         let _ = self.free_tx.try_send(Box::new(new_slot(&self.shared.cfg)));
                     }
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    tracing::error!("loader workers stopped before batch {}", self.expect);
+                Err(RecvTimeoutError::Disconnected) => {
+                    tracing::error!("the loader stopped before batch {}", self.expect);
                     return None;
                 }
             }
@@ -517,17 +538,17 @@ impl Iterator for Epoch {
 impl Drop for Epoch {
     fn drop(&mut self) {
         self.shared.cancel.store(true, Ordering::SeqCst);
-        // Unblock workers waiting to send, then wait for them.
-        for w in self.workers.drain(..) {
-            while !w.is_finished() {
-                while let Ok((_, s)) = self.done_rx.try_recv() {
+        if let Some(p) = self.producer.take() {
+            // Unblock a producer waiting to send, then wait for it.
+            while !p.is_finished() {
+                while let Ok(s) = self.done_rx.try_recv() {
                     let _ = self.free_tx.try_send(s);
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let _ = w.join();
+            let _ = p.join();
         }
-        for (_, s) in std::mem::take(&mut self.pending) {
+        while let Ok(s) = self.done_rx.try_recv() {
             let _ = self.free_tx.try_send(s);
         }
     }
