@@ -384,18 +384,7 @@ impl Decoder {
             )));
         }
         self.set_scale(scale)?;
-        if header.is_cmyk() {
-            let mut cmyk = std::mem::take(&mut self.cmyk);
-            cmyk.resize(w as usize * h as usize * 4, 0);
-            let rc = self.decompress(data, &mut cmyk, w as usize * 4, tj::TJPF_TJPF_CMYK);
-            if rc.is_ok() {
-                cmyk_to_rgb(&cmyk, &mut out[..need]);
-            }
-            self.cmyk = cmyk;
-            rc?;
-        } else {
-            self.decompress(data, &mut out[..need], w as usize * 3, tj::TJPF_TJPF_RGB)?;
-        }
+        self.decompress_rgb(data, header.is_cmyk(), (w, h), &mut out[..need])?;
         Ok((w, h))
     }
 
@@ -462,18 +451,7 @@ impl Decoder {
         if unsafe { tj::tj3SetCroppingRegion(self.handle.ptr(), region) } != 0 {
             return Err(self.fail());
         }
-        let result = if header.is_cmyk() {
-            let mut cmyk = std::mem::take(&mut self.cmyk);
-            cmyk.resize(w as usize * h as usize * 4, 0);
-            let rc = self.decompress(data, &mut cmyk, w as usize * 4, tj::TJPF_TJPF_CMYK);
-            if rc.is_ok() {
-                cmyk_to_rgb(&cmyk, &mut out[..need]);
-            }
-            self.cmyk = cmyk;
-            rc
-        } else {
-            self.decompress(data, &mut out[..need], w as usize * 3, tj::TJPF_TJPF_RGB)
-        };
+        let result = self.decompress_rgb(data, header.is_cmyk(), (w, h), &mut out[..need]);
         self.clear_region();
         result
     }
@@ -518,6 +496,28 @@ impl Decoder {
             return Err(self.fail());
         }
         Ok(())
+    }
+
+    /// Decompresses `w x h` packed RGB into `out`; a CMYK source goes through the scratch
+    /// buffer and [`cmyk_to_rgb`], since libjpeg cannot convert CMYK itself.
+    fn decompress_rgb(
+        &mut self,
+        data: &[u8],
+        cmyk_source: bool,
+        (w, h): (u32, u32),
+        out: &mut [u8],
+    ) -> Result<()> {
+        if !cmyk_source {
+            return self.decompress(data, out, w as usize * 3, tj::TJPF_TJPF_RGB);
+        }
+        let mut cmyk = std::mem::take(&mut self.cmyk);
+        cmyk.resize(w as usize * h as usize * 4, 0);
+        let rc = self.decompress(data, &mut cmyk, w as usize * 4, tj::TJPF_TJPF_CMYK);
+        if rc.is_ok() {
+            cmyk_to_rgb(&cmyk, out);
+        }
+        self.cmyk = cmyk;
+        rc
     }
 
     fn decompress(
