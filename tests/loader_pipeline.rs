@@ -102,6 +102,33 @@ fn an_epoch_resumes_part_way_and_drop_last_drops() {
 }
 
 #[test]
+fn the_strong_preset_is_deterministic_and_differs_from_paper() {
+    use uic::augment::{Augment, Preset};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dataset(dir.path());
+    let idx: Vec<usize> = (0..file.len()).collect();
+    let strong = |threads| LoaderConfig {
+        augment: Augment::preset(Preset::Strong),
+        ..cfg(threads)
+    };
+    let a = run(
+        &Loader::new(file.clone(), strong(1)).unwrap(),
+        0,
+        idx.clone(),
+        0,
+    );
+    let b = run(
+        &Loader::new(file.clone(), strong(3)).unwrap(),
+        0,
+        idx.clone(),
+        0,
+    );
+    assert!(a == b, "strong preset depends on the thread count");
+    let paper = run(&Loader::new(file.clone(), cfg(2)).unwrap(), 0, idx, 0);
+    assert!(a != paper, "jitter, grayscale and blur changed nothing");
+}
+
+#[test]
 fn two_views_are_independent_and_labels_ride_along() {
     let dir = tempfile::tempdir().unwrap();
     let file = dataset(dir.path());
@@ -192,7 +219,7 @@ fn center_crop_mode_is_deterministic_and_bad_indices_are_errors() {
     let file = dataset(dir.path());
     let c = LoaderConfig {
         crop: CropMode::Center { resize: 36 },
-        flip: None,
+        augment: uic::augment::Augment::none(),
         ..cfg(2)
     };
     let loader = Loader::new(file.clone(), c).unwrap();

@@ -2,8 +2,10 @@
 //! per-sample RNG derived from (seed, epoch, index).
 //!
 //! Each operation lives in its own file as a plain kernel on slices plus a config struct:
-//! [`flip`]. Colour jitter, grayscale, blur, Sobel and normalisation are not written yet.
-//! [`sample_rng`] gives each sample its own random stream.
+//! [`flip`], [`jitter`] (brightness, contrast, saturation, hue), [`grayscale`], [`blur`],
+//! [`sobel`], [`normalize`]. Their arithmetic follows torchvision's tensor functions on uint8
+//! images, checked against golden outputs in `tests/golden.rs`. [`Augment`] chains them
+//! into the paper's presets; [`sample_rng`] gives each sample its own random stream.
 //!
 //! ```
 //! use rand::Rng;
@@ -12,9 +14,21 @@
 //! assert_eq!(a, b);
 //! ```
 
+pub mod blur;
 pub mod flip;
+pub mod grayscale;
+pub mod jitter;
+pub mod normalize;
+mod preset;
+pub mod sobel;
 
+pub use blur::{gaussian_blur, BlurConfig};
 pub use flip::{hflip, FlipConfig};
+pub use grayscale::{grayscale, GrayscaleConfig};
+pub use jitter::JitterConfig;
+pub use normalize::{normalize, NormalizeConfig};
+pub use preset::{Augment, Preset};
+pub use sobel::sobel;
 
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use rayon::prelude::*;
-use uic_augment::{sample_rng, FlipConfig};
+use uic_augment::{sample_rng, Augment, Preset};
 
 use crate::crop::{center_crop, random_resized_crop, CropDecoder, Rect, RrcConfig};
 use crate::error::{Error, Result};
@@ -57,8 +57,8 @@ pub struct LoaderConfig {
     pub size: (u32, u32),
     /// Crop choice.
     pub crop: CropMode,
-    /// Horizontal flip, if any.
-    pub flip: Option<FlipConfig>,
+    /// Augmentations after the crop (flip, jitter, grayscale, blur).
+    pub augment: Augment,
     /// Independent views per sample (2 for two-view methods).
     pub views: usize,
     /// Drop the last, incomplete batch.
@@ -75,7 +75,7 @@ impl Default for LoaderConfig {
             batches_ahead: 3,
             size: (224, 224),
             crop: CropMode::RandomResized(RrcConfig::default()),
-            flip: Some(FlipConfig::default()),
+            augment: Augment::preset(Preset::Paper),
             views: 1,
             drop_last: false,
             seed: 0,
@@ -353,7 +353,7 @@ fn produce(
 
 thread_local! {
     /// Each pool thread's decoder and HWC scratch buffer, kept across batches and epochs.
-    static WORKER: RefCell<Option<(Option<CropDecoder>, Vec<u8>)>> = const { RefCell::new(None) };
+    static WORKER: RefCell<Option<(Option<CropDecoder>, Vec<u8>, Vec<f32>)>> = const { RefCell::new(None) };
 }
 
 fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
@@ -383,7 +383,7 @@ fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
             .for_each(|(row, dst)| {
                 WORKER.with(|cell| {
                     let mut cell = cell.borrow_mut();
-                    let (decoder, scratch) = cell.get_or_insert_with(|| {
+                    let (decoder, scratch, blur) = cell.get_or_insert_with(|| {
                         let d = CropDecoder::new()
                             .map_err(|e| {
                                 tracing::error!(
@@ -391,10 +391,10 @@ fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
                                 )
                             })
                             .ok();
-                        (d, Vec::new())
+                        (d, Vec::new(), Vec::new())
                     });
                     scratch.resize(plane * 3, 0);
-                    if !sample_into(shared, start + row, v, decoder.as_mut(), scratch) {
+                    if !sample_into(shared, start + row, v, decoder.as_mut(), scratch, blur) {
                         substituted.fetch_add(1, Ordering::Relaxed);
                     }
                     hwc_to_chw(scratch, dst, plane);
@@ -420,6 +420,7 @@ fn sample_into(
     v: usize,
     decoder: Option<&mut CropDecoder>,
     hwc: &mut [u8],
+    blur: &mut Vec<f32>,
 ) -> bool {
     let cfg = &shared.cfg;
     let idx = shared.indices[pos];
@@ -455,9 +456,13 @@ fn sample_into(
             false
         }
     };
-    if let Some(flip) = cfg.flip {
-        flip.apply(hwc, cfg.size.1 as usize, cfg.size.0 as usize, 3, &mut rng);
-    }
+    cfg.augment.apply(
+        hwc,
+        cfg.size.1 as usize,
+        cfg.size.0 as usize,
+        &mut rng,
+        blur,
+    );
     ok
 }
 

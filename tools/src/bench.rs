@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use uic_augment::{sample_rng, FlipConfig};
+use uic_augment::{sample_rng, Augment, Preset};
 use uic_loader::crop::{random_resized_crop, CropDecoder, RrcConfig};
 use uic_loader::jpeg::{Decoder, Scale};
 use uic_loader::order::{Order, Random};
@@ -34,10 +34,10 @@ pub struct LoaderArgs {
     /// Output side in pixels.
     #[arg(long, default_value_t = 224)]
     pub size: u32,
-    /// Augmentation preset: paper (RandomResizedCrop + flip). `strong` needs colour jitter,
-    /// grayscale and blur, which are not written yet.
+    /// Augmentation preset: paper (RandomResizedCrop + flip) or strong (+ colour jitter,
+    /// grayscale, blur).
     #[arg(long, default_value = "paper")]
-    pub preset: String,
+    pub preset: Preset,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -50,8 +50,8 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
 }
 
 fn loader(a: LoaderArgs) -> Result<ExitCode> {
-    if a.preset != "paper" {
-        bail!("preset {:?} is not available yet: only `paper` (RandomResizedCrop + flip) is implemented", a.preset);
+    if a.preset == Preset::Eval {
+        bail!("preset eval has no random crop; bench loader measures training presets (paper, strong)");
     }
     let file = Arc::new(RecordFile::open(&a.file)?);
     if file.is_empty() {
@@ -93,7 +93,7 @@ fn loader(a: LoaderArgs) -> Result<ExitCode> {
         threads: a.threads,
         size: out,
         crop: CropMode::RandomResized(rrc),
-        flip: Some(FlipConfig::default()),
+        augment: Augment::preset(a.preset),
         ..Default::default()
     };
     let loader = Loader::new(file.clone(), cfg)?;
@@ -134,6 +134,7 @@ fn loader(a: LoaderArgs) -> Result<ExitCode> {
             "epochs": a.epochs,
             "samples": n,
             "substituted": substituted,
+            "preset": format!("{:?}", a.preset).to_lowercase(),
         });
         println!("{j}");
     } else {
