@@ -30,7 +30,7 @@ impl BlurConfig {
     pub fn kernel_size(&self, w: usize, h: usize) -> usize {
         let side = w.min(h);
         let mut k = ((self.kernel_fraction * side as f32) as usize).max(3);
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             k += 1;
         }
         // Reflect padding needs k / 2 < side.

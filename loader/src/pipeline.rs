@@ -351,9 +351,12 @@ fn produce(
     }
 }
 
+/// A pool thread's decoder (None if it could not be created), HWC scratch and blur scratch.
+type WorkerState = (Option<CropDecoder>, Vec<u8>, Vec<f32>);
+
 thread_local! {
-    /// Each pool thread's decoder and HWC scratch buffer, kept across batches and epochs.
-    static WORKER: RefCell<Option<(Option<CropDecoder>, Vec<u8>, Vec<f32>)>> = const { RefCell::new(None) };
+    /// Each pool thread's state, kept across batches and epochs.
+    static WORKER: RefCell<Option<WorkerState>> = const { RefCell::new(None) };
 }
 
 fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
