@@ -34,10 +34,12 @@ impl FlipConfig {
 pub fn hflip(hwc: &mut [u8], w: usize, h: usize, c: usize) {
     assert_eq!(hwc.len(), w * h * c, "buffer is not {w}x{h}x{c}");
     for row in hwc.chunks_exact_mut(w * c) {
-        for x in 0..w / 2 {
-            let (a, b) = (x * c, (w - 1 - x) * c);
-            for k in 0..c {
-                row.swap(a + k, b + k);
+        // Reversing the bytes mirrors the pixels and reverses each pixel's channels;
+        // reversing each pixel back restores the channel order. Both passes vectorise.
+        row.reverse();
+        if c > 1 {
+            for px in row.chunks_exact_mut(c) {
+                px.reverse();
             }
         }
     }

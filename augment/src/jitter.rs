@@ -85,8 +85,15 @@ fn weights(f: f64) -> (f32, f32) {
 /// Multiplies every value by `factor`.
 pub fn adjust_brightness(hwc: &mut [u8], factor: f64) {
     let (ratio, om) = weights(factor);
+    apply_lut(hwc, |v| blend(v, 0.0, ratio, om));
+}
+
+/// Maps every byte through `f`, computed once per possible value (a 256-entry table gives
+/// the same bytes as calling `f` on each value, several times faster).
+fn apply_lut(hwc: &mut [u8], f: impl Fn(u8) -> u8) {
+    let lut: [u8; 256] = std::array::from_fn(|v| f(v as u8));
     for v in hwc.iter_mut() {
-        *v = blend(*v, 0.0, ratio, om);
+        *v = lut[*v as usize];
     }
 }
 
@@ -102,9 +109,7 @@ pub fn adjust_contrast(hwc: &mut [u8], factor: f64) {
         .sum();
     let mean = (sum / n as f64) as f32;
     let (ratio, om) = weights(factor);
-    for v in hwc.iter_mut() {
-        *v = blend(*v, mean, ratio, om);
-    }
+    apply_lut(hwc, |v| blend(v, mean, ratio, om));
 }
 
 /// Blends every pixel with its own luma.
