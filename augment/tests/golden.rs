@@ -33,6 +33,14 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
+fn max_abs_err(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
+}
+
 /// (max difference, share of values that differ).
 fn compare(got: &[u8], want: &[u8]) -> (u8, f64) {
     assert_eq!(got.len(), want.len());
@@ -69,11 +77,7 @@ fn every_kernel_matches_torchvision() {
                 let mut out = vec![0f32; px.len()];
                 normalize(&px, &mut out, &cfg);
                 let want = floats(&case["output_chw"]);
-                let err = out
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
+                let err = max_abs_err(&out, &want);
                 assert!(err <= 1e-6, "{what}: max error {err}");
             }
             "sobel" => {
@@ -81,11 +85,7 @@ fn every_kernel_matches_torchvision() {
                 let mut out = vec![0f32; 2 * w * h];
                 sobel(&src, &mut out, w, h);
                 let want = floats(&case["output_chw"]);
-                let err = out
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
+                let err = max_abs_err(&out, &want);
                 assert!(err <= 1e-5, "{what}: max error {err}");
             }
             _ => {
