@@ -16,10 +16,16 @@ impl Default for FlipConfig {
 }
 
 impl FlipConfig {
+    /// Draws whether to flip (one number from `rng`), without touching pixels: for callers
+    /// that mirror while copying the image anyway.
+    pub fn draw(&self, rng: &mut impl Rng) -> bool {
+        rng.gen_bool(self.p.clamp(0.0, 1.0))
+    }
+
     /// Flips `hwc` (packed, `c` channels) with probability `p`; returns whether it flipped.
     /// Draws exactly one number from `rng` either way.
     pub fn apply(&self, hwc: &mut [u8], w: usize, h: usize, c: usize, rng: &mut impl Rng) -> bool {
-        let flip = rng.gen_bool(self.p.clamp(0.0, 1.0));
+        let flip = self.draw(rng);
         if flip {
             hflip(hwc, w, h, c);
         }

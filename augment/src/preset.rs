@@ -88,4 +88,63 @@ impl Augment {
             b.apply(hwc, w, h, rng, scratch);
         }
     }
+
+    /// Like [`Augment::apply`], but leaves the flip to the caller: returns whether the image
+    /// must be mirrored. Flip, jitter and grayscale commute exactly (they are per pixel or
+    /// use the global mean), so mirroring while copying gives the same bytes as `apply` with
+    /// one pass fewer. With a blur (whose f32 sums depend on direction) it flips in place and
+    /// returns false.
+    pub fn apply_deferring_flip(
+        &self,
+        hwc: &mut [u8],
+        w: usize,
+        h: usize,
+        rng: &mut impl Rng,
+        scratch: &mut Vec<f32>,
+    ) -> bool {
+        if self.blur.is_some() {
+            self.apply(hwc, w, h, rng, scratch);
+            return false;
+        }
+        let mirror = self.flip.is_some_and(|f| f.draw(rng));
+        if let Some(j) = self.jitter {
+            j.apply(hwc, rng);
+        }
+        if let Some(g) = self.grayscale {
+            g.apply(hwc, rng);
+        }
+        mirror
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{hflip, sample_rng};
+
+    #[test]
+    fn deferring_the_flip_gives_the_same_bytes() {
+        let (w, h) = (9, 7);
+        let img: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 256) as u8).collect();
+        let no_blur = Augment {
+            blur: None,
+            ..Augment::preset(Preset::Strong)
+        };
+        for aug in [
+            Augment::preset(Preset::Paper),
+            no_blur,
+            Augment::preset(Preset::Strong),
+        ] {
+            for i in 0..50 {
+                let mut a = img.clone();
+                aug.apply(&mut a, w, h, &mut sample_rng(1, 2, i), &mut Vec::new());
+                let mut b = img.clone();
+                if aug.apply_deferring_flip(&mut b, w, h, &mut sample_rng(1, 2, i), &mut Vec::new())
+                {
+                    hflip(&mut b, w, h, 3);
+                }
+                assert_eq!(a, b, "{aug:?} draw {i}");
+            }
+        }
+    }
 }

@@ -397,10 +397,12 @@ fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
                         (d, Vec::new(), Vec::new())
                     });
                     scratch.resize(plane * 3, 0);
-                    if !sample_into(shared, start + row, v, decoder.as_mut(), scratch, blur) {
+                    let (ok, mirror) =
+                        sample_into(shared, start + row, v, decoder.as_mut(), scratch, blur);
+                    if !ok {
                         substituted.fetch_add(1, Ordering::Relaxed);
                     }
-                    hwc_to_chw(scratch, dst, plane);
+                    hwc_to_chw(scratch, dst, w, h, mirror);
                 });
             });
     }
@@ -416,7 +418,8 @@ fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
 }
 
 /// Decodes, crops and augments the sample at epoch position `pos` (view `v`) into `hwc`.
-/// Returns false when it failed to decode and was replaced by grey.
+/// Returns whether it decoded (false: replaced by grey) and whether the copy out must
+/// mirror it (the flip, deferred to [`hwc_to_chw`]).
 fn sample_into(
     shared: &Shared,
     pos: usize,
@@ -424,7 +427,7 @@ fn sample_into(
     decoder: Option<&mut CropDecoder>,
     hwc: &mut [u8],
     blur: &mut Vec<f32>,
-) -> bool {
+) -> (bool, bool) {
     let cfg = &shared.cfg;
     let idx = shared.indices[pos];
     let s = shared.file.sample(idx);
@@ -459,24 +462,53 @@ fn sample_into(
             false
         }
     };
-    cfg.augment.apply(
-        hwc,
-        cfg.size.1 as usize,
-        cfg.size.0 as usize,
-        &mut rng,
-        blur,
-    );
-    ok
+    let (w, h) = (cfg.size.1 as usize, cfg.size.0 as usize);
+    let mirror = cfg.augment.apply_deferring_flip(hwc, w, h, &mut rng, blur);
+    (ok, mirror)
 }
 
-/// Splits packed RGB into three planes.
-pub fn hwc_to_chw(hwc: &[u8], chw: &mut [u8], plane: usize) {
+/// Splits packed RGB (`w x h`) into three planes, mirroring each row if `mirror`.
+pub fn hwc_to_chw(hwc: &[u8], chw: &mut [u8], w: usize, h: usize, mirror: bool) {
+    let plane = w * h;
     let (r, rest) = chw.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
-    for (i, px) in hwc.chunks_exact(3).enumerate().take(plane) {
-        r[i] = px[0];
-        g[i] = px[1];
-        b[i] = px[2];
+    let rows = hwc
+        .chunks_exact(w * 3)
+        .zip(r.chunks_exact_mut(w))
+        .zip(g.chunks_exact_mut(w).zip(b.chunks_exact_mut(w)));
+    for ((src, r), (g, b)) in rows.take(h) {
+        let px = src.chunks_exact(3);
+        if mirror {
+            for (((p, r), g), b) in px
+                .zip(r.iter_mut().rev())
+                .zip(g.iter_mut().rev())
+                .zip(b.iter_mut().rev())
+            {
+                (*r, *g, *b) = (p[0], p[1], p[2]);
+            }
+        } else {
+            for (((p, r), g), b) in px.zip(r.iter_mut()).zip(g.iter_mut()).zip(b.iter_mut()) {
+                (*r, *g, *b) = (p[0], p[1], p[2]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrored_planes_equal_flip_then_split() {
+        let (w, h) = (5, 3);
+        let img: Vec<u8> = (0..w * h * 3).map(|i| i as u8).collect();
+        let mut flipped = img.clone();
+        uic_augment::hflip(&mut flipped, w, h, 3);
+        let (mut a, mut b) = (vec![0; img.len()], vec![0; img.len()]);
+        hwc_to_chw(&img, &mut a, w, h, true);
+        hwc_to_chw(&flipped, &mut b, w, h, false);
+        assert_eq!(a, b);
+        assert_eq!(&b[..5], &[12, 9, 6, 3, 0]);
     }
 }
 
