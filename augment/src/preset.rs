@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use crate::{BlurConfig, FlipConfig, GrayscaleConfig, JitterConfig};
+use crate::{hflip, BlurConfig, FlipConfig, GrayscaleConfig, JitterConfig};
 
 /// Named pipelines (the crop is the loader's part: RandomResizedCrop, or centre for `eval`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,17 +75,22 @@ impl Augment {
         rng: &mut impl Rng,
         scratch: &mut Vec<f32>,
     ) {
-        if let Some(f) = self.flip {
-            f.apply(hwc, w, h, 3, rng);
+        if self.flip.is_some_and(|f| f.draw(rng)) {
+            hflip(hwc, w, h, 3);
         }
+        self.colour(hwc, rng);
+        if let Some(b) = self.blur {
+            b.apply(hwc, w, h, rng, scratch);
+        }
+    }
+
+    /// Jitter, then grayscale: the per-pixel colour steps.
+    fn colour(&self, hwc: &mut [u8], rng: &mut impl Rng) {
         if let Some(j) = self.jitter {
             j.apply(hwc, rng);
         }
         if let Some(g) = self.grayscale {
             g.apply(hwc, rng);
-        }
-        if let Some(b) = self.blur {
-            b.apply(hwc, w, h, rng, scratch);
         }
     }
 
@@ -107,12 +112,7 @@ impl Augment {
             return false;
         }
         let mirror = self.flip.is_some_and(|f| f.draw(rng));
-        if let Some(j) = self.jitter {
-            j.apply(hwc, rng);
-        }
-        if let Some(g) = self.grayscale {
-            g.apply(hwc, rng);
-        }
+        self.colour(hwc, rng);
         mirror
     }
 }
@@ -120,7 +120,7 @@ impl Augment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{hflip, sample_rng};
+    use crate::sample_rng;
 
     #[test]
     fn deferring_the_flip_gives_the_same_bytes() {
