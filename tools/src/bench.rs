@@ -16,6 +16,26 @@ use uic_loader::{CropMode, Loader, LoaderConfig, RecordFile, StorageMode};
 pub enum Command {
     /// Decode-only, decode+crop (one thread each) and full-loader throughput on a record file.
     Loader(LoaderArgs),
+    /// Time one UIC training step (forward, loss, backward, SGD, argmax) on an in-memory
+    /// batch: the trainer's ceiling without data loading. Compare with
+    /// benches/peers/uic_step.py.
+    Step(Box<StepArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StepArgs {
+    /// Model and batch settings, as for `uic train`.
+    #[command(flatten)]
+    pub set: crate::train::Overrides,
+    /// Timed steps.
+    #[arg(long, default_value_t = 60)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,7 +66,66 @@ pub struct LoaderArgs {
 pub fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Loader(a) => loader(a),
+        Command::Step(a) => step(*a),
     }
+}
+
+fn step(a: StepArgs) -> Result<ExitCode> {
+    use rand::{Rng, SeedableRng};
+    use uic_trainer::tch::{self, Tensor};
+    let mut cfg = uic_trainer::TrainConfig::default();
+    a.set.apply(&mut cfg);
+    cfg.validate()?;
+    uic_trainer::set_threads(&cfg);
+    tch::manual_seed(0);
+    let model = uic_trainer::Model::new(&cfg.model(), tch::Device::Cpu)?;
+    let mut opt =
+        uic_trainer::sgd::Sgd::new(model.named_parameters(), cfg.momentum, cfg.weight_decay);
+    let (b, s) = (cfg.batch_size, cfg.input_size as usize);
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
+    let px: Vec<u8> = (0..b * 3 * s * s).map(|_| rng.gen()).collect();
+    let tg: Vec<i64> = (0..b).map(|_| rng.gen_range(0..cfg.k as i64)).collect();
+    let y = Tensor::from_slice(&tg);
+    let mut times = Vec::with_capacity(a.steps);
+    for i in 0..a.warmup + a.steps {
+        let t = Instant::now();
+        // As in the trainer: the batch arrives as a host u8 buffer each step.
+        let x = Tensor::from_slice(&px).view([b as i64, 3, s as i64, s as i64]);
+        let (loss, pred) = uic_trainer::train_step(&model, &mut opt, &x, &y, 0.1)?;
+        let dt = t.elapsed().as_secs_f64();
+        anyhow::ensure!(loss.is_finite() && pred.len() == b, "bad step output");
+        if i >= a.warmup {
+            times.push(dt);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let threads = tch::get_num_threads();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "peer": "uic-tch", "arch": cfg.arch.to_string(), "width": cfg.width,
+                "input_size": cfg.input_size, "batch_size": b, "k": cfg.k, "sobel": cfg.sobel_on(),
+                "threads": threads, "steps": a.steps, "step_ms_median": med * 1e3,
+                "step_ms_mean": mean * 1e3, "images_per_s": b as f64 / med,
+            })
+        );
+    } else {
+        println!(
+            "{} width {} at {s} px, batch {b}, k {}, sobel {}, {threads} libtorch threads: \
+             median step {:.2} ms (mean {:.2}), {:.0} images/s",
+            cfg.arch,
+            cfg.width,
+            cfg.k,
+            cfg.sobel_on(),
+            med * 1e3,
+            mean * 1e3,
+            b as f64 / med
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn loader(a: LoaderArgs) -> Result<ExitCode> {

@@ -8,6 +8,8 @@ mod bench;
 mod convert;
 mod demo;
 mod inspect;
+mod plots;
+mod train;
 mod verify;
 
 /// Unsupervised Image Classification: data tools and training.
@@ -26,11 +28,21 @@ enum Command {
     Inspect(inspect::Args),
     /// Check every record's checksum; name each bad record.
     Verify(verify::Args),
+    /// Train UIC on a record file: per-epoch metrics.jsonl, checkpoints, plots.
+    Train(Box<train::Args>),
+    /// Draw a run folder's plots (NMI, loss, lr, class sizes) as PNG.
+    Plot(PlotArgs),
     /// Benchmarks: `uic bench loader FILE`.
     #[command(subcommand)]
     Bench(bench::Command),
     /// Generate a synthetic dataset, convert, inspect and verify it (no download needed).
     Demo(demo::Args),
+}
+
+#[derive(Debug, clap::Args)]
+struct PlotArgs {
+    /// Run folder of `uic train`.
+    dir: std::path::PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -49,6 +61,13 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Train(a) => train::run(*a),
+        Command::Plot(a) => plots::write(&a.dir).map(|ps| {
+            for p in ps {
+                println!("{}", p.display());
+            }
+            ExitCode::SUCCESS
+        }),
         Command::Bench(c) => bench::run(c),
     };
     match result {

@@ -1,17 +1,52 @@
 //! The UIC trainer on libtorch, through [`tch`].
 //!
-//! This crate links libtorch 2.11.0 (tch 0.24.0). The models, the pseudo-label table and the
-//! training loop land with the trainer issue; today the crate proves that the libtorch set-up
-//! works end to end (see `tests/libtorch.rs`) and re-exports `tch` so that dependants use the
-//! exact same version.
+//! Unsupervised Image Classification (Chen et al.) trains a classifier on its own
+//! pseudo-labels: each image's target is the argmax the network gave it in the previous
+//! epoch's training forward pass. The main types:
+//! - [`Trainer`]: the loop (class-balanced sampling, double-buffered [`LabelTable`], empty
+//!   classes split off the largest, linear or cosine lr), with per-epoch `metrics.jsonl`
+//!   and atomic [`checkpoint`]s that a resumed run continues exactly;
+//! - [`Model`]: AlexNet-BN, the small AlexNet, ResNet-50, with the fixed Sobel input layer;
+//! - [`TrainConfig`]: every setting, from TOML or code;
+//! - [`nmi`]: normalised mutual information, arithmetic and geometric.
+//!
+//! This crate links libtorch 2.11.0 (tch 0.24.0) and re-exports `tch` so that dependants
+//! use the exact same version.
 //!
 //! ```
-//! use uic_trainer::tch::{Device, Kind, Tensor};
-//! let t = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
-//! assert_eq!(t.sum(Kind::Float).double_value(&[]), 6.0);
+//! use uic_trainer::labels::fix_empty_classes;
+//! use rand::SeedableRng;
+//! // Class 1 is empty: half of class 0 moves to it.
+//! let mut labels = vec![0, 0, 0, 0];
+//! let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
+//! assert_eq!(fix_empty_classes(&mut labels, 2, &mut rng), 1);
+//! assert_eq!(labels.iter().filter(|&&l| l == 1).count(), 2);
 //! ```
 
+pub mod checkpoint;
+pub mod config;
+mod error;
+pub mod labels;
+pub mod metrics;
+pub mod model;
+pub mod nmi;
+pub mod plot;
+pub mod schedule;
+pub mod sgd;
+mod train;
+
 pub use tch;
+
+pub use config::{InitLabels, TrainConfig, TrainPreset};
+pub use error::{Error, Result};
+pub use labels::LabelTable;
+pub use metrics::{EpochMetrics, Phase};
+pub use model::{Arch, Model, ModelConfig};
+pub use schedule::Schedule;
+pub use train::{
+    eval_loader_config, set_threads, train_loader_config, train_step, Observer, Progress, Quiet,
+    Trainer,
+};
 
 /// The PyTorch release this crate's tch (0.24.0) is built against.
 pub const LIBTORCH_VERSION: &str = "2.11.0";

@@ -1,0 +1,261 @@
+//! `uic train`: UIC on a record file, with per-epoch metrics, checkpoints and `--resume`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use uic_trainer::checkpoint;
+use uic_trainer::{
+    Arch, EpochMetrics, InitLabels, Observer, Progress, Schedule, TrainConfig, TrainPreset, Trainer,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Record file to train on (from `uic convert`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run folder: metrics.jsonl, config.toml, checkpoint/, plots.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// TOML file of settings (any subset of the flags below, with underscores:
+    /// `input_size = 32`); flags given on the command line win.
+    #[arg(long, value_name = "TOML")]
+    pub config: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint (starts afresh if it has none).
+    /// Only --epochs, --fft-epochs and thread counts may differ from the checkpoint's.
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub set: Overrides,
+    /// No progress bar (one line per epoch only).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Settings that override the config file. Defaults are the paper's (see `TrainConfig`).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// Backbone: alexnet, alexnet-small or resnet50 [default: alexnet].
+    #[arg(long)]
+    pub arch: Option<Arch>,
+    /// Channel multiplier of the AlexNets [default: 1].
+    #[arg(long)]
+    pub width: Option<f64>,
+    /// Crop side in pixels [default: 224].
+    #[arg(long)]
+    pub input_size: Option<u32>,
+    /// Least crop area of RandomResizedCrop [default: 0.08].
+    #[arg(long)]
+    pub min_scale: Option<f64>,
+    /// Pseudo-classes [default: 3000].
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Epochs [default: 500].
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Batch size [default: 256].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Base learning rate [default: 0.1].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning-rate schedule: linear (paper), cosine (official code) or constant.
+    #[arg(long)]
+    pub schedule: Option<Schedule>,
+    /// SGD momentum [default: 0.9].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Weight decay [default: 1e-4].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Dropout in AlexNet's FC layers [default: 0.5].
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Augmentation: paper (crop + flip) or strong (+ jitter, grayscale, blur).
+    #[arg(long)]
+    pub preset: Option<TrainPreset>,
+    /// The fixed Sobel input layer [default: on for alexnet, off otherwise].
+    #[arg(long, overrides_with = "no_sobel")]
+    pub sobel: bool,
+    /// No Sobel layer.
+    #[arg(long)]
+    pub no_sobel: bool,
+    /// An MLP before the classifier layer, as in the official code.
+    #[arg(long)]
+    pub mlp_head: bool,
+    /// Initial labels: random (official code) or inference (one centre-crop pass).
+    #[arg(long)]
+    pub init_labels: Option<InitLabels>,
+    /// Further fine-tuning epochs with labels fixed by a centre-crop pass [default: 0].
+    #[arg(long)]
+    pub fft_epochs: Option<u64>,
+    /// Base learning rate of the fine-tuning epochs [default: 0.01].
+    #[arg(long)]
+    pub fft_lr: Option<f64>,
+    /// Loader threads [default: one per core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// libtorch threads [default: one per core].
+    #[arg(long)]
+    pub torch_threads: Option<usize>,
+    /// Seed of every random choice [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl Overrides {
+    pub fn apply(&self, c: &mut TrainConfig) {
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
+        }
+        set!(
+            arch,
+            width,
+            input_size,
+            min_scale,
+            k,
+            epochs,
+            batch_size,
+            lr,
+            schedule,
+            momentum,
+            weight_decay,
+            dropout,
+            preset,
+            init_labels,
+            fft_epochs,
+            fft_lr,
+            threads,
+            torch_threads,
+            seed
+        );
+        if self.sobel {
+            c.sobel = Some(true);
+        }
+        if self.no_sobel {
+            c.sobel = Some(false);
+        }
+        if self.mlp_head {
+            c.mlp_head = true;
+        }
+    }
+}
+
+/// The settings of this invocation: the checkpoint's when resuming without --config, else
+/// the config file's or the defaults; then the flags.
+fn settings(a: &Args) -> Result<TrainConfig> {
+    let mut cfg = match (
+        &a.config,
+        a.resume
+            .then(|| checkpoint::find(&a.out))
+            .transpose()?
+            .flatten(),
+    ) {
+        (None, Some(ck)) => ck.state.config,
+        (Some(p), _) => TrainConfig::from_toml_file(p)?,
+        (None, None) => TrainConfig::default(),
+    };
+    a.set.apply(&mut cfg);
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let cfg = settings(&a)?;
+    let mut t = Trainer::new(cfg, &a.data, &a.out, a.resume)?;
+    if a.resume && t.epochs_done() == 0 {
+        eprintln!(
+            "no checkpoint in {}: starting from epoch 1",
+            a.out.display()
+        );
+    }
+    let mut obs = Bars::new(a.quiet);
+    let result = t.run(&mut obs);
+    obs.finish();
+    result?;
+    let written = crate::plots::write(&a.out).context("cannot draw the plots")?;
+    for p in &written {
+        eprintln!("plot: {}", p.display());
+    }
+    eprintln!(
+        "done: {} epochs; checkpoint in {}",
+        t.epochs_done(),
+        a.out.join("checkpoint").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per epoch, and a bar within the epoch.
+pub struct Bars {
+    bar: Option<ProgressBar>,
+}
+
+impl Bars {
+    pub fn new(quiet: bool) -> Self {
+        let bar = (!quiet).then(|| {
+            ProgressBar::new(0).with_style(
+                ProgressStyle::with_template("epoch {prefix} {bar:25} {pos}/{len} batches {msg}")
+                    .expect("static template"),
+            )
+        });
+        Bars { bar }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Bars {
+    fn batch(&mut self, p: &Progress) {
+        if let Some(b) = &self.bar {
+            b.set_prefix(format!("{}/{}", p.epoch, p.epochs));
+            b.set_length(p.batches as u64);
+            b.set_position(p.batch as u64);
+            b.set_message(format!(
+                "loss {:.3}, {:.0} img/s, data wait {:.0}%",
+                p.loss,
+                p.images_per_s,
+                100.0 * p.data_wait
+            ));
+        }
+    }
+
+    fn epoch(&mut self, m: &EpochMetrics) {
+        let line = epoch_line(m);
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn note(&mut self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+}
+
+pub fn epoch_line(m: &EpochMetrics) -> String {
+    let truth = match (m.nmi_true, m.nmi_true_geometric) {
+        (Some(a), Some(g)) => format!(" nmi_true {a:.3} (geometric {g:.3})"),
+        _ => String::new(),
+    };
+    format!(
+        "epoch {:>4} loss {:.3} lr {:.4} nmi_prev {:.3}{truth} empty_fixed {} classes {}..{} \
+         {:.0} img/s wait {:.0}%",
+        m.epoch,
+        m.loss,
+        m.lr,
+        m.nmi_prev,
+        m.empty_fixed,
+        m.class_min,
+        m.class_max,
+        m.images_per_s,
+        100.0 * m.data_wait
+    )
+}

@@ -1,0 +1,333 @@
+//! `uic train`: kill a run part-way and resume it; the result must equal an uninterrupted
+//! run. Plus the refusals a user relies on. Runs the real binary on a small synthetic set.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use uic_loader::convert::{self, ConvertOptions};
+use uic_loader::synth::{self, SynthOptions};
+
+fn uic() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_uic"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A 256-image synthetic record file with 8 latent classes.
+fn dataset(dir: &Path) -> PathBuf {
+    let images = dir.join("images");
+    let opts = SynthOptions {
+        classes: 8,
+        per_class: 32,
+        size: 40,
+        seed: 5,
+    };
+    synth::write_image_folder(&images, &opts).unwrap();
+    let rec = dir.join("synth.uicr");
+    convert::convert(&images, &rec, &ConvertOptions::default(), &|_| {}).unwrap();
+    rec
+}
+
+const EPOCHS: &str = "12";
+
+fn train_args(data: &Path, out: &Path) -> Vec<String> {
+    [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--arch",
+        "alexnet-small",
+        "--width",
+        "0.25",
+        "--input-size",
+        "32",
+        "--k",
+        "8",
+        "--batch-size",
+        "32",
+        "--epochs",
+        EPOCHS,
+        "--preset",
+        "strong",
+        "--threads",
+        "1",
+        "--torch-threads",
+        "1",
+        "--seed",
+        "3",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run_ok(args: &[String]) -> Output {
+    let out = uic().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "uic {args:?} failed: {}",
+        text(&out.stderr)
+    );
+    out
+}
+
+fn metrics_lines(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count())
+}
+
+/// The metrics without the timing fields, which legitimately differ between runs.
+fn metrics_sans_timing(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            for k in ["images_per_s", "data_wait", "seconds"] {
+                assert!(o.remove(k).is_some(), "metrics line lacks {k}");
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn killed_and_resumed_run_equals_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+
+    let whole = tmp.path().join("whole");
+    run_ok(&train_args(&data, &whole));
+    assert_eq!(metrics_lines(&whole), EPOCHS.parse::<usize>().unwrap());
+
+    // Start the same run and SIGKILL it once a few epochs are checkpointed, wherever it is.
+    let broken = tmp.path().join("broken");
+    let mut child = uic()
+        .args(train_args(&data, &broken))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while metrics_lines(&broken) < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the run never reached epoch 3"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the run finished before the kill; make it longer"
+    );
+    let done_at_kill = metrics_lines(&broken);
+    assert!(done_at_kill < EPOCHS.parse::<usize>().unwrap());
+
+    // Without --resume the folder is refused; with it the run completes.
+    let refused = uic().args(train_args(&data, &broken)).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("--resume"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let mut resume = train_args(&data, &broken);
+    resume.push("--resume".into());
+    let out = run_ok(&resume);
+    assert!(
+        text(&out.stderr).contains("resuming after epoch"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Same weights, optimiser state and labels, bit for bit; same metrics except timing.
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "labels.safetensors",
+    ] {
+        let a = std::fs::read(whole.join("checkpoint").join(f)).unwrap();
+        let b = std::fs::read(broken.join("checkpoint").join(f)).unwrap();
+        assert!(
+            a == b,
+            "{f} differs between the uninterrupted and the resumed run"
+        );
+    }
+    assert_eq!(metrics_sans_timing(&whole), metrics_sans_timing(&broken));
+}
+
+#[test]
+fn resume_refuses_other_settings_and_other_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let run = tmp.path().join("run");
+    let mut args = train_args(&data, &run);
+    let e = args.iter().position(|a| a == "--epochs").unwrap();
+    args[e + 1] = "1".into();
+    run_ok(&args);
+
+    let mut other_k = args.clone();
+    let k = other_k.iter().position(|a| a == "--k").unwrap();
+    other_k[k + 1] = "6".into();
+    other_k.push("--resume".into());
+    let out = uic().args(&other_k).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("settings differ"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Resuming with only --data/--out/--resume/--epochs takes the checkpoint's settings.
+    let out = run_ok(&[
+        "train".into(),
+        "--data".into(),
+        data.to_str().unwrap().into(),
+        "--out".into(),
+        run.to_str().unwrap().into(),
+        "--resume".into(),
+        "--epochs".into(),
+        "2".into(),
+        "--quiet".into(),
+    ]);
+    assert!(
+        text(&out.stderr).contains("resuming after epoch 1"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(metrics_lines(&run), 2);
+
+    // Another data file is refused.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let images = other.join("images");
+    synth::write_image_folder(
+        &images,
+        &SynthOptions {
+            classes: 8,
+            per_class: 33,
+            size: 40,
+            seed: 5,
+        },
+    )
+    .unwrap();
+    let rec = other.join("o.uicr");
+    convert::convert(&images, &rec, &ConvertOptions::default(), &|_| {}).unwrap();
+    let mut on_other = train_args(&rec, &run);
+    on_other.push("--resume".into());
+    let out = uic().args(&on_other).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not on this file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_diverging_loss_stops_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let run = tmp.path().join("run");
+    let mut args = train_args(&data, &run);
+    args.extend(["--lr".into(), "1e30".into()]);
+    let out = uic().args(&args).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("training stopped") && err.contains("lower --lr"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(metrics_lines(&run), 0);
+}
+
+#[test]
+fn run_folder_has_the_documented_files_and_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let run = tmp.path().join("run");
+    let mut args = train_args(&data, &run);
+    let e = args.iter().position(|a| a == "--epochs").unwrap();
+    args[e + 1] = "2".into();
+    run_ok(&args);
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "nmi.png",
+        "loss.png",
+        "lr.png",
+        "class_sizes.png",
+        "checkpoint/model.safetensors",
+        "checkpoint/optimizer.safetensors",
+        "checkpoint/labels.safetensors",
+        "checkpoint/state.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let line: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    for k in [
+        "epoch",
+        "loss",
+        "lr",
+        "images_per_s",
+        "data_wait",
+        "empty_fixed",
+        "class_min",
+        "class_max",
+        "nmi_prev",
+        "nmi_true",
+        "nmi_true_geometric",
+    ] {
+        assert!(line.get(k).is_some(), "metrics lack {k}: {line}");
+    }
+    // The weights are named like a PyTorch state_dict.
+    let st = std::fs::read(run.join("checkpoint/model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&st[8..8 + header_len]).unwrap();
+    assert!(
+        header.contains("\"features.conv1.weight\"") && header.contains("\"top_layer.bias\""),
+        "{header}"
+    );
+    // The config file written for the run reloads as a config.
+    let run2 = tmp.path().join("run2");
+    let cfg_path = run.join("config.toml");
+    let out = run_ok(&[
+        "train".into(),
+        "--data".into(),
+        data.to_str().unwrap().into(),
+        "--out".into(),
+        run2.to_str().unwrap().into(),
+        "--config".into(),
+        cfg_path.to_str().unwrap().into(),
+        "--epochs".into(),
+        "1".into(),
+        "--quiet".into(),
+    ]);
+    let _ = out;
+    let cfg2 = std::fs::read_to_string(run2.join("config.toml")).unwrap();
+    assert!(
+        cfg2.contains("arch = \"alexnet-small\"") && cfg2.contains("k = 8"),
+        "{cfg2}"
+    );
+}

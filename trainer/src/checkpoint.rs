@@ -1,0 +1,225 @@
+//! Checkpoints: everything needed to continue a run exactly, written atomically every epoch.
+//!
+//! `DIR/checkpoint/` holds:
+//! - `model.safetensors`: weights and BatchNorm statistics, named like a PyTorch
+//!   `state_dict` (`features.conv1.weight`, `top_layer.bias`, ...), loadable with
+//!   `safetensors.torch.load_file`;
+//! - `optimizer.safetensors`: SGD momentum buffers, under the parameters' names;
+//! - `labels.safetensors`: the pseudo-label table (`labels`, int32, one per image);
+//! - `state.json`: format version, epochs and steps done, the full config, the identity of
+//!   the data file, and the last epoch's metrics. Written last: a folder with it is complete.
+//!
+//! There is no RNG state to save: every random choice (libtorch's included, reseeded each
+//! epoch) is a pure function of the seed and the epoch. The sampler is a pure function of
+//! the label table, seed and epoch.
+//!
+//! Atomicity: a new checkpoint is written to `DIR/.checkpoint.tmp/` and synced; then the old
+//! one is renamed to `DIR/.checkpoint.old/`, the new one to `DIR/checkpoint/`, and the old one
+//! removed. A crash at any point leaves one complete checkpoint, which [`find`] picks.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::config::TrainConfig;
+use crate::error::{Error, Result};
+use crate::metrics::EpochMetrics;
+use crate::model::Model;
+use crate::sgd::Sgd;
+
+/// Version of the checkpoint layout; [`find`] refuses others with a clear message.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Which data file a run trains on, to refuse resuming on another one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataId {
+    /// Path as given when the run started (informational).
+    pub path: String,
+    /// Samples in the file.
+    pub samples: u64,
+    /// Length of the file in bytes.
+    pub file_len: u64,
+}
+
+/// `state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Version of the `uic` crates that wrote it.
+    pub uic_version: String,
+    /// Epochs completed.
+    pub epoch: u64,
+    /// Optimisation steps completed in the current phase.
+    pub step: u64,
+    /// Settings of the run.
+    pub config: TrainConfig,
+    /// The data file.
+    pub data: DataId,
+    /// The metrics of the last completed epoch (restored into `metrics.jsonl` on resume).
+    pub last_metrics: Option<EpochMetrics>,
+}
+
+/// A complete checkpoint on disk.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Its `state.json`.
+    pub state: State,
+}
+
+const CURRENT: &str = "checkpoint";
+const TMP: &str = ".checkpoint.tmp";
+const OLD: &str = ".checkpoint.old";
+
+/// The latest complete checkpoint of run folder `run`, if any.
+///
+/// # Errors
+/// An unreadable `state.json`, or one from another format version.
+pub fn find(run: &Path) -> Result<Option<Checkpoint>> {
+    for name in [CURRENT, OLD] {
+        let dir = run.join(name);
+        if dir.join("state.json").is_file() {
+            return read(&dir).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Reads the checkpoint in `dir` (a `checkpoint/` folder).
+///
+/// # Errors
+/// A missing or unreadable `state.json`, or another format version.
+pub fn read(dir: &Path) -> Result<Checkpoint> {
+    let p = dir.join("state.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::io("read", &p, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::checkpoint(dir, format!("state.json is not JSON: {e}")))?;
+    let version = v.get("format_version").and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(FORMAT_VERSION)) {
+        return Err(Error::checkpoint(
+            dir,
+            format!(
+                "format version {} but this uic reads version {FORMAT_VERSION}; use the uic \
+                 release that wrote it",
+                version.map_or("missing".into(), |v| v.to_string())
+            ),
+        ));
+    }
+    let state: State = serde_json::from_value(v)
+        .map_err(|e| Error::checkpoint(dir, format!("state.json: {e}")))?;
+    Ok(Checkpoint {
+        dir: dir.to_path_buf(),
+        state,
+    })
+}
+
+fn sync_file(p: &Path) -> Result<()> {
+    File::open(p)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("sync", p, e))
+}
+
+fn sync_dir(p: &Path) {
+    // Best effort: not every file system lets a folder be opened for syncing.
+    if let Ok(f) = File::open(p) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Writes a checkpoint of the run into `run/checkpoint/`, atomically.
+///
+/// # Errors
+/// Any failed write; the previous checkpoint is then left in place.
+pub fn save(run: &Path, state: &State, model: &Model, opt: &Sgd, labels: &[u32]) -> Result<()> {
+    let tmp = run.join(TMP);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+
+    let weights = tmp.join("model.safetensors");
+    model.var_store().save(&weights)?;
+    let optim = tmp.join("optimizer.safetensors");
+    let moms = opt.state();
+    Tensor::write_safetensors(&moms, &optim)?;
+    let lab = tmp.join("labels.safetensors");
+    let as_i32: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+    Tensor::write_safetensors(&[("labels", Tensor::from_slice(&as_i32))], &lab)?;
+    let st = tmp.join("state.json");
+    let text = serde_json::to_string_pretty(state).expect("state serialises");
+    std::fs::write(&st, text).map_err(|e| Error::io("write", &st, e))?;
+    for p in [&weights, &optim, &lab, &st] {
+        sync_file(p)?;
+    }
+    sync_dir(&tmp);
+
+    let cur = run.join(CURRENT);
+    let old = run.join(OLD);
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io("remove", &old, e))?;
+    }
+    if cur.exists() {
+        std::fs::rename(&cur, &old).map_err(|e| Error::io("rename", &cur, e))?;
+    }
+    std::fs::rename(&tmp, &cur).map_err(|e| Error::io("rename", &tmp, e))?;
+    sync_dir(run);
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io("remove", &old, e))?;
+    }
+    Ok(())
+}
+
+/// Loads the weights of checkpoint `dir` into `model` (which must have the same
+/// architecture).
+///
+/// # Errors
+/// A missing file, or names and shapes that do not match the model.
+pub fn load_weights(dir: &Path, model: &mut Model) -> Result<()> {
+    let p = dir.join("model.safetensors");
+    model
+        .var_store_mut()
+        .load(&p)
+        .map_err(|e| Error::checkpoint(dir, format!("model.safetensors: {e}")))
+}
+
+/// Loads the optimiser state of checkpoint `dir`.
+///
+/// # Errors
+/// A missing file, or buffers that do not match the parameters.
+pub fn load_optimizer(dir: &Path, opt: &mut Sgd, device: Device) -> Result<()> {
+    let p = dir.join("optimizer.safetensors");
+    let t = Tensor::read_safetensors(&p)
+        .map_err(|e| Error::checkpoint(dir, format!("optimizer.safetensors: {e}")))?;
+    let t = t
+        .into_iter()
+        .map(|(n, t)| (n, t.to_device(device)))
+        .collect();
+    opt.load_state(t)
+        .map_err(|e| Error::checkpoint(dir, format!("optimizer.safetensors: {e}")))
+}
+
+/// Reads the label table of checkpoint `dir`.
+///
+/// # Errors
+/// A missing file or one without a 1-d `labels` tensor.
+pub fn load_labels(dir: &Path) -> Result<Vec<u32>> {
+    let p = dir.join("labels.safetensors");
+    let t = Tensor::read_safetensors(&p)
+        .map_err(|e| Error::checkpoint(dir, format!("labels.safetensors: {e}")))?;
+    let (_, t) = t
+        .into_iter()
+        .find(|(n, _)| n == "labels")
+        .ok_or_else(|| Error::checkpoint(dir, "labels.safetensors has no `labels` tensor"))?;
+    if t.dim() != 1 || t.kind() != Kind::Int {
+        return Err(Error::checkpoint(dir, "`labels` is not a 1-d int32 tensor"));
+    }
+    let v: Vec<i32> = Vec::try_from(&t)?;
+    if v.iter().any(|&l| l < 0) {
+        return Err(Error::checkpoint(dir, "negative label in `labels`"));
+    }
+    Ok(v.into_iter().map(|l| l as u32).collect())
+}

@@ -1,0 +1,234 @@
+//! Every setting of a training run, with the paper's defaults. Loaded from TOML; the `uic`
+//! command overrides single fields from its flags.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{Arch, ModelConfig};
+use crate::schedule::Schedule;
+
+/// Where the labels of the first epoch come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InitLabels {
+    /// Uniformly random (the official code).
+    #[default]
+    Random,
+    /// The argmax of the untrained network on one centre-crop inference pass.
+    Inference,
+}
+
+impl std::str::FromStr for InitLabels {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "random" => Ok(InitLabels::Random),
+            "inference" => Ok(InitLabels::Inference),
+            o => Err(format!(
+                "unknown initial labels {o:?} (expected random or inference)"
+            )),
+        }
+    }
+}
+
+/// Augmentation preset names the trainer accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainPreset {
+    /// RandomResizedCrop + flip.
+    #[default]
+    Paper,
+    /// RandomResizedCrop + flip + colour jitter + grayscale + blur.
+    Strong,
+}
+
+impl std::str::FromStr for TrainPreset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "paper" => Ok(TrainPreset::Paper),
+            "strong" => Ok(TrainPreset::Strong),
+            o => Err(format!("unknown preset {o:?} (expected paper or strong)")),
+        }
+    }
+}
+
+/// A training run's settings. Unknown TOML keys are errors, so a typo never goes unnoticed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Backbone.
+    pub arch: Arch,
+    /// Channel multiplier of the AlexNets.
+    pub width: f64,
+    /// Crop side in pixels.
+    pub input_size: u32,
+    /// Least crop area of RandomResizedCrop (0.08 in torchvision).
+    pub min_scale: f64,
+    /// Pseudo-classes.
+    pub k: usize,
+    /// Training epochs with pseudo-labels updated every epoch.
+    pub epochs: u64,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Base learning rate.
+    pub lr: f64,
+    /// Learning-rate schedule over all steps of the run.
+    pub schedule: Schedule,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Dropout in AlexNet's FC layers.
+    pub dropout: f64,
+    /// Augmentation preset.
+    pub preset: TrainPreset,
+    /// The fixed Sobel input layer; unset means on for AlexNet, off otherwise.
+    pub sobel: Option<bool>,
+    /// An MLP before the classifier layer.
+    pub mlp_head: bool,
+    /// Initial labels.
+    pub init_labels: InitLabels,
+    /// Further fine-tuning: epochs with labels fixed from a centre-crop pass (0: none).
+    pub fft_epochs: u64,
+    /// Base learning rate of the fine-tuning epochs (same schedule, restarted).
+    pub fft_lr: f64,
+    /// Loader threads (0: one per core).
+    pub threads: usize,
+    /// libtorch intra-op threads (0: one per core).
+    pub torch_threads: usize,
+    /// Batches the loader may prepare ahead.
+    pub batches_ahead: usize,
+    /// Seed of every random choice (initialisation, labels, sampling, augmentation).
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    /// The paper's ImageNet setting.
+    fn default() -> Self {
+        TrainConfig {
+            arch: Arch::Alexnet,
+            width: 1.0,
+            input_size: 224,
+            min_scale: 0.08,
+            k: 3000,
+            epochs: 500,
+            batch_size: 256,
+            lr: 0.1,
+            schedule: Schedule::Linear,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            dropout: 0.5,
+            preset: TrainPreset::Paper,
+            sobel: None,
+            mlp_head: false,
+            init_labels: InitLabels::Random,
+            fft_epochs: 0,
+            fft_lr: 0.01,
+            threads: 0,
+            torch_threads: 0,
+            batches_ahead: 3,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML file (any subset of the fields; the rest keep their defaults).
+    ///
+    /// # Errors
+    /// Unreadable file, bad TOML, unknown keys or invalid values.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+        let cfg: TrainConfig =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Whether the Sobel layer is on (the explicit setting, else on for AlexNet only).
+    pub fn sobel_on(&self) -> bool {
+        self.sobel.unwrap_or(self.arch == Arch::Alexnet)
+    }
+
+    /// The model these settings describe.
+    pub fn model(&self) -> ModelConfig {
+        ModelConfig {
+            arch: self.arch,
+            width: self.width,
+            k: self.k,
+            sobel: self.sobel_on(),
+            input_size: self.input_size,
+            dropout: self.dropout,
+            mlp_head: self.mlp_head,
+        }
+    }
+
+    /// Checks ranges that do not depend on the data.
+    ///
+    /// # Errors
+    /// The first setting out of range, named.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::Config(what));
+        if self.k < 2 {
+            return bad(format!("k = {} (need at least 2 classes)", self.k));
+        }
+        if self.batch_size < 2 {
+            return bad(format!(
+                "batch size {} (BatchNorm needs at least 2)",
+                self.batch_size
+            ));
+        }
+        let lr_ok = self.lr.is_finite() && self.lr > 0.0;
+        let fft_lr_ok = self.fft_lr.is_finite() && self.fft_lr >= 0.0;
+        if !(lr_ok && fft_lr_ok) {
+            return bad(format!(
+                "learning rates lr = {}, fft_lr = {}",
+                self.lr, self.fft_lr
+            ));
+        }
+        let wd_ok = self.weight_decay.is_finite() && self.weight_decay >= 0.0;
+        if !(0.0..1.0).contains(&self.momentum) || !wd_ok {
+            return bad(format!(
+                "momentum {} / weight decay {}",
+                self.momentum, self.weight_decay
+            ));
+        }
+        if !(self.min_scale > 0.0 && self.min_scale <= 1.0) {
+            return bad(format!("min_scale {} not in (0, 1]", self.min_scale));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout {} not in [0, 1)", self.dropout));
+        }
+        if self.epochs + self.fft_epochs == 0 {
+            return bad("epochs = 0: nothing to train".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_only_what_it_names() {
+        let c: TrainConfig =
+            toml::from_str("arch = \"alexnet-small\"\nk = 30\nschedule = \"cosine\"").unwrap();
+        assert_eq!(c.arch, Arch::AlexnetSmall);
+        assert_eq!(c.k, 30);
+        assert_eq!(c.schedule, Schedule::Cosine);
+        assert_eq!(c.batch_size, 256);
+        assert!(!c.sobel_on());
+        assert!(TrainConfig::default().sobel_on());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(toml::from_str::<TrainConfig>("epoch = 3").is_err());
+        let c: TrainConfig = toml::from_str("lr = -1.0").unwrap();
+        assert!(c.validate().is_err());
+    }
+}

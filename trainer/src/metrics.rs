@@ -1,0 +1,99 @@
+//! The per-epoch record the trainer appends to `DIR/metrics.jsonl`, one JSON object a line.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which part of a run an epoch belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Pseudo-labels updated from each epoch's forward pass.
+    Uic,
+    /// Further fine-tuning with fixed labels.
+    Fft,
+}
+
+/// One epoch's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epochs completed (1-based, counting fine-tuning epochs after the UIC ones).
+    pub epoch: u64,
+    /// UIC or fine-tuning.
+    pub phase: Phase,
+    /// Mean cross-entropy over the epoch's samples.
+    pub loss: f64,
+    /// Learning rate of the epoch's first step.
+    pub lr: f64,
+    /// Training images per second over the epoch (wall clock).
+    pub images_per_s: f64,
+    /// Share of the epoch's wall time spent waiting for the loader.
+    pub data_wait: f64,
+    /// Wall time of the epoch in seconds.
+    pub seconds: f64,
+    /// Share of samples whose argmax equals their target.
+    pub agree: f64,
+    /// Empty classes refilled at the end of the epoch.
+    pub empty_fixed: usize,
+    /// Smallest class of the new labels.
+    pub class_min: usize,
+    /// Largest class of the new labels.
+    pub class_max: usize,
+    /// Entropy of the class sizes over `ln K` (1: balanced).
+    pub class_entropy: f64,
+    /// NMI (arithmetic) between the labels before and after the epoch.
+    pub nmi_prev: f64,
+    /// NMI (arithmetic) between the new labels and the true ones, if the data has them.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nmi_true: Option<f64>,
+    /// The same with geometric normalisation (as DeepCluster-era papers report).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nmi_true_geometric: Option<f64>,
+    /// Samples the loader replaced because their record was corrupt.
+    pub substituted: u64,
+}
+
+/// Reads every line of a `metrics.jsonl`.
+///
+/// # Errors
+/// An unreadable file or a line that is not an epoch record.
+pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| Error::Config(format!("{} line {}: {e}", path.display(), i + 1)))
+        })
+        .collect()
+}
+
+/// Rewrites `path` to hold exactly `lines` (used on resume to drop epochs after the
+/// checkpoint), atomically.
+pub(crate) fn rewrite(path: &Path, lines: &[EpochMetrics]) -> Result<()> {
+    let mut text = String::new();
+    for m in lines {
+        text.push_str(&serde_json::to_string(m).expect("metrics serialise"));
+        text.push('\n');
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, text).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
+}
+
+/// Appends one line and flushes it to disk.
+pub(crate) fn append(path: &Path, m: &EpochMetrics) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    let line = serde_json::to_string(m).expect("metrics serialise") + "\n";
+    f.write_all(line.as_bytes())
+        .and_then(|()| f.sync_data())
+        .map_err(|e| Error::io("append to", path, e))
+}

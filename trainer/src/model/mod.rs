@@ -1,0 +1,357 @@
+//! The classifier `f = head(backbone(input layer(x)))` that UIC trains.
+//!
+//! The input layer turns a `u8` NCHW batch (as the loader produces it) into the network's
+//! input on the model's device: scale to `[0, 1]`, normalise with ImageNet's mean and
+//! standard deviation, and, with Sobel on, take DeepCluster's fixed (non-trainable) Sobel
+//! filters of the channel mean. Nothing of that runs on the loader threads.
+
+mod alexnet;
+mod resnet;
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+pub use alexnet::{AlexNet, AlexNetConfig};
+pub use resnet::ResNet50;
+
+use crate::error::{Error, Result};
+
+/// The backbone architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// AlexNet with BatchNorm (conv1-5, fc6-7), the paper's main model.
+    Alexnet,
+    /// AlexNet-BN scaled for small images: 5x5 stride-2 conv1, ceil-mode pools, global
+    /// average pool instead of fc6-7.
+    AlexnetSmall,
+    /// ResNet-50.
+    Resnet50,
+}
+
+impl std::str::FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "alexnet" => Ok(Arch::Alexnet),
+            "alexnet-small" => Ok(Arch::AlexnetSmall),
+            "resnet50" => Ok(Arch::Resnet50),
+            o => Err(format!(
+                "unknown architecture {o:?} (expected alexnet, alexnet-small or resnet50)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Arch::Alexnet => "alexnet",
+            Arch::AlexnetSmall => "alexnet-small",
+            Arch::Resnet50 => "resnet50",
+        })
+    }
+}
+
+/// Settings of a [`Model`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// Backbone.
+    pub arch: Arch,
+    /// Channel multiplier of the AlexNets.
+    pub width: f64,
+    /// Classes of the head.
+    pub k: usize,
+    /// The fixed Sobel input layer.
+    pub sobel: bool,
+    /// Input side in pixels.
+    pub input_size: u32,
+    /// Dropout in AlexNet's FC layers.
+    pub dropout: f64,
+    /// A 2-layer MLP (linear, BN, ReLU) before the classifier, as in the official code.
+    pub mlp_head: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            arch: Arch::Alexnet,
+            width: 1.0,
+            k: 3000,
+            sobel: true,
+            input_size: 224,
+            dropout: 0.5,
+            mlp_head: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Backbone {
+    AlexNet(AlexNet),
+    ResNet(ResNet50),
+}
+
+/// The network, its parameters and its fixed input layer.
+#[derive(Debug)]
+pub struct Model {
+    vs: nn::VarStore,
+    backbone: Backbone,
+    mlp: Option<(nn::Linear, nn::BatchNorm)>,
+    top: nn::Linear,
+    scale: Tensor,
+    shift: Tensor,
+    sobel: Option<Tensor>,
+    cfg: ModelConfig,
+}
+
+const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+const STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+impl Model {
+    /// Builds a freshly initialised model on `device` (seed libtorch first for a
+    /// reproducible initialisation).
+    ///
+    /// # Errors
+    /// Settings out of range.
+    pub fn new(cfg: &ModelConfig, device: Device) -> Result<Self> {
+        if cfg.k < 2 {
+            return Err(Error::Config(format!(
+                "k = {} (need at least 2 classes)",
+                cfg.k
+            )));
+        }
+        if !(cfg.width > 0.0 && cfg.width <= 8.0) {
+            return Err(Error::Config(format!("width {} not in (0, 8]", cfg.width)));
+        }
+        let min_side = match cfg.arch {
+            Arch::Alexnet => 63,
+            Arch::AlexnetSmall => 8,
+            Arch::Resnet50 => 32,
+        };
+        if cfg.input_size < min_side {
+            return Err(Error::Config(format!(
+                "input size {} is below {min_side} px, the least {} can take",
+                cfg.input_size, cfg.arch
+            )));
+        }
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let in_channels = if cfg.sobel { 2 } else { 3 };
+        let backbone = match cfg.arch {
+            Arch::Alexnet | Arch::AlexnetSmall => Backbone::AlexNet(AlexNet::new(
+                &(&root / "features"),
+                AlexNetConfig {
+                    width: cfg.width,
+                    in_channels,
+                    small: cfg.arch == Arch::AlexnetSmall,
+                    input_size: i64::from(cfg.input_size),
+                    dropout: cfg.dropout,
+                },
+            )),
+            Arch::Resnet50 => Backbone::ResNet(ResNet50::new(&(&root / "features"), in_channels)),
+        };
+        let dim = match &backbone {
+            Backbone::AlexNet(a) => a.feature_dim(),
+            Backbone::ResNet(r) => r.feature_dim(),
+        };
+        let mlp = cfg.mlp_head.then(|| {
+            let l = alexnet::linear(&root / "head" / "fc", dim, dim);
+            let bn = nn::batch_norm1d(
+                &root / "head" / "bn",
+                dim,
+                nn::BatchNormConfig {
+                    ws_init: nn::Init::Const(1.0),
+                    ..Default::default()
+                },
+            );
+            (l, bn)
+        });
+        let top = alexnet::linear(&root / "top_layer", dim, cfg.k as i64);
+        let scale: Vec<f32> = STD.iter().map(|s| (1.0 / (255.0 * s)) as f32).collect();
+        let shift: Vec<f32> = MEAN.iter().zip(STD).map(|(m, s)| (-m / s) as f32).collect();
+        let sobel = cfg.sobel.then(|| sobel_weight().to_device(device));
+        Ok(Model {
+            vs,
+            backbone,
+            mlp,
+            top,
+            scale: Tensor::from_slice(&scale)
+                .view([1, 3, 1, 1])
+                .to_device(device),
+            shift: Tensor::from_slice(&shift)
+                .view([1, 3, 1, 1])
+                .to_device(device),
+            sobel,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The settings it was built with.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The parameters and buffers.
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// The parameters and buffers, mutably (to load weights).
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Trainable parameters by name, for the optimiser.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The input layer: a `u8` NCHW batch (any device) to the backbone's float input on the
+    /// model's device (normalised, then Sobel if enabled).
+    pub fn input(&self, pixels: &Tensor) -> Tensor {
+        let x = pixels.to_device(self.device()).to_kind(Kind::Float);
+        let x = x * &self.scale + &self.shift;
+        match &self.sobel {
+            Some(w) => x.conv2d(w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1),
+            None => x,
+        }
+    }
+
+    /// Backbone features of an input-layer output (`[N, D]`).
+    pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
+        let f = match &self.backbone {
+            Backbone::AlexNet(a) => a.forward_t(x, train),
+            Backbone::ResNet(r) => r.forward_t(x, train),
+        };
+        match &self.mlp {
+            Some((l, bn)) => f.apply(l).apply_t(bn, train).relu(),
+            None => f,
+        }
+    }
+
+    /// Class scores `[N, K]` of a `u8` NCHW batch.
+    pub fn forward(&self, pixels: &Tensor, train: bool) -> Tensor {
+        self.features(&self.input(pixels), train).apply(&self.top)
+    }
+
+    /// The AlexNet activations after conv layer `layer` (1..=5), for linear probes.
+    ///
+    /// # Errors
+    /// If the backbone is not an AlexNet or `layer` is not in 1..=5.
+    pub fn conv_features(&self, pixels: &Tensor, layer: usize) -> Result<Tensor> {
+        match &self.backbone {
+            Backbone::AlexNet(a) if (1..=5).contains(&layer) => {
+                Ok(a.conv_features(&self.input(pixels), layer))
+            }
+            Backbone::AlexNet(_) => Err(Error::Config(format!("no conv layer {layer}"))),
+            Backbone::ResNet(_) => Err(Error::Config(
+                "per-layer features are only defined for the AlexNets".into(),
+            )),
+        }
+    }
+
+    /// Re-initialises the classifier layer (DeepCluster does this after each clustering).
+    pub fn reset_head(&mut self) {
+        tch::no_grad(|| {
+            let _ = self.top.ws.normal_(0.0, 0.01);
+            if let Some(b) = &mut self.top.bs {
+                let _ = b.zero_();
+            }
+        });
+    }
+}
+
+/// DeepCluster's fixed input layer as one convolution: the 1x1 grayscale conv (weights 1/3)
+/// followed by the Sobel x and y kernels is `[2, 3, 3, 3]` with the kernels divided by 3.
+fn sobel_weight() -> Tensor {
+    let gx = [1.0f32, 0.0, -1.0, 2.0, 0.0, -2.0, 1.0, 0.0, -1.0];
+    let gy = [1.0f32, 2.0, 1.0, 0.0, 0.0, 0.0, -1.0, -2.0, -1.0];
+    let mut w = Vec::with_capacity(54);
+    for g in [gx, gy] {
+        for _ in 0..3 {
+            w.extend(g.iter().map(|v| v / 3.0));
+        }
+    }
+    Tensor::from_slice(&w).view([2, 3, 3, 3])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sobel_layer_matches_the_augment_kernel() {
+        // The fixed conv must equal uic_augment::sobel (golden-tested against torch) on the
+        // normalised image.
+        let (w, h) = (7usize, 5usize);
+        let px: Vec<u8> = (0..3 * w * h)
+            .map(|i| ((i * 37 + 11) % 256) as u8)
+            .collect();
+        let cfg = ModelConfig {
+            arch: Arch::AlexnetSmall,
+            width: 0.25,
+            k: 4,
+            sobel: true,
+            input_size: 32,
+            ..Default::default()
+        };
+        let m = Model::new(&cfg, Device::Cpu).unwrap();
+        // `px` is packed HWC, as the augment kernels take it.
+        let t = Tensor::from_slice(&px)
+            .view([1, h as i64, w as i64, 3])
+            .permute([0, 3, 1, 2]);
+        let got: Vec<f32> = Vec::try_from(m.input(&t).flatten(0, -1)).unwrap();
+        let mut norm = vec![0f32; 3 * w * h];
+        uic_augment::normalize::normalize(&px, &mut norm, &Default::default());
+        let mut want = vec![0f32; 2 * w * h];
+        uic_augment::sobel::sobel(&norm, &mut want, w, h);
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn logits_have_k_columns() {
+        for (arch, size) in [(Arch::AlexnetSmall, 32), (Arch::Alexnet, 96)] {
+            let cfg = ModelConfig {
+                arch,
+                width: 0.25,
+                k: 7,
+                input_size: size,
+                mlp_head: true,
+                ..Default::default()
+            };
+            let m = Model::new(&cfg, Device::Cpu).unwrap();
+            let x = Tensor::zeros([2, 3, size as i64, size as i64], (Kind::Uint8, Device::Cpu));
+            assert_eq!(m.forward(&x, true).size(), vec![2, 7]);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        let bad = ModelConfig {
+            k: 1,
+            ..Default::default()
+        };
+        assert!(Model::new(&bad, Device::Cpu).is_err());
+        let bad = ModelConfig {
+            input_size: 32,
+            ..Default::default()
+        };
+        assert!(Model::new(&bad, Device::Cpu).is_err());
+    }
+}
