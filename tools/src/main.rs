@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod convert;
 mod demo;
+mod eval;
 mod inspect;
 mod plots;
 mod train;
@@ -30,6 +31,8 @@ enum Command {
     Verify(verify::Args),
     /// Train UIC on a record file: per-epoch metrics.jsonl, checkpoints, plots.
     Train(Box<train::Args>),
+    /// Evaluate a checkpoint's features: kNN, linear probes, NMI; with the gain over an untrained backbone.
+    Eval(Box<eval::Args>),
     /// Draw a run folder's plots (NMI, loss, lr, class sizes) as PNG.
     Plot(PlotArgs),
     /// Benchmarks: `uic bench loader FILE`.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Train(a) => train::run(*a),
+        Command::Eval(a) => eval::run(*a),
         Command::Plot(a) => plots::write(&a.dir).map(|ps| {
             for p in ps {
                 println!("{}", p.display());

@@ -26,6 +26,7 @@
 pub mod checkpoint;
 pub mod config;
 mod error;
+pub mod eval;
 pub mod labels;
 pub mod metrics;
 pub mod model;
@@ -44,7 +45,7 @@ pub use metrics::{EpochMetrics, Phase};
 pub use model::{Arch, Model, ModelConfig};
 pub use schedule::Schedule;
 pub use train::{
-    eval_loader_config, set_threads, train_loader_config, train_step, Observer, Progress, Quiet,
+    eval_loader_config, init_model, set_threads, train_loader_config, train_step, Observer, Progress, Quiet,
     Trainer,
 };
 

@@ -138,8 +138,7 @@ impl Trainer {
         }
 
         set_threads(&cfg);
-        tch::manual_seed(torch_seed(cfg.seed, u64::MAX));
-        let model = Model::new(&cfg.model(), Device::Cpu)?;
+        let model = init_model(&cfg)?;
         let opt = Sgd::new(model.named_parameters(), cfg.momentum, cfg.weight_decay);
         let truth = file.labels();
         let loader = Loader::new(file.clone(), train_loader_config(&cfg, n))?;
@@ -491,6 +490,15 @@ pub fn train_step(
     opt.step(lr);
     let pred = logits.detach().argmax(1, false).to_device(Device::Cpu);
     Ok((lv, Vec::try_from(&pred)?))
+}
+
+/// A freshly initialised model of `cfg`, exactly as a run with its seed starts.
+///
+/// # Errors
+/// Settings the model rejects.
+pub fn init_model(cfg: &TrainConfig) -> Result<Model> {
+    tch::manual_seed(torch_seed(cfg.seed, u64::MAX));
+    Model::new(&cfg.model(), Device::Cpu)
 }
 
 /// Sets libtorch's intra-op threads from the config (0: one per core).

@@ -1,0 +1,242 @@
+//! `uic eval knn|linear|nmi|all`: how good a checkpoint's features are, against an untrained
+//! backbone of the same architecture.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use serde_json::{json, Map, Value};
+use uic_loader::RecordFile;
+use uic_trainer::eval::{self, Layer, ProbeConfig};
+use uic_trainer::{Model, TrainConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum What {
+    /// kNN top-1 (k = --knn-k, cosine) on the final backbone features.
+    Knn,
+    /// Linear probes on conv1-conv5 and the final features, ten-crop testing.
+    Linear,
+    /// NMI of the centre-crop assignment against the true labels.
+    Nmi,
+    /// All three.
+    All,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to measure.
+    pub what: What,
+    /// A run folder of `uic train`, or its checkpoint/ folder.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Labelled record file. Without --test-data, a seeded split of it (--train-frac).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Labelled record file to test on; --data is then used whole for training the probes.
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// Evaluate only an untrained backbone of the checkpoint's architecture (the run's own
+    /// initialisation). Without it, both are evaluated and the gain is reported.
+    #[arg(long)]
+    pub random_init: bool,
+    /// Share of --data used for training the probes when there is no --test-data.
+    #[arg(long, default_value_t = 0.7)]
+    pub train_frac: f64,
+    /// Seed of the split and of the probes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Neighbours of the kNN classifier.
+    #[arg(long, default_value_t = 20)]
+    pub knn_k: i64,
+    /// Epochs of the linear probes (lr 0.1, divided by 10 at 10, 20, 30 as in the paper;
+    /// milestones scale with fewer epochs).
+    #[arg(long, default_value_t = 32)]
+    pub probe_epochs: usize,
+    /// Layers to probe, comma-separated (conv1..conv5, final) [default: all of the arch].
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Vec<Layer>,
+    /// Loader and libtorch threads [default: one per core].
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Data {
+    train_file: Arc<RecordFile>,
+    test_file: Arc<RecordFile>,
+    train_idx: Vec<usize>,
+    test_idx: Vec<usize>,
+    train_labels: Vec<u32>,
+    test_labels: Vec<u32>,
+    classes: usize,
+}
+
+fn data(a: &Args) -> Result<Data> {
+    let file = Arc::new(RecordFile::open(&a.data)?);
+    let all = eval::true_labels(&file)?;
+    let (train_file, test_file, train_idx, test_idx) = match &a.test_data {
+        Some(t) => {
+            let tf = Arc::new(RecordFile::open(t)?);
+            let n = tf.len();
+            (file.clone(), tf, (0..file.len()).collect(), (0..n).collect())
+        }
+        None => {
+            if !(a.train_frac > 0.0 && a.train_frac < 1.0) {
+                bail!("--train-frac {} is not in (0, 1)", a.train_frac);
+            }
+            let (tr, te) = eval::split(file.len(), a.train_frac, a.seed);
+            (file.clone(), file.clone(), tr, te)
+        }
+    };
+    let test_all = eval::true_labels(&test_file)?;
+    let train_labels: Vec<u32> = train_idx.iter().map(|&i| all[i]).collect();
+    let test_labels: Vec<u32> = test_idx.iter().map(|&i| test_all[i]).collect();
+    if train_labels.is_empty() || test_labels.is_empty() {
+        bail!("the split leaves no training or no test images");
+    }
+    let classes = train_labels.iter().chain(&test_labels).copied().max().unwrap_or(0) as usize + 1;
+    Ok(Data { train_file, test_file, train_idx, test_idx, train_labels, test_labels, classes })
+}
+
+/// kNN top-1 of `model`.
+fn knn(model: &Model, cfg: &TrainConfig, d: &Data, k: i64) -> Result<f64> {
+    let tr = eval::extract(model, cfg, &d.train_file, &d.train_idx, &[Layer::Final], false)?;
+    let te = eval::extract(model, cfg, &d.test_file, &d.test_idx, &[Layer::Final], false)?;
+    Ok(eval::knn_top1(&tr[0], &d.train_labels, &te[0], &d.test_labels, k))
+}
+
+/// Linear-probe top-1 of `model` per layer: probes train on centre crops, test on ten crops
+/// streamed in chunks (so the ten-crop features of big layers are never all in memory).
+fn linear(model: &Model, cfg: &TrainConfig, d: &Data, layers: &[Layer], pc: &ProbeConfig) -> Result<Vec<(Layer, f64)>> {
+    let feats = eval::extract(model, cfg, &d.train_file, &d.train_idx, layers, false)?;
+    let probes: Vec<_> = feats
+        .iter()
+        .map(|f| eval::train_probe(f, &d.train_labels, d.classes, pc))
+        .collect();
+    drop(feats);
+    let mut correct = vec![0usize; layers.len()];
+    for (chunk, labels) in d.test_idx.chunks(256).zip(d.test_labels.chunks(256)) {
+        let te = eval::extract(model, cfg, &d.test_file, chunk, layers, true)?;
+        for ((c, p), f) in correct.iter_mut().zip(&probes).zip(&te) {
+            *c += p.correct(f, labels);
+        }
+    }
+    Ok(layers
+        .iter()
+        .zip(correct)
+        .map(|(&l, c)| (l, c as f64 / d.test_labels.len() as f64))
+        .collect())
+}
+
+fn evaluate(model: &Model, cfg: &TrainConfig, a: &Args, d: &Data, layers: &[Layer], pc: &ProbeConfig) -> Result<Map<String, Value>> {
+    let mut o = Map::new();
+    if matches!(a.what, What::Knn | What::All) {
+        o.insert("knn_top1".into(), json!(knn(model, cfg, d, a.knn_k)?));
+    }
+    if matches!(a.what, What::Linear | What::All) {
+        let per: Map<String, Value> = linear(model, cfg, d, layers, pc)?
+            .into_iter()
+            .map(|(l, acc)| (l.to_string(), json!(acc)))
+            .collect();
+        o.insert("linear_top1".into(), Value::Object(per));
+    }
+    if matches!(a.what, What::Nmi | What::All) {
+        let r = eval::nmi_report(model, cfg, &d.test_file)?;
+        if let Value::Object(m) = serde_json::to_value(r)? {
+            o.extend(m);
+        }
+    }
+    Ok(o)
+}
+
+fn gain(trained: &Map<String, Value>, random: &Map<String, Value>) -> Map<String, Value> {
+    let mut g = Map::new();
+    for (k, v) in trained {
+        match (v, random.get(k)) {
+            (Value::Number(a), Some(Value::Number(b))) => {
+                g.insert(k.clone(), json!(a.as_f64().unwrap_or(0.0) - b.as_f64().unwrap_or(0.0)));
+            }
+            (Value::Object(a), Some(Value::Object(b))) => {
+                g.insert(k.clone(), Value::Object(gain(a, b)));
+            }
+            _ => {}
+        }
+    }
+    g
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let (trained, ck) = eval::load_model(&a.checkpoint)?;
+    let mut cfg = ck.state.config.clone();
+    cfg.threads = a.threads;
+    cfg.torch_threads = a.threads;
+    uic_trainer::set_threads(&cfg);
+    let d = data(&a)?;
+    let layers = if a.layers.is_empty() { eval::probe_layers(cfg.arch) } else { a.layers.clone() };
+    let scale = a.probe_epochs as f64 / 32.0;
+    let pc = ProbeConfig {
+        epochs: a.probe_epochs,
+        milestones: [10.0, 20.0, 30.0].iter().map(|m| (m * scale).round() as usize).collect(),
+        seed: a.seed,
+        ..Default::default()
+    };
+    let random = eval::random_init_model(&cfg)?;
+    let rand_report = evaluate(&random, &cfg, &a, &d, &layers, &pc)?;
+    let mut out = Map::new();
+    out.insert("checkpoint".into(), json!(ck.dir.display().to_string()));
+    out.insert("epoch".into(), json!(ck.state.epoch));
+    out.insert("arch".into(), json!(cfg.arch.to_string()));
+    out.insert("train_images".into(), json!(d.train_idx.len()));
+    out.insert("test_images".into(), json!(d.test_idx.len()));
+    if a.random_init {
+        out.insert("random_init".into(), json!(true));
+        out.extend(rand_report);
+    } else {
+        let report = evaluate(&trained, &cfg, &a, &d, &layers, &pc)?;
+        let g = gain(&report, &rand_report);
+        out.extend(report);
+        out.insert("random_init".into(), Value::Object(rand_report));
+        out.insert("gain_over_random_init".into(), Value::Object(g));
+    }
+    out.insert("seconds".into(), json!(t0.elapsed().as_secs_f64()));
+    if a.json {
+        println!("{}", Value::Object(out));
+    } else {
+        print_text(&out);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_text(o: &Map<String, Value>) {
+    println!(
+        "{} after epoch {} ({}), {} training / {} test images",
+        o["checkpoint"].as_str().unwrap_or("?"),
+        o["epoch"],
+        o["arch"].as_str().unwrap_or("?"),
+        o["train_images"],
+        o["test_images"]
+    );
+    let random = o.get("random_init").and_then(Value::as_object);
+    let row = |name: &str, v: Option<&Value>, r: Option<&Value>| {
+        if let Some(v) = v.and_then(Value::as_f64) {
+            match r.and_then(Value::as_f64) {
+                Some(r) => println!("  {name:<22} {v:>7.4}   random init {r:>7.4}   gain {:>+7.4}", v - r),
+                None => println!("  {name:<22} {v:>7.4}"),
+            }
+        }
+    };
+    row("kNN top-1", o.get("knn_top1"), random.and_then(|r| r.get("knn_top1")));
+    if let Some(l) = o.get("linear_top1").and_then(Value::as_object) {
+        for (k, v) in l {
+            let r = random.and_then(|r| r.get("linear_top1")).and_then(|x| x.get(k));
+            row(&format!("linear top-1 {k}"), Some(v), r);
+        }
+    }
+    row("NMI (arithmetic)", o.get("nmi_true"), random.and_then(|r| r.get("nmi_true")));
+    row("NMI (geometric)", o.get("nmi_true_geometric"), random.and_then(|r| r.get("nmi_true_geometric")));
+}

@@ -1,0 +1,475 @@
+//! Evaluation of learned features: NMI of a checkpoint's assignment, linear probes on
+//! conv1-conv5 and the final features, and kNN accuracy; each against an untrained backbone
+//! of the same architecture (the trainer's own initialisation, from the same seed).
+//!
+//! Features are computed once per image, in eval mode (BatchNorm running statistics), on
+//! the centre crop (resize to `size * 256 / 224`, crop `size`), and for the linear probe's
+//! test set on ten crops (the four corners and the centre of that resized square, and their
+//! mirror images), whose softmax outputs are averaged, as in the paper.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::Serialize;
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+use uic_loader::{Loader, RecordFile};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::TrainConfig;
+use crate::error::{Error, Result};
+use crate::labels::{class_sizes, size_stats};
+use crate::model::{Arch, Model};
+use crate::nmi::nmi_both;
+use crate::train::{eval_loader_config, init_model};
+
+/// A layer whose output a probe reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Layer {
+    /// After conv layer 1..=5 (BN, ReLU), max-pooled to about 9,000 values.
+    Conv(usize),
+    /// The backbone's output (the classifier's input).
+    Final,
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Layer::Conv(l) => write!(f, "conv{l}"),
+            Layer::Final => f.write_str("final"),
+        }
+    }
+}
+
+impl std::str::FromStr for Layer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "final" => Ok(Layer::Final),
+            c if c.starts_with("conv") => match c[4..].parse::<usize>() {
+                Ok(l) if (1..=5).contains(&l) => Ok(Layer::Conv(l)),
+                _ => Err(format!("unknown layer {s:?} (expected conv1..conv5 or final)")),
+            },
+            _ => Err(format!("unknown layer {s:?} (expected conv1..conv5 or final)")),
+        }
+    }
+}
+
+/// Target size of the paper's pooled conv features (DeepCluster: 9,600 / 9,216 values).
+const POOLED_VALUES: f64 = 9216.0;
+
+/// Loads the model of a checkpoint: `dir` is a run folder or its `checkpoint/` folder.
+///
+/// # Errors
+/// No checkpoint, another format version, or weights that do not fit the architecture.
+pub fn load_model(dir: &Path) -> Result<(Model, Checkpoint)> {
+    let ck = if dir.join("state.json").is_file() {
+        checkpoint::read(dir)?
+    } else {
+        checkpoint::find(dir)?.ok_or_else(|| {
+            Error::checkpoint(dir, "no checkpoint here (expected state.json or checkpoint/state.json)")
+        })?
+    };
+    let mut model = Model::new(&ck.state.config.model(), Device::Cpu)?;
+    checkpoint::load_weights(&ck.dir, &mut model)?;
+    Ok((model, ck))
+}
+
+/// The untrained backbone a run of `cfg` starts from (same seed, same initialisation).
+///
+/// # Errors
+/// Settings the model rejects.
+pub fn random_init_model(cfg: &TrainConfig) -> Result<Model> {
+    init_model(cfg)
+}
+
+/// Features of `indices` of `file` at each of `layers`: one `[n, d]` tensor per layer, or
+/// `[n, 10, d]` with `ten_crop`.
+///
+/// # Errors
+/// A loader failure, or conv layers of a ResNet.
+pub fn extract(
+    model: &Model,
+    cfg: &TrainConfig,
+    file: &Arc<RecordFile>,
+    indices: &[usize],
+    layers: &[Layer],
+    ten_crop: bool,
+) -> Result<Vec<Tensor>> {
+    let s = i64::from(cfg.input_size);
+    let mut lc = eval_loader_config(cfg);
+    let side = if ten_crop {
+        let r = match lc.crop {
+            uic_loader::CropMode::Center { resize } => resize,
+            _ => unreachable!("eval crops are centre crops"),
+        };
+        // The resized square whose corners and centre are cropped.
+        lc.size = (r, r);
+        i64::from(r)
+    } else {
+        s
+    };
+    let loader = Loader::new(file.clone(), lc)?;
+    let mut parts: Vec<Vec<Tensor>> = layers.iter().map(|_| Vec::new()).collect();
+    tch::no_grad(|| -> Result<()> {
+        let mut got = 0usize;
+        for batch in loader.epoch(0, indices.to_vec(), 0)? {
+            let n = batch.len() as i64;
+            let x = Tensor::from_slice(batch.pixels(0)).view([n, 3, side, side]);
+            let views = if ten_crop { ten_crops(&x, s) } else { x };
+            for (li, &layer) in layers.iter().enumerate() {
+                let f = layer_features(model, &views, layer)?;
+                let f = if ten_crop { f.view([n, 10, -1]) } else { f };
+                parts[li].push(f);
+            }
+            got += batch.len();
+        }
+        if got != indices.len() {
+            return Err(Error::Config(format!(
+                "the loader stopped after {got} of {} images",
+                indices.len()
+            )));
+        }
+        Ok(())
+    })?;
+    Ok(parts.into_iter().map(|p| Tensor::cat(&p, 0)).collect())
+}
+
+/// The ten crops of side `s` of each square image in `x` (`[n, 3, r, r]`), as `[n * 10, 3,
+/// s, s]` with the ten crops of an image consecutive.
+fn ten_crops(x: &Tensor, s: i64) -> Tensor {
+    let r = x.size()[2];
+    let (far, mid) = (r - s, (r - s) / 2);
+    let offsets = [(0, 0), (0, far), (far, 0), (far, far), (mid, mid)];
+    let crops: Vec<Tensor> = offsets
+        .iter()
+        .map(|&(y, xo)| x.narrow(2, y, s).narrow(3, xo, s))
+        .collect();
+    let mirrored: Vec<Tensor> = crops.iter().map(|c| c.flip([3])).collect();
+    let all: Vec<Tensor> = crops.into_iter().chain(mirrored).collect();
+    Tensor::stack(&all, 1).view([-1, 3, s, s])
+}
+
+fn layer_features(model: &Model, pixels: &Tensor, layer: Layer) -> Result<Tensor> {
+    match layer {
+        Layer::Final => Ok(model.features(&model.input(pixels), false)),
+        Layer::Conv(l) => {
+            let a = model.conv_features(pixels, l)?;
+            let (c, h) = (a.size()[1], a.size()[2]);
+            let side = ((POOLED_VALUES / c as f64).sqrt().round() as i64).clamp(1, h);
+            Ok(a.adaptive_max_pool2d([side, side]).0.flatten(1, -1))
+        }
+    }
+}
+
+/// A seeded `train`/`test` split of `0..n`: `train_frac` of a random permutation, then the
+/// rest, each sorted.
+pub fn split(n: usize, train_frac: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
+    let cut = ((n as f64) * train_frac).round() as usize;
+    let (mut a, mut b) = (idx[..cut].to_vec(), idx[cut..].to_vec());
+    a.sort_unstable();
+    b.sort_unstable();
+    (a, b)
+}
+
+/// Top-1 accuracy of cosine kNN: each test feature's `k` most similar training features
+/// vote for their labels, weighted by similarity; the class with the largest sum wins.
+///
+/// # Panics
+/// If the label counts do not match the feature rows.
+pub fn knn_top1(train: &Tensor, train_labels: &[u32], test: &Tensor, test_labels: &[u32], k: i64) -> f64 {
+    assert_eq!(train.size()[0] as usize, train_labels.len());
+    assert_eq!(test.size()[0] as usize, test_labels.len());
+    let classes = train_labels.iter().chain(test_labels).copied().max().unwrap_or(0) as i64 + 1;
+    let norm = |t: &Tensor| {
+        let t = t.to_kind(Kind::Float);
+        let n = t.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
+        t / n
+    };
+    let (tr, te) = (norm(train), norm(test));
+    let ytr = Tensor::from_slice(&train_labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+    let k = k.min(tr.size()[0]);
+    let mut correct = 0usize;
+    // Chunks of test rows bound the similarity matrix's memory.
+    for (start, chunk) in (0..te.size()[0]).step_by(1024).map(|s| (s, te.narrow(0, s, (te.size()[0] - s).min(1024)))) {
+        let sim = chunk.matmul(&tr.tr());
+        let (vals, idx) = sim.topk(k, 1, true, true);
+        let votes = Tensor::zeros([chunk.size()[0], classes], (Kind::Float, Device::Cpu));
+        let lab = ytr.index_select(0, &idx.flatten(0, -1)).view_as(&idx);
+        let votes = votes.scatter_add(1, &lab, &vals);
+        let pred: Vec<i64> = Vec::try_from(votes.argmax(1, false)).expect("int64 predictions");
+        correct += pred
+            .iter()
+            .enumerate()
+            .filter(|&(i, &p)| p == i64::from(test_labels[start as usize + i]))
+            .count();
+    }
+    correct as f64 / test_labels.len().max(1) as f64
+}
+
+/// Settings of a linear probe (the paper's, scaled to small sets by `epochs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeConfig {
+    /// Epochs over the training features.
+    pub epochs: usize,
+    /// Base learning rate, divided by 10 at each of `milestones`.
+    pub lr: f64,
+    /// Epochs after which the rate is divided by 10.
+    pub milestones: Vec<usize>,
+    /// Batch size.
+    pub batch_size: i64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Seed of the initialisation and the batch order.
+    pub seed: u64,
+}
+
+impl Default for ProbeConfig {
+    /// The paper: 32 epochs, lr 0.1 divided by 10 at epochs 10, 20 and 30.
+    fn default() -> Self {
+        ProbeConfig {
+            epochs: 32,
+            lr: 0.1,
+            milestones: vec![10, 20, 30],
+            batch_size: 256,
+            weight_decay: 5e-4,
+            seed: 0,
+        }
+    }
+}
+
+/// A trained linear probe: standardisation with the training features' statistics, then a
+/// linear layer.
+#[derive(Debug)]
+pub struct Probe {
+    lin: nn::Linear,
+    mean: Tensor,
+    std: Tensor,
+    _vs: nn::VarStore,
+}
+
+impl Probe {
+    /// Class probabilities of features `[m, d]`, or of ten crops `[m, 10, d]` averaged.
+    pub fn probabilities(&self, feats: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let x = (feats.to_kind(Kind::Float) - &self.mean) / &self.std;
+            let p = self.lin.forward(&x).softmax(-1, Kind::Float);
+            if p.dim() == 3 {
+                p.mean_dim(1, false, Kind::Float)
+            } else {
+                p
+            }
+        })
+    }
+
+    /// How many of `feats` it classifies as `labels`.
+    ///
+    /// # Panics
+    /// If the label count does not match the feature rows.
+    pub fn correct(&self, feats: &Tensor, labels: &[u32]) -> usize {
+        assert_eq!(feats.size()[0] as usize, labels.len());
+        let pred: Vec<i64> =
+            Vec::try_from(self.probabilities(feats).argmax(1, false)).expect("int64 predictions");
+        pred.iter().zip(labels).filter(|(&p, &l)| p == i64::from(l)).count()
+    }
+}
+
+/// Trains a linear classifier on `train` (`[n, d]`) for `classes` classes, with SGD
+/// (momentum 0.9) on standardised features.
+///
+/// # Panics
+/// If the label count does not match the feature rows, or a label is `>= classes`.
+pub fn train_probe(train: &Tensor, labels: &[u32], classes: usize, cfg: &ProbeConfig) -> Probe {
+    let n = train.size()[0];
+    assert_eq!(n as usize, labels.len());
+    assert!(labels.iter().all(|&l| (l as usize) < classes), "label >= {classes}");
+    let d = *train.size().last().expect("2-d features");
+    let train = train.to_kind(Kind::Float);
+    let mean = train.mean_dim(0, true, Kind::Float);
+    let std = train.std_dim(0, false, true).clamp_min(1e-6);
+    let xtr = (&train - &mean) / &std;
+    let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+    tch::manual_seed(cfg.seed as i64);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let lin = nn::linear(vs.root() / "probe", d, classes as i64, Default::default());
+    let mut opt = crate::sgd::Sgd::new(vs.variables().into_iter().collect(), 0.9, cfg.weight_decay);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
+    let mut order: Vec<i64> = (0..n).collect();
+    for epoch in 0..cfg.epochs {
+        let drops = cfg.milestones.iter().filter(|&&m| epoch >= m).count() as i32;
+        let lr = cfg.lr * 0.1f64.powi(drops);
+        order.shuffle(&mut rng);
+        for chunk in order.chunks(cfg.batch_size as usize) {
+            let idx = Tensor::from_slice(chunk);
+            let logits = lin.forward(&xtr.index_select(0, &idx));
+            let loss = logits.cross_entropy_for_logits(&y.index_select(0, &idx));
+            opt.zero_grad();
+            loss.backward();
+            opt.step(lr);
+        }
+    }
+    Probe { lin, mean, std, _vs: vs }
+}
+
+/// [`train_probe`] on `train`, then the top-1 accuracy on `test` (`[m, d]`, or ten crops
+/// `[m, 10, d]`).
+///
+/// # Panics
+/// As [`train_probe`] and [`Probe::correct`].
+pub fn linear_probe(
+    train: &Tensor,
+    train_labels: &[u32],
+    test: &Tensor,
+    test_labels: &[u32],
+    cfg: &ProbeConfig,
+) -> f64 {
+    let classes = train_labels.iter().chain(test_labels).copied().max().unwrap_or(0) as usize + 1;
+    let p = train_probe(train, train_labels, classes, cfg);
+    p.correct(test, test_labels) as f64 / test_labels.len().max(1) as f64
+}
+
+/// NMI of a model's centre-crop assignment against the true labels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NmiReport {
+    /// Arithmetic normalisation.
+    pub nmi_true: f64,
+    /// Geometric normalisation.
+    pub nmi_true_geometric: f64,
+    /// Classes with at least one image.
+    pub classes_used: usize,
+    /// Smallest class.
+    pub class_min: usize,
+    /// Largest class.
+    pub class_max: usize,
+    /// Entropy of the class sizes over ln K.
+    pub class_entropy: f64,
+}
+
+/// The argmax of `model` on the centre crop of `indices`.
+///
+/// # Errors
+/// A loader failure.
+pub fn assign(model: &Model, cfg: &TrainConfig, file: &Arc<RecordFile>, indices: &[usize]) -> Result<Vec<u32>> {
+    let s = i64::from(cfg.input_size);
+    let loader = Loader::new(file.clone(), eval_loader_config(cfg))?;
+    let mut out = Vec::with_capacity(indices.len());
+    tch::no_grad(|| -> Result<()> {
+        for batch in loader.epoch(0, indices.to_vec(), 0)? {
+            let x = Tensor::from_slice(batch.pixels(0)).view([batch.len() as i64, 3, s, s]);
+            let p: Vec<i64> = Vec::try_from(model.forward(&x, false).argmax(1, false))?;
+            out.extend(p.into_iter().map(|p| p as u32));
+        }
+        Ok(())
+    })?;
+    if out.len() != indices.len() {
+        return Err(Error::Config("the loader stopped early".into()));
+    }
+    Ok(out)
+}
+
+/// [`NmiReport`] of `model` on every image of `file` (which must have labels).
+///
+/// # Errors
+/// No labels in the file, or a loader failure.
+pub fn nmi_report(model: &Model, cfg: &TrainConfig, file: &Arc<RecordFile>) -> Result<NmiReport> {
+    let truth = true_labels(file)?;
+    let idx: Vec<usize> = (0..file.len()).collect();
+    let a = assign(model, cfg, file, &idx)?;
+    let (ar, ge) = nmi_both(&a, &truth);
+    let sizes = class_sizes(&a, cfg.k);
+    let (class_min, class_max, class_entropy) = size_stats(&sizes);
+    Ok(NmiReport {
+        nmi_true: ar,
+        nmi_true_geometric: ge,
+        classes_used: sizes.iter().filter(|&&s| s > 0).count(),
+        class_min,
+        class_max,
+        class_entropy,
+    })
+}
+
+/// The true labels of a record file.
+///
+/// # Errors
+/// If the file has none.
+pub fn true_labels(file: &RecordFile) -> Result<Vec<u32>> {
+    file.labels().ok_or_else(|| {
+        Error::Config(format!(
+            "{} has no labels; evaluation needs a labelled file (convert an ImageFolder tree or use --labels)",
+            file.path().display()
+        ))
+    })
+}
+
+/// The layers a linear probe reads for `arch`: conv1-conv5 and the final features for the
+/// AlexNets, the final features for ResNet-50.
+pub fn probe_layers(arch: Arch) -> Vec<Layer> {
+    match arch {
+        Arch::Resnet50 => vec![Layer::Final],
+        _ => (1..=5).map(Layer::Conv).chain([Layer::Final]).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knn_finds_the_nearest_class() {
+        // Two well-separated clusters on the unit circle.
+        let train = Tensor::from_slice(&[1.0f32, 0.0, 0.9, 0.1, 0.0, 1.0, 0.1, 0.9]).view([4, 2]);
+        let test = Tensor::from_slice(&[0.8f32, 0.2, 0.2, 0.8]).view([2, 2]);
+        assert_eq!(knn_top1(&train, &[0, 0, 1, 1], &test, &[0, 1], 2), 1.0);
+        assert_eq!(knn_top1(&train, &[0, 0, 1, 1], &test, &[1, 0], 2), 0.0);
+    }
+
+    #[test]
+    fn linear_probe_separates_separable_data_and_averages_crops() {
+        tch::manual_seed(0);
+        let n = 200;
+        let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+        let signs = Tensor::from_slice(&labels.iter().map(|&l| if l == 0 { -1.0f32 } else { 1.0 }).collect::<Vec<_>>());
+        let x = Tensor::randn([n as i64, 5], (Kind::Float, Device::Cpu)) * 0.3 + signs.unsqueeze(1);
+        let cfg = ProbeConfig { epochs: 5, milestones: vec![3], ..Default::default() };
+        assert!(linear_probe(&x, &labels, &x, &labels, &cfg) > 0.95);
+        let ten = x.unsqueeze(1).expand([n as i64, 10, 5], false).contiguous();
+        assert!(linear_probe(&x, &labels, &ten, &labels, &cfg) > 0.95);
+        // Labels unrelated to the features: near chance on held-out data.
+        let y2: Vec<u32> = (0..n).map(|i| ((i / 2) % 2) as u32).collect();
+        let acc = linear_probe(&x.narrow(0, 0, 100), &y2[..100], &x.narrow(0, 100, 100), &y2[100..], &cfg);
+        assert!(acc < 0.7, "{acc}");
+    }
+
+    #[test]
+    fn ten_crops_are_corners_centre_and_mirrors() {
+        let x = Tensor::arange(16, (Kind::Float, Device::Cpu)).view([1, 1, 4, 4]).expand([1, 3, 4, 4], false);
+        let c = ten_crops(&x, 2);
+        assert_eq!(c.size(), vec![10, 3, 2, 2]);
+        let v = |i: i64| -> Vec<f32> { Vec::try_from(c.get(i).get(0).flatten(0, -1)).unwrap() };
+        assert_eq!(v(0), vec![0.0, 1.0, 4.0, 5.0]);
+        assert_eq!(v(3), vec![10.0, 11.0, 14.0, 15.0]);
+        assert_eq!(v(4), vec![5.0, 6.0, 9.0, 10.0]);
+        assert_eq!(v(5), vec![1.0, 0.0, 5.0, 4.0]);
+    }
+
+    #[test]
+    fn split_is_seeded_and_disjoint() {
+        let (a, b) = split(10, 0.7, 1);
+        assert_eq!((a.len(), b.len()), (7, 3));
+        assert!(a.iter().all(|i| !b.contains(i)));
+        assert_eq!(split(10, 0.7, 1), (a, b));
+        assert_ne!(split(10, 0.7, 2).0, split(10, 0.7, 1).0);
+    }
+
+    #[test]
+    fn layers_parse() {
+        assert_eq!("conv3".parse::<Layer>().unwrap(), Layer::Conv(3));
+        assert_eq!("final".parse::<Layer>().unwrap(), Layer::Final);
+        assert!("conv6".parse::<Layer>().is_err());
+    }
+}
