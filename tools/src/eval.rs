@@ -82,7 +82,12 @@ fn data(a: &Args) -> Result<Data> {
         Some(t) => {
             let tf = Arc::new(RecordFile::open(t)?);
             let n = tf.len();
-            (file.clone(), tf, (0..file.len()).collect(), (0..n).collect())
+            (
+                file.clone(),
+                tf,
+                (0..file.len()).collect(),
+                (0..n).collect(),
+            )
         }
         None => {
             if !(a.train_frac > 0.0 && a.train_frac < 1.0) {
@@ -98,20 +103,60 @@ fn data(a: &Args) -> Result<Data> {
     if train_labels.is_empty() || test_labels.is_empty() {
         bail!("the split leaves no training or no test images");
     }
-    let classes = train_labels.iter().chain(&test_labels).copied().max().unwrap_or(0) as usize + 1;
-    Ok(Data { train_file, test_file, train_idx, test_idx, train_labels, test_labels, classes })
+    let classes = train_labels
+        .iter()
+        .chain(&test_labels)
+        .copied()
+        .max()
+        .unwrap_or(0) as usize
+        + 1;
+    Ok(Data {
+        train_file,
+        test_file,
+        train_idx,
+        test_idx,
+        train_labels,
+        test_labels,
+        classes,
+    })
 }
 
 /// kNN top-1 of `model`.
 fn knn(model: &Model, cfg: &TrainConfig, d: &Data, k: i64) -> Result<f64> {
-    let tr = eval::extract(model, cfg, &d.train_file, &d.train_idx, &[Layer::Final], false)?;
-    let te = eval::extract(model, cfg, &d.test_file, &d.test_idx, &[Layer::Final], false)?;
-    Ok(eval::knn_top1(&tr[0], &d.train_labels, &te[0], &d.test_labels, k))
+    let tr = eval::extract(
+        model,
+        cfg,
+        &d.train_file,
+        &d.train_idx,
+        &[Layer::Final],
+        false,
+    )?;
+    let te = eval::extract(
+        model,
+        cfg,
+        &d.test_file,
+        &d.test_idx,
+        &[Layer::Final],
+        false,
+    )?;
+    Ok(eval::knn_top1(
+        &tr[0],
+        &d.train_labels,
+        &te[0],
+        &d.test_labels,
+        k,
+    ))
 }
 
 /// Linear-probe top-1 of `model` per layer: probes train on centre crops, test on ten crops
 /// streamed in chunks (so the ten-crop features of big layers are never all in memory).
-fn linear(model: &Model, cfg: &TrainConfig, d: &Data, layers: &[Layer], pc: &ProbeConfig) -> Result<Vec<(Layer, f64)>> {
+fn linear(
+    model: &Model,
+    cfg: &TrainConfig,
+    d: &Data,
+    layers: &[Layer],
+    pc: &ProbeConfig,
+) -> Result<Vec<(Layer, f64)>> {
     let feats = eval::extract(model, cfg, &d.train_file, &d.train_idx, layers, false)?;
     let probes: Vec<_> = feats
         .iter()
@@ -132,7 +177,14 @@ fn linear(model: &Model, cfg: &TrainConfig, d: &Data, layers: &[Layer], pc: &Pro
         .collect())
 }
 
-fn evaluate(model: &Model, cfg: &TrainConfig, a: &Args, d: &Data, layers: &[Layer], pc: &ProbeConfig) -> Result<Map<String, Value>> {
+fn evaluate(
+    model: &Model,
+    cfg: &TrainConfig,
+    a: &Args,
+    d: &Data,
+    layers: &[Layer],
+    pc: &ProbeConfig,
+) -> Result<Map<String, Value>> {
     let mut o = Map::new();
     if matches!(a.what, What::Knn | What::All) {
         o.insert("knn_top1".into(), json!(knn(model, cfg, d, a.knn_k)?));
@@ -158,7 +210,10 @@ fn gain(trained: &Map<String, Value>, random: &Map<String, Value>) -> Map<String
     for (k, v) in trained {
         match (v, random.get(k)) {
             (Value::Number(a), Some(Value::Number(b))) => {
-                g.insert(k.clone(), json!(a.as_f64().unwrap_or(0.0) - b.as_f64().unwrap_or(0.0)));
+                g.insert(
+                    k.clone(),
+                    json!(a.as_f64().unwrap_or(0.0) - b.as_f64().unwrap_or(0.0)),
+                );
             }
             (Value::Object(a), Some(Value::Object(b))) => {
                 g.insert(k.clone(), Value::Object(gain(a, b)));
@@ -177,11 +232,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
     cfg.torch_threads = a.threads;
     uic_trainer::set_threads(&cfg);
     let d = data(&a)?;
-    let layers = if a.layers.is_empty() { eval::probe_layers(cfg.arch) } else { a.layers.clone() };
+    let layers = if a.layers.is_empty() {
+        eval::probe_layers(cfg.arch)
+    } else {
+        a.layers.clone()
+    };
     let scale = a.probe_epochs as f64 / 32.0;
     let pc = ProbeConfig {
         epochs: a.probe_epochs,
-        milestones: [10.0, 20.0, 30.0].iter().map(|m| (m * scale).round() as usize).collect(),
+        milestones: [10.0, 20.0, 30.0]
+            .iter()
+            .map(|m| (m * scale).round() as usize)
+            .collect(),
         seed: a.seed,
         ..Default::default()
     };
@@ -225,18 +287,35 @@ fn print_text(o: &Map<String, Value>) {
     let row = |name: &str, v: Option<&Value>, r: Option<&Value>| {
         if let Some(v) = v.and_then(Value::as_f64) {
             match r.and_then(Value::as_f64) {
-                Some(r) => println!("  {name:<22} {v:>7.4}   random init {r:>7.4}   gain {:>+7.4}", v - r),
+                Some(r) => println!(
+                    "  {name:<22} {v:>7.4}   random init {r:>7.4}   gain {:>+7.4}",
+                    v - r
+                ),
                 None => println!("  {name:<22} {v:>7.4}"),
             }
         }
     };
-    row("kNN top-1", o.get("knn_top1"), random.and_then(|r| r.get("knn_top1")));
+    row(
+        "kNN top-1",
+        o.get("knn_top1"),
+        random.and_then(|r| r.get("knn_top1")),
+    );
     if let Some(l) = o.get("linear_top1").and_then(Value::as_object) {
         for (k, v) in l {
-            let r = random.and_then(|r| r.get("linear_top1")).and_then(|x| x.get(k));
+            let r = random
+                .and_then(|r| r.get("linear_top1"))
+                .and_then(|x| x.get(k));
             row(&format!("linear top-1 {k}"), Some(v), r);
         }
     }
-    row("NMI (arithmetic)", o.get("nmi_true"), random.and_then(|r| r.get("nmi_true")));
-    row("NMI (geometric)", o.get("nmi_true_geometric"), random.and_then(|r| r.get("nmi_true_geometric")));
+    row(
+        "NMI (arithmetic)",
+        o.get("nmi_true"),
+        random.and_then(|r| r.get("nmi_true")),
+    );
+    row(
+        "NMI (geometric)",
+        o.get("nmi_true_geometric"),
+        random.and_then(|r| r.get("nmi_true_geometric")),
+    );
 }

@@ -46,6 +46,24 @@ enum Command {
 struct PlotArgs {
     /// Run folder of `uic train`.
     dir: std::path::PathBuf,
+    /// Record file for the image grid of the most confident classes (default: the file the
+    /// run trained on).
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+    /// Skip the image grid (it needs an inference pass over the data).
+    #[arg(long)]
+    no_grid: bool,
+}
+
+fn plot(a: &PlotArgs) -> anyhow::Result<ExitCode> {
+    let mut ps = plots::write(&a.dir)?;
+    if !a.no_grid {
+        ps.push(plots::write_grid(&a.dir, a.data.as_deref(), 8, 12)?);
+    }
+    for p in ps {
+        println!("{}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -66,12 +84,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(*a),
-        Command::Plot(a) => plots::write(&a.dir).map(|ps| {
-            for p in ps {
-                println!("{}", p.display());
-            }
-            ExitCode::SUCCESS
-        }),
+        Command::Plot(a) => plot(&a),
         Command::Bench(c) => bench::run(c),
     };
     match result {

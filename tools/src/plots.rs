@@ -85,3 +85,71 @@ pub fn write(run: &Path) -> Result<Vec<PathBuf>> {
     }
     Ok(out)
 }
+
+/// Writes `classes_grid.png`: the `rows` pseudo-classes whose members the model assigns with
+/// the lowest mean softmax entropy (the paper's Fig. 4), `cols` most confident images each,
+/// centre-cropped. `data` defaults to the file the run trained on.
+pub fn write_grid(run: &Path, data: Option<&Path>, rows: usize, cols: usize) -> Result<PathBuf> {
+    use std::sync::Arc;
+    use uic_trainer::eval;
+    let (model, ck) = eval::load_model(run)?;
+    let cfg = &ck.state.config;
+    let data: PathBuf = data.map_or_else(|| PathBuf::from(&ck.state.data.path), Path::to_path_buf);
+    let file = Arc::new(uic_loader::RecordFile::open(&data).with_context(|| {
+        format!(
+            "cannot open the run's data; pass --data (tried {})",
+            data.display()
+        )
+    })?);
+    let all: Vec<usize> = (0..file.len()).collect();
+    let (assign, entropy) = eval::predict(&model, cfg, &file, &all)?;
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); cfg.k];
+    for (i, &c) in assign.iter().enumerate() {
+        members[c as usize].push(i);
+    }
+    let mean_h =
+        |m: &[usize]| m.iter().map(|&i| f64::from(entropy[i])).sum::<f64>() / m.len() as f64;
+    let mut classes: Vec<usize> = (0..cfg.k).filter(|&c| !members[c].is_empty()).collect();
+    classes.sort_by(|&a, &b| mean_h(&members[a]).total_cmp(&mean_h(&members[b])));
+    classes.truncate(rows);
+    let mut picks = Vec::new();
+    let mut labels = Vec::new();
+    for &c in &classes {
+        let mut m = members[c].clone();
+        m.sort_by(|&a, &b| entropy[a].total_cmp(&entropy[b]));
+        m.truncate(cols);
+        labels.push(format!("{c} (n={})", members[c].len()));
+        picks.push(m);
+    }
+    let flat: Vec<usize> = picks.iter().flatten().copied().collect();
+    let s = cfg.input_size as usize;
+    let loader = uic_loader::Loader::new(file.clone(), uic_trainer::eval_loader_config(cfg))?;
+    let mut hwc: Vec<Vec<u8>> = Vec::with_capacity(flat.len());
+    for batch in loader.epoch(0, flat.clone(), 0)? {
+        for chw in batch.pixels(0).chunks_exact(3 * s * s) {
+            let mut img = vec![0u8; 3 * s * s];
+            for p in 0..s * s {
+                for ch in 0..3 {
+                    img[3 * p + ch] = chw[ch * s * s + p];
+                }
+            }
+            hwc.push(img);
+        }
+    }
+    // Rows of `cols` tiles; a class with fewer members gets grey tiles.
+    let grey = vec![200u8; 3 * s * s];
+    let mut tiles: Vec<&[u8]> = Vec::new();
+    let mut next = hwc.iter();
+    for m in &picks {
+        for j in 0..cols {
+            tiles.push(if j < m.len() {
+                next.next().map_or(&grey[..], |v| &v[..])
+            } else {
+                &grey[..]
+            });
+        }
+    }
+    let p = run.join("classes_grid.png");
+    uic_trainer::plot::image_grid(&p, &tiles, s, s, cols, &labels)?;
+    Ok(p)
+}

@@ -87,6 +87,9 @@ pub struct Overrides {
     /// Initial labels: random (official code) or inference (one centre-crop pass).
     #[arg(long)]
     pub init_labels: Option<InitLabels>,
+    /// Labeler: uic, or kmeans (DeepCluster-style: extra pass, PCA-256, k-means) to compare.
+    #[arg(long)]
+    pub labeler: Option<uic_trainer::Labeler>,
     /// Further fine-tuning epochs with labels fixed by a centre-crop pass [default: 0].
     #[arg(long)]
     pub fft_epochs: Option<u64>,
@@ -124,6 +127,7 @@ impl Overrides {
             dropout,
             preset,
             init_labels,
+            labeler,
             fft_epochs,
             fft_lr,
             threads,

@@ -331,3 +331,100 @@ fn run_folder_has_the_documented_files_and_keys() {
         "{cfg2}"
     );
 }
+
+#[test]
+fn eval_reports_probes_and_the_random_init_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let run = tmp.path().join("run");
+    let mut args = train_args(&data, &run);
+    let e = args.iter().position(|a| a == "--epochs").unwrap();
+    args[e + 1] = "2".into();
+    run_ok(&args);
+    let out = run_ok(&[
+        "eval".into(),
+        "all".into(),
+        "--checkpoint".into(),
+        run.to_str().unwrap().into(),
+        "--data".into(),
+        data.to_str().unwrap().into(),
+        "--probe-epochs".into(),
+        "3".into(),
+        "--json".into(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let acc = |x: &serde_json::Value| x.as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc(&v["knn_top1"])));
+    for l in ["conv1", "conv2", "conv3", "conv4", "conv5", "final"] {
+        assert!((0.0..=1.0).contains(&acc(&v["linear_top1"][l])), "{l}: {v}");
+        let g = acc(&v["gain_over_random_init"]["linear_top1"][l]);
+        let want = acc(&v["linear_top1"][l]) - acc(&v["random_init"]["linear_top1"][l]);
+        assert!((g - want).abs() < 1e-12);
+    }
+    assert!((0.0..=1.0).contains(&acc(&v["nmi_true"])));
+    assert_eq!(
+        v["train_images"].as_u64().unwrap() + v["test_images"].as_u64().unwrap(),
+        256
+    );
+
+    // --random-init alone reports the untrained backbone, and matches the baseline above.
+    let out = run_ok(&[
+        "eval".into(),
+        "knn".into(),
+        "--checkpoint".into(),
+        run.to_str().unwrap().into(),
+        "--data".into(),
+        data.to_str().unwrap().into(),
+        "--random-init".into(),
+        "--json".into(),
+    ]);
+    let r: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(r["knn_top1"], v["random_init"]["knn_top1"]);
+
+    // A checkpoint of another format version fails with a version message, not a panic.
+    let state = run.join("checkpoint/state.json");
+    let t = std::fs::read_to_string(&state)
+        .unwrap()
+        .replace("\"format_version\": 1", "\"format_version\": 0");
+    std::fs::write(&state, t).unwrap();
+    let out = uic()
+        .args([
+            "eval",
+            "nmi",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("format version 0") && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
+#[test]
+fn kmeans_labeler_runs_the_extra_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let run = tmp.path().join("run");
+    let mut args = train_args(&data, &run);
+    let e = args.iter().position(|a| a == "--epochs").unwrap();
+    args[e + 1] = "2".into();
+    args.extend(["--labeler".into(), "kmeans".into()]);
+    run_ok(&args);
+    for l in std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["labeling_seconds"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(
+            v["class_min"].as_u64().unwrap() > 0,
+            "k-means left an empty class: {v}"
+        );
+    }
+}

@@ -33,6 +33,29 @@ impl std::str::FromStr for InitLabels {
     }
 }
 
+/// How the pseudo-labels of each epoch are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Labeler {
+    /// UIC: the argmax of the previous epoch's training forward pass (4 bytes per image).
+    #[default]
+    Uic,
+    /// DeepCluster-style, for comparison: an extra centre-crop inference pass, PCA-256 with
+    /// whitening and L2 normalisation, k-means; the classifier layer is re-initialised.
+    Kmeans,
+}
+
+impl std::str::FromStr for Labeler {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uic" => Ok(Labeler::Uic),
+            "kmeans" => Ok(Labeler::Kmeans),
+            o => Err(format!("unknown labeler {o:?} (expected uic or kmeans)")),
+        }
+    }
+}
+
 /// Augmentation preset names the trainer accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -91,6 +114,12 @@ pub struct TrainConfig {
     pub mlp_head: bool,
     /// Initial labels.
     pub init_labels: InitLabels,
+    /// Labeler: UIC, or DeepCluster-style k-means for comparison.
+    pub labeler: Labeler,
+    /// PCA dimensions of the k-means labeler.
+    pub pca_dims: u32,
+    /// Lloyd iterations of the k-means labeler.
+    pub kmeans_iters: usize,
     /// Further fine-tuning: epochs with labels fixed from a centre-crop pass (0: none).
     pub fft_epochs: u64,
     /// Base learning rate of the fine-tuning epochs (same schedule, restarted).
@@ -125,6 +154,9 @@ impl Default for TrainConfig {
             sobel: None,
             mlp_head: false,
             init_labels: InitLabels::Random,
+            labeler: Labeler::Uic,
+            pca_dims: 256,
+            kmeans_iters: 20,
             fft_epochs: 0,
             fft_lr: 0.01,
             threads: 0,

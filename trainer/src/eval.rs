@@ -51,9 +51,13 @@ impl std::str::FromStr for Layer {
             "final" => Ok(Layer::Final),
             c if c.starts_with("conv") => match c[4..].parse::<usize>() {
                 Ok(l) if (1..=5).contains(&l) => Ok(Layer::Conv(l)),
-                _ => Err(format!("unknown layer {s:?} (expected conv1..conv5 or final)")),
+                _ => Err(format!(
+                    "unknown layer {s:?} (expected conv1..conv5 or final)"
+                )),
             },
-            _ => Err(format!("unknown layer {s:?} (expected conv1..conv5 or final)")),
+            _ => Err(format!(
+                "unknown layer {s:?} (expected conv1..conv5 or final)"
+            )),
         }
     }
 }
@@ -70,7 +74,10 @@ pub fn load_model(dir: &Path) -> Result<(Model, Checkpoint)> {
         checkpoint::read(dir)?
     } else {
         checkpoint::find(dir)?.ok_or_else(|| {
-            Error::checkpoint(dir, "no checkpoint here (expected state.json or checkpoint/state.json)")
+            Error::checkpoint(
+                dir,
+                "no checkpoint here (expected state.json or checkpoint/state.json)",
+            )
         })?
     };
     let mut model = Model::new(&ck.state.config.model(), Device::Cpu)?;
@@ -182,21 +189,41 @@ pub fn split(n: usize, train_frac: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
 ///
 /// # Panics
 /// If the label counts do not match the feature rows.
-pub fn knn_top1(train: &Tensor, train_labels: &[u32], test: &Tensor, test_labels: &[u32], k: i64) -> f64 {
+pub fn knn_top1(
+    train: &Tensor,
+    train_labels: &[u32],
+    test: &Tensor,
+    test_labels: &[u32],
+    k: i64,
+) -> f64 {
     assert_eq!(train.size()[0] as usize, train_labels.len());
     assert_eq!(test.size()[0] as usize, test_labels.len());
-    let classes = train_labels.iter().chain(test_labels).copied().max().unwrap_or(0) as i64 + 1;
+    let classes = train_labels
+        .iter()
+        .chain(test_labels)
+        .copied()
+        .max()
+        .unwrap_or(0) as i64
+        + 1;
     let norm = |t: &Tensor| {
         let t = t.to_kind(Kind::Float);
         let n = t.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
         t / n
     };
     let (tr, te) = (norm(train), norm(test));
-    let ytr = Tensor::from_slice(&train_labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+    let ytr = Tensor::from_slice(
+        &train_labels
+            .iter()
+            .map(|&l| i64::from(l))
+            .collect::<Vec<_>>(),
+    );
     let k = k.min(tr.size()[0]);
     let mut correct = 0usize;
     // Chunks of test rows bound the similarity matrix's memory.
-    for (start, chunk) in (0..te.size()[0]).step_by(1024).map(|s| (s, te.narrow(0, s, (te.size()[0] - s).min(1024)))) {
+    for (start, chunk) in (0..te.size()[0])
+        .step_by(1024)
+        .map(|s| (s, te.narrow(0, s, (te.size()[0] - s).min(1024))))
+    {
         let sim = chunk.matmul(&tr.tr());
         let (vals, idx) = sim.topk(k, 1, true, true);
         let votes = Tensor::zeros([chunk.size()[0], classes], (Kind::Float, Device::Cpu));
@@ -275,7 +302,10 @@ impl Probe {
         assert_eq!(feats.size()[0] as usize, labels.len());
         let pred: Vec<i64> =
             Vec::try_from(self.probabilities(feats).argmax(1, false)).expect("int64 predictions");
-        pred.iter().zip(labels).filter(|(&p, &l)| p == i64::from(l)).count()
+        pred.iter()
+            .zip(labels)
+            .filter(|(&p, &l)| p == i64::from(l))
+            .count()
     }
 }
 
@@ -287,7 +317,10 @@ impl Probe {
 pub fn train_probe(train: &Tensor, labels: &[u32], classes: usize, cfg: &ProbeConfig) -> Probe {
     let n = train.size()[0];
     assert_eq!(n as usize, labels.len());
-    assert!(labels.iter().all(|&l| (l as usize) < classes), "label >= {classes}");
+    assert!(
+        labels.iter().all(|&l| (l as usize) < classes),
+        "label >= {classes}"
+    );
     let d = *train.size().last().expect("2-d features");
     let train = train.to_kind(Kind::Float);
     let mean = train.mean_dim(0, true, Kind::Float);
@@ -313,7 +346,12 @@ pub fn train_probe(train: &Tensor, labels: &[u32], classes: usize, cfg: &ProbeCo
             opt.step(lr);
         }
     }
-    Probe { lin, mean, std, _vs: vs }
+    Probe {
+        lin,
+        mean,
+        std,
+        _vs: vs,
+    }
 }
 
 /// [`train_probe`] on `train`, then the top-1 accuracy on `test` (`[m, d]`, or ten crops
@@ -328,7 +366,13 @@ pub fn linear_probe(
     test_labels: &[u32],
     cfg: &ProbeConfig,
 ) -> f64 {
-    let classes = train_labels.iter().chain(test_labels).copied().max().unwrap_or(0) as usize + 1;
+    let classes = train_labels
+        .iter()
+        .chain(test_labels)
+        .copied()
+        .max()
+        .unwrap_or(0) as usize
+        + 1;
     let p = train_probe(train, train_labels, classes, cfg);
     p.correct(test, test_labels) as f64 / test_labels.len().max(1) as f64
 }
@@ -354,22 +398,46 @@ pub struct NmiReport {
 ///
 /// # Errors
 /// A loader failure.
-pub fn assign(model: &Model, cfg: &TrainConfig, file: &Arc<RecordFile>, indices: &[usize]) -> Result<Vec<u32>> {
+pub fn assign(
+    model: &Model,
+    cfg: &TrainConfig,
+    file: &Arc<RecordFile>,
+    indices: &[usize],
+) -> Result<Vec<u32>> {
+    Ok(predict(model, cfg, file, indices)?.0)
+}
+
+/// The argmax of `model` on the centre crop of `indices`, and the entropy (nats) of each
+/// softmax output: low entropy means a confident assignment.
+///
+/// # Errors
+/// A loader failure.
+pub fn predict(
+    model: &Model,
+    cfg: &TrainConfig,
+    file: &Arc<RecordFile>,
+    indices: &[usize],
+) -> Result<(Vec<u32>, Vec<f32>)> {
     let s = i64::from(cfg.input_size);
     let loader = Loader::new(file.clone(), eval_loader_config(cfg))?;
     let mut out = Vec::with_capacity(indices.len());
+    let mut ent = Vec::with_capacity(indices.len());
     tch::no_grad(|| -> Result<()> {
         for batch in loader.epoch(0, indices.to_vec(), 0)? {
             let x = Tensor::from_slice(batch.pixels(0)).view([batch.len() as i64, 3, s, s]);
-            let p: Vec<i64> = Vec::try_from(model.forward(&x, false).argmax(1, false))?;
+            let logits = model.forward(&x, false);
+            let logp = logits.log_softmax(1, Kind::Float);
+            let h = -(logp.exp() * &logp).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+            let p: Vec<i64> = Vec::try_from(logits.argmax(1, false))?;
             out.extend(p.into_iter().map(|p| p as u32));
+            ent.extend(Vec::<f32>::try_from(h)?);
         }
         Ok(())
     })?;
     if out.len() != indices.len() {
         return Err(Error::Config("the loader stopped early".into()));
     }
-    Ok(out)
+    Ok((out, ent))
 }
 
 /// [`NmiReport`] of `model` on every image of `file` (which must have labels).
@@ -433,21 +501,38 @@ mod tests {
         tch::manual_seed(0);
         let n = 200;
         let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
-        let signs = Tensor::from_slice(&labels.iter().map(|&l| if l == 0 { -1.0f32 } else { 1.0 }).collect::<Vec<_>>());
+        let signs = Tensor::from_slice(
+            &labels
+                .iter()
+                .map(|&l| if l == 0 { -1.0f32 } else { 1.0 })
+                .collect::<Vec<_>>(),
+        );
         let x = Tensor::randn([n as i64, 5], (Kind::Float, Device::Cpu)) * 0.3 + signs.unsqueeze(1);
-        let cfg = ProbeConfig { epochs: 5, milestones: vec![3], ..Default::default() };
+        let cfg = ProbeConfig {
+            epochs: 5,
+            milestones: vec![3],
+            ..Default::default()
+        };
         assert!(linear_probe(&x, &labels, &x, &labels, &cfg) > 0.95);
         let ten = x.unsqueeze(1).expand([n as i64, 10, 5], false).contiguous();
         assert!(linear_probe(&x, &labels, &ten, &labels, &cfg) > 0.95);
         // Labels unrelated to the features: near chance on held-out data.
         let y2: Vec<u32> = (0..n).map(|i| ((i / 2) % 2) as u32).collect();
-        let acc = linear_probe(&x.narrow(0, 0, 100), &y2[..100], &x.narrow(0, 100, 100), &y2[100..], &cfg);
+        let acc = linear_probe(
+            &x.narrow(0, 0, 100),
+            &y2[..100],
+            &x.narrow(0, 100, 100),
+            &y2[100..],
+            &cfg,
+        );
         assert!(acc < 0.7, "{acc}");
     }
 
     #[test]
     fn ten_crops_are_corners_centre_and_mirrors() {
-        let x = Tensor::arange(16, (Kind::Float, Device::Cpu)).view([1, 1, 4, 4]).expand([1, 3, 4, 4], false);
+        let x = Tensor::arange(16, (Kind::Float, Device::Cpu))
+            .view([1, 1, 4, 4])
+            .expand([1, 3, 4, 4], false);
         let c = ten_crops(&x, 2);
         assert_eq!(c.size(), vec![10, 3, 2, 2]);
         let v = |i: i64| -> Vec<f32> { Vec::try_from(c.get(i).get(0).flatten(0, -1)).unwrap() };

@@ -27,6 +27,7 @@ pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod eval;
+pub mod kmeans;
 pub mod labels;
 pub mod metrics;
 pub mod model;
@@ -38,15 +39,15 @@ mod train;
 
 pub use tch;
 
-pub use config::{InitLabels, TrainConfig, TrainPreset};
+pub use config::{InitLabels, Labeler, TrainConfig, TrainPreset};
 pub use error::{Error, Result};
 pub use labels::LabelTable;
 pub use metrics::{EpochMetrics, Phase};
 pub use model::{Arch, Model, ModelConfig};
 pub use schedule::Schedule;
 pub use train::{
-    eval_loader_config, init_model, set_threads, train_loader_config, train_step, Observer, Progress, Quiet,
-    Trainer,
+    eval_loader_config, init_model, set_threads, train_loader_config, train_step, Observer,
+    Progress, Quiet, Trainer,
 };
 
 /// The PyTorch release this crate's tch (0.24.0) is built against.

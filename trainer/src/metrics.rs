@@ -54,6 +54,10 @@ pub struct EpochMetrics {
     pub nmi_true_geometric: Option<f64>,
     /// Samples the loader replaced because their record was corrupt.
     pub substituted: u64,
+    /// Seconds of the epoch spent making labels outside the training pass (the k-means
+    /// labeler's extra inference pass, PCA and k-means; 0 for UIC).
+    #[serde(default)]
+    pub labeling_seconds: f64,
 }
 
 /// Reads every line of a `metrics.jsonl`.

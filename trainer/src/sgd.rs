@@ -71,6 +71,16 @@ impl Sgd {
         });
     }
 
+    /// Drops the momentum of the parameters whose name starts with `prefix` (after their
+    /// re-initialisation).
+    pub fn reset_state(&mut self, prefix: &str) {
+        for ((n, _), b) in self.params.iter().zip(&mut self.buffers) {
+            if n.starts_with(prefix) {
+                *b = None;
+            }
+        }
+    }
+
     /// The momentum buffers that exist, by parameter name.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         self.params

@@ -19,8 +19,9 @@ use uic_loader::order::{ClassBalanced, Order, Sequential};
 use uic_loader::{CropMode, Loader, LoaderConfig, RecordFile};
 
 use crate::checkpoint::{self, DataId, State};
-use crate::config::{InitLabels, TrainConfig, TrainPreset};
+use crate::config::{InitLabels, Labeler, TrainConfig, TrainPreset};
 use crate::error::{Error, Result};
+use crate::eval::Layer;
 use crate::labels::{size_stats, LabelTable};
 use crate::metrics::{self, EpochMetrics, Phase};
 use crate::model::Model;
@@ -329,9 +330,20 @@ impl Trainer {
         };
         let total_steps = phase_epochs * self.steps_per_epoch();
         debug_assert!(e >= phase_start);
+        let before = self.labels.targets().to_vec();
+        let kmeans = phase == Phase::Uic && self.cfg.labeler == Labeler::Kmeans;
+        let mut reseeded = 0;
+        let labeling_start = Instant::now();
+        if kmeans {
+            reseeded = self.cluster(e)?;
+        }
+        let labeling_seconds = if kmeans {
+            labeling_start.elapsed().as_secs_f64()
+        } else {
+            0.0
+        };
         let sampler = ClassBalanced::new(self.labels.targets(), self.cfg.k, self.cfg.seed);
         let order = sampler.indices(e);
-        let before = self.labels.targets().to_vec();
         self.labels.begin_epoch();
         let (h, w) = (self.cfg.input_size as i64, self.cfg.input_size as i64);
         let first_lr = self.cfg.schedule.lr(base_lr, self.step, total_steps);
@@ -363,7 +375,7 @@ impl Trainer {
                 })?;
             self.step += 1;
             agree += pred.iter().zip(&targets).filter(|(a, b)| a == b).count();
-            if phase == Phase::Uic {
+            if phase == Phase::Uic && !kmeans {
                 self.labels.record(batch.indices(), &pred);
             }
             seen += n;
@@ -389,6 +401,7 @@ impl Trainer {
         let waited = epoch.waited();
         drop(epoch);
         let empty_fixed = match phase {
+            Phase::Uic if kmeans => reseeded,
             Phase::Uic => {
                 self.labels
                     .end_epoch(&mut stream_rng(self.cfg.seed, STREAM_EMPTY, e))
@@ -427,7 +440,31 @@ impl Trainer {
                 .stats()
                 .substituted
                 .load(std::sync::atomic::Ordering::Relaxed),
+            labeling_seconds,
         })
+    }
+
+    /// The k-means labeler: features of every image (extra centre-crop pass), PCA with
+    /// whitening and L2 normalisation, k-means; the result becomes this epoch's targets and
+    /// the classifier layer starts afresh. Returns how many empty clusters were re-seeded.
+    fn cluster(&mut self, e: u64) -> Result<usize> {
+        let all: Vec<usize> = (0..self.file.len()).collect();
+        let feats = crate::eval::extract(
+            &self.model,
+            &self.cfg,
+            &self.file,
+            &all,
+            &[Layer::Final],
+            false,
+        )?;
+        let x = crate::kmeans::pca_whiten_l2(&feats[0], i64::from(self.cfg.pca_dims));
+        let seed = self.cfg.seed ^ e.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let c = crate::kmeans::kmeans(&x, self.cfg.k, self.cfg.kmeans_iters, seed);
+        self.labels.set_targets(c.assignment)?;
+        tch::manual_seed(torch_seed(self.cfg.seed, e ^ 0x5eed));
+        self.model.reset_head();
+        self.opt.reset_state("top_layer.");
+        Ok(c.reseeded)
     }
 
     /// The argmax of the model (eval mode) on the centre crop of every image.
