@@ -4,7 +4,24 @@
 #   - a lean CPU libtorch 2.11.0 in third_party/libtorch, extracted from the PyPI wheels.
 # A second run does nothing but print what it found. Set LIBTORCH (a libtorch 2.11 folder)
 # or LIBTORCH_USE_PYTORCH=1 (a PyTorch 2.11 install) to skip the libtorch download.
+#
+# Options for the GPU build (scripts/gpu-check uses them; neither is needed otherwise):
+#   --cuda    also assemble third_party/libtorch-cuda: the CPU libtorch plus the wheel's real
+#             libtorch.so, libtorch_cuda.so and libc10_cuda.so (about 440 MB more on disk), to
+#             link a binary with `--features cuda`. It runs only where CUDA is installed.
+#   --nvjpeg  also fetch libnvjpeg.so.13 and nvjpeg.h from the nvidia-nvjpeg wheel into
+#             third_party/nvjpeg, to link `--features nvjpeg`.
 set -euo pipefail
+
+want_cuda=0
+want_nvjpeg=0
+for arg in "$@"; do
+  case "$arg" in
+    --cuda) want_cuda=1 ;;
+    --nvjpeg) want_nvjpeg=1 ;;
+    *) printf 'setup: unknown option %s (expected --cuda or --nvjpeg)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 torch_version=2.11.0
@@ -41,16 +58,24 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
 fi
 
+gpu_extras() {
+  [ "$want_cuda$want_nvjpeg" = "00" ] && return 0
+  exec "$root/scripts/setup-gpu.sh" "$want_cuda" "$want_nvjpeg"
+}
+
 if [ -n "${LIBTORCH:-}" ]; then
   say "using LIBTORCH=$LIBTORCH (must be libtorch $torch_version)"
+  gpu_extras
   exit 0
 fi
 if [ -n "${LIBTORCH_USE_PYTORCH:-}" ]; then
   say "using the PyTorch install that python3 imports (must be torch $torch_version)"
+  gpu_extras
   exit 0
 fi
 if [ -f "$dest/.uic-stamp" ] && [ "$(cat "$dest/.uic-stamp")" = "$stamp" ]; then
   say "libtorch $torch_version already in $dest"
+  gpu_extras
   exit 0
 fi
 
@@ -104,3 +129,4 @@ printf '%s' "$stamp" > "$tmp/.uic-stamp"
 rm -rf "$dest"
 mv "$tmp" "$dest"
 du -sh "$dest" | sed 's/^/setup: libtorch size /' >&2
+gpu_extras

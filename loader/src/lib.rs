@@ -30,6 +30,8 @@ pub mod crop;
 mod error;
 pub mod format;
 pub mod jpeg;
+#[cfg(feature = "nvjpeg")]
+pub mod nvjpeg;
 pub mod order;
 pub mod pipeline;
 mod reader;

@@ -77,8 +77,7 @@ fn step(a: StepArgs) -> Result<ExitCode> {
     a.set.apply(&mut cfg);
     cfg.validate()?;
     uic_trainer::set_threads(&cfg);
-    tch::manual_seed(0);
-    let model = uic_trainer::Model::new(&cfg.model(), tch::Device::Cpu)?;
+    let model = uic_trainer::init_model(&cfg)?;
     let mut opt =
         uic_trainer::sgd::Sgd::new(model.named_parameters(), cfg.momentum, cfg.weight_decay);
     let (b, s) = (cfg.batch_size, cfg.input_size as usize);
@@ -106,7 +105,7 @@ fn step(a: StepArgs) -> Result<ExitCode> {
         println!(
             "{}",
             serde_json::json!({
-                "peer": "uic-tch", "arch": cfg.arch.to_string(), "width": cfg.width,
+                "peer": "uic-tch", "device": format!("{:?}", model.device()), "amp": cfg.amp, "arch": cfg.arch.to_string(), "width": cfg.width,
                 "input_size": cfg.input_size, "batch_size": b, "k": cfg.k, "sobel": cfg.sobel_on(),
                 "threads": threads, "steps": a.steps, "step_ms_median": med * 1e3,
                 "step_ms_mean": mean * 1e3, "images_per_s": b as f64 / med,

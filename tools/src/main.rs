@@ -8,6 +8,8 @@ mod bench;
 mod convert;
 mod demo;
 mod eval;
+#[cfg(feature = "cuda")]
+mod gpu;
 mod inspect;
 mod plots;
 mod train;
@@ -33,6 +35,9 @@ enum Command {
     Train(Box<train::Args>),
     /// Evaluate a checkpoint's features: kNN, linear probes, NMI; with the gain over an untrained backbone.
     Eval(Box<eval::Args>),
+    /// GPU correctness checks and nvJPEG timing (a build with `--features cuda[,nvjpeg]`).
+    #[cfg(feature = "cuda")]
+    GpuCheck(gpu::Args),
     /// Draw a run folder's plots (NMI, loss, lr, class sizes) as PNG.
     Plot(PlotArgs),
     /// Benchmarks: `uic bench loader FILE`.
@@ -84,6 +89,8 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(*a),
+        #[cfg(feature = "cuda")]
+        Command::GpuCheck(a) => gpu::run(a),
         Command::Plot(a) => plot(&a),
         Command::Bench(c) => bench::run(c),
     };

@@ -96,6 +96,12 @@ pub struct Overrides {
     /// Base learning rate of the fine-tuning epochs [default: 0.01].
     #[arg(long)]
     pub fft_lr: Option<f64>,
+    /// Device: cpu or cuda (needs a build with `--features cuda`) [default: cpu].
+    #[arg(long)]
+    pub device: Option<uic_trainer::DeviceChoice>,
+    /// bfloat16 autocast in the forward pass (for CUDA).
+    #[arg(long)]
+    pub amp: bool,
     /// Loader threads [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -142,6 +148,12 @@ impl Overrides {
         }
         if self.mlp_head {
             c.mlp_head = true;
+        }
+        if let Some(d) = self.device {
+            c.device = d;
+        }
+        if self.amp {
+            c.amp = true;
         }
     }
 }

@@ -56,6 +56,51 @@ impl std::str::FromStr for Labeler {
     }
 }
 
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// The first CUDA device (needs a build with the `cuda` feature).
+    Cuda,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            o => Err(format!("unknown device {o:?} (expected cpu or cuda)")),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// The libtorch device.
+    ///
+    /// # Errors
+    /// CUDA asked for in a build without the `cuda` feature, or with no CUDA device present.
+    pub fn resolve(self) -> Result<tch::Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Cuda if !cfg!(feature = "cuda") => Err(Error::Config(
+                "this uic was built without CUDA: rebuild with `--features cuda` against a CUDA \
+                 libtorch (scripts/setup.sh --cuda)"
+                    .into(),
+            )),
+            DeviceChoice::Cuda if !tch::Cuda::is_available() => Err(Error::Config(
+                "--device cuda, but libtorch sees no CUDA device (check the driver and \
+                 LD_LIBRARY_PATH)"
+                    .into(),
+            )),
+            DeviceChoice::Cuda => Ok(tch::Device::Cuda(0)),
+        }
+    }
+}
+
 /// Augmentation preset names the trainer accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -124,6 +169,10 @@ pub struct TrainConfig {
     pub fft_epochs: u64,
     /// Base learning rate of the fine-tuning epochs (same schedule, restarted).
     pub fft_lr: f64,
+    /// Where the model runs.
+    pub device: DeviceChoice,
+    /// bfloat16 autocast for the forward pass (meant for CUDA).
+    pub amp: bool,
     /// Loader threads (0: one per core).
     pub threads: usize,
     /// libtorch intra-op threads (0: one per core).
@@ -159,6 +208,8 @@ impl Default for TrainConfig {
             kmeans_iters: 20,
             fft_epochs: 0,
             fft_lr: 0.01,
+            device: DeviceChoice::Cpu,
+            amp: false,
             threads: 0,
             torch_threads: 0,
             batches_ahead: 3,
@@ -195,6 +246,7 @@ impl TrainConfig {
             input_size: self.input_size,
             dropout: self.dropout,
             mlp_head: self.mlp_head,
+            amp: self.amp,
         }
     }
 

@@ -142,7 +142,10 @@ pub fn extract(
         }
         Ok(())
     })?;
-    Ok(parts.into_iter().map(|p| Tensor::cat(&p, 0)).collect())
+    Ok(parts
+        .into_iter()
+        .map(|p| Tensor::cat(&p, 0).to_device(Device::Cpu))
+        .collect())
 }
 
 /// The ten crops of side `s` of each square image in `x` (`[n, 3, r, r]`), as `[n * 10, 3,

@@ -39,7 +39,7 @@ mod train;
 
 pub use tch;
 
-pub use config::{InitLabels, Labeler, TrainConfig, TrainPreset};
+pub use config::{DeviceChoice, InitLabels, Labeler, TrainConfig, TrainPreset};
 pub use error::{Error, Result};
 pub use labels::LabelTable;
 pub use metrics::{EpochMetrics, Phase};

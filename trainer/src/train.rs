@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 use uic_augment::{Augment, Preset};
 use uic_loader::crop::RrcConfig;
 use uic_loader::order::{ClassBalanced, Order, Sequential};
@@ -198,12 +198,13 @@ impl Trainer {
         theirs.threads = self.cfg.threads;
         theirs.torch_threads = self.cfg.torch_threads;
         theirs.batches_ahead = self.cfg.batches_ahead;
+        theirs.device = self.cfg.device;
         if theirs != self.cfg {
             return Err(Error::checkpoint(
                 &ck.dir,
                 format!(
-                    "its settings differ from this run's; only epochs, fft_epochs and thread \
-                     counts may change on resume.\n  checkpoint: {theirs:?}\n  this run:   {:?}",
+                    "its settings differ from this run's; only epochs, fft_epochs, thread \
+                     counts and the device may change on resume.\n  checkpoint: {theirs:?}\n  this run:   {:?}",
                     self.cfg
                 ),
             ));
@@ -512,8 +513,25 @@ pub fn train_step(
     targets: &Tensor,
     lr: f64,
 ) -> Result<(f64, Vec<i64>)> {
-    let logits = model.forward(pixels, true);
-    let loss = logits.cross_entropy_for_logits(&targets.to_device(model.device()));
+    let device = model.device();
+    let x = if device == Device::Cpu {
+        pixels.shallow_clone()
+    } else {
+        // Page-locked staging, then an asynchronous copy queued before the forward pass.
+        pixels
+            .pin_memory(device)
+            .to_device_(device, Kind::Uint8, true, false)
+    };
+    let logits = if model.amp() {
+        tch::autocast(true, || model.forward(&x, true))
+    } else {
+        model.forward(&x, true)
+    };
+    let loss = logits.cross_entropy_for_logits(&targets.to_device(device));
+    opt.zero_grad();
+    loss.backward();
+    // One synchronisation per step, after the whole step is queued: the loss and the
+    // argmaxes come back together.
     let lv = loss.double_value(&[]);
     if !lv.is_finite() {
         return Err(Error::NonFinite {
@@ -522,8 +540,6 @@ pub fn train_step(
             value: lv,
         });
     }
-    opt.zero_grad();
-    loss.backward();
     opt.step(lr);
     let pred = logits.detach().argmax(1, false).to_device(Device::Cpu);
     Ok((lv, Vec::try_from(&pred)?))
@@ -535,7 +551,13 @@ pub fn train_step(
 /// Settings the model rejects.
 pub fn init_model(cfg: &TrainConfig) -> Result<Model> {
     tch::manual_seed(torch_seed(cfg.seed, u64::MAX));
-    Model::new(&cfg.model(), Device::Cpu)
+    // Initialised on the CPU whatever the device, so the weights do not depend on it.
+    let mut m = Model::new(&cfg.model(), Device::Cpu)?;
+    let device = cfg.device.resolve()?;
+    if device != Device::Cpu {
+        m.to_device(device);
+    }
+    Ok(m)
 }
 
 /// Sets libtorch's intra-op threads from the config (0: one per core).

@@ -71,6 +71,8 @@ pub struct ModelConfig {
     pub dropout: f64,
     /// A 2-layer MLP (linear, BN, ReLU) before the classifier, as in the official code.
     pub mlp_head: bool,
+    /// Run the training forward pass under bfloat16 autocast.
+    pub amp: bool,
 }
 
 impl Default for ModelConfig {
@@ -83,6 +85,7 @@ impl Default for ModelConfig {
             input_size: 224,
             dropout: 0.5,
             mlp_head: false,
+            amp: false,
         }
     }
 }
@@ -193,6 +196,11 @@ impl Model {
         &self.cfg
     }
 
+    /// Whether training runs under bfloat16 autocast.
+    pub fn amp(&self) -> bool {
+        self.cfg.amp
+    }
+
     /// The parameters and buffers.
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
@@ -261,6 +269,16 @@ impl Model {
             Backbone::ResNet(_) => Err(Error::Config(
                 "per-layer features are only defined for the AlexNets".into(),
             )),
+        }
+    }
+
+    /// Moves parameters, buffers and the input layer's constants to `device`.
+    pub fn to_device(&mut self, device: Device) {
+        self.vs.set_device(device);
+        self.scale = self.scale.to_device(device);
+        self.shift = self.shift.to_device(device);
+        if let Some(w) = &mut self.sobel {
+            *w = w.to_device(device);
         }
     }
 

@@ -1,0 +1,183 @@
+//! `uic gpu-check` (builds with `--features cuda`, and `nvjpeg` for the decode checks): the
+//! correctness checks and GPU timings that `scripts/gpu-check` runs on a lent machine.
+//! Prints one JSON object; each check carries its tolerance and a `pass` flag.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use serde_json::{json, Map, Value};
+use uic_loader::RecordFile;
+use uic_trainer::tch::{self, Device, Kind, Tensor};
+use uic_trainer::{Arch, Model, ModelConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Record file for the decode checks and timings.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output side of the crops.
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// Batch size of the decode timing.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Epochs of the nvJPEG decode timing.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: u64,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    if !tch::Cuda::is_available() {
+        bail!("libtorch sees no CUDA device (tch::Cuda::is_available() is false)");
+    }
+    let mut out = Map::new();
+    out.insert("cuda_devices".into(), json!(tch::Cuda::device_count()));
+    out.insert("forward_backward".into(), forward_backward()?);
+    #[cfg(feature = "nvjpeg")]
+    {
+        let (check, timing) = nvjpeg(&a)?;
+        out.insert("nvjpeg_vs_turbojpeg".into(), check);
+        out.insert("nvjpeg_loader".into(), timing);
+    }
+    #[cfg(not(feature = "nvjpeg"))]
+    {
+        let _ = (&a.data, a.size, a.batch_size, a.epochs);
+        out.insert(
+            "nvjpeg_vs_turbojpeg".into(),
+            json!("not built (feature nvjpeg off)"),
+        );
+    }
+    let pass = out
+        .values()
+        .all(|v| v.get("pass").is_none_or(|p| p.as_bool() == Some(true)));
+    out.insert("pass".into(), json!(pass));
+    println!("{}", Value::Object(out));
+    Ok(if pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Relative L2 error of `a` against `b`.
+fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.to_device(Device::Cpu).to_kind(Kind::Double);
+    let b = b.to_device(Device::Cpu).to_kind(Kind::Double);
+    let num = (&a - &b).norm().double_value(&[]);
+    let den = b.norm().double_value(&[]).max(1e-30);
+    num / den
+}
+
+/// AlexNet-BN (Sobel, 224 px, K = 1000): the same weights and batch on CPU and CUDA; the
+/// logits and every gradient must agree. cuDNN may use TF32 for convolutions on Ampere and
+/// later, so the tolerance is a relative L2 error of 1e-2 on logits and 5e-2 on gradients.
+fn forward_backward() -> Result<Value> {
+    let cfg = ModelConfig {
+        arch: Arch::Alexnet,
+        k: 1000,
+        ..Default::default()
+    };
+    tch::manual_seed(0);
+    let cpu = Model::new(&cfg, Device::Cpu)?;
+    let mut gpu = Model::new(&cfg, Device::Cpu)?;
+    gpu.var_store_mut().copy(cpu.var_store())?;
+    gpu.to_device(Device::Cuda(0));
+    let x = Tensor::randint(256, [16, 3, 224, 224], (Kind::Uint8, Device::Cpu));
+    let y = Tensor::randint(1000, [16], (Kind::Int64, Device::Cpu));
+    let mut grads = Vec::new();
+    let mut logits = Vec::new();
+    for m in [&cpu, &gpu] {
+        // Dropout off (eval) so both see the same function; BN in batch mode is not needed
+        // for the check.
+        let l = m.forward(&x, false);
+        let loss = l.cross_entropy_for_logits(&y.to_device(m.device()));
+        loss.backward();
+        logits.push(l.detach());
+        grads.push(m.named_parameters());
+    }
+    let logit_err = rel_err(&logits[1], &logits[0]);
+    let mut worst = (String::new(), 0.0f64);
+    for ((n, gc), (_, gg)) in grads[0].iter().zip(&grads[1]) {
+        let e = rel_err(&gg.grad(), &gc.grad());
+        if e > worst.1 {
+            worst = (n.clone(), e);
+        }
+    }
+    let pass = logit_err < 1e-2 && worst.1 < 5e-2;
+    Ok(json!({
+        "logits_rel_err": logit_err, "worst_grad": worst.0, "worst_grad_rel_err": worst.1,
+        "tolerance": {"logits": 1e-2, "grads": 5e-2}, "pass": pass,
+    }))
+}
+
+/// nvJPEG against the CPU pipeline on the same crops and flips, then the nvJPEG loader's
+/// speed. Tolerance: mean absolute difference of at most 4 levels (different IDCTs,
+/// whole-pixel crops on the GPU against sub-pixel crops on the CPU, different resizers).
+#[cfg(feature = "nvjpeg")]
+fn nvjpeg(a: &Args) -> Result<(Value, Value)> {
+    use uic_loader::nvjpeg::NvJpegLoader;
+    use uic_loader::order::{Order, Random};
+    use uic_loader::{Loader, LoaderConfig};
+    let file = Arc::new(RecordFile::open(&a.data)?);
+    let cfg = LoaderConfig {
+        batch_size: a.batch_size,
+        size: (a.size, a.size),
+        threads: 0,
+        ..Default::default()
+    };
+    let n = file.len();
+    let order = Random { len: n, seed: 1 };
+    let idx = order.indices(0);
+    let mut nvj = NvJpegLoader::new(file.clone(), cfg.clone(), Device::Cuda(0))?;
+    let cpu = Loader::new(file.clone(), cfg.clone())?;
+    let first = cpu.epoch(0, idx.clone(), 0)?.next();
+    let Some(cpu_batch) = first else {
+        bail!("no batch")
+    };
+    let g = nvj.batch(0, &idx, 0)?;
+    let c = Tensor::from_slice(cpu_batch.pixels(0)).view([
+        cpu_batch.len() as i64,
+        3,
+        i64::from(a.size),
+        i64::from(a.size),
+    ]);
+    let d = (g.pixels.to_device(Device::Cpu).to_kind(Kind::Float) - c.to_kind(Kind::Float)).abs();
+    let mean = d.mean(Kind::Float).double_value(&[]);
+    let per_image = d.flatten(1, -1).mean_dim(1, false, Kind::Float);
+    let worst_image = per_image.max().double_value(&[]);
+    let check = json!({
+        "images": cpu_batch.len(), "backend": nvj.backend(), "cpu_fallback": g.cpu_fallback,
+        "mean_abs_diff": mean, "worst_image_mean_abs_diff": worst_image,
+        "tolerance_mean_abs_diff": 4.0, "pass": mean <= 4.0,
+    });
+    drop(cpu_batch);
+    // Timing: whole epochs of the nvJPEG loader (one warm-up).
+    let nb = nvj.num_batches(n);
+    let mut images = 0usize;
+    let mut fallback = 0usize;
+    let mut t0 = Instant::now();
+    for e in 0..=a.epochs {
+        if e == 1 {
+            tch::Cuda::synchronize(0);
+            t0 = Instant::now();
+            images = 0;
+            fallback = 0;
+        }
+        let ix = order.indices(e);
+        for b in 0..nb {
+            let bt = nvj.batch(e, &ix, b)?;
+            images += bt.indices.len();
+            fallback += bt.cpu_fallback;
+        }
+    }
+    tch::Cuda::synchronize(0);
+    let secs = t0.elapsed().as_secs_f64();
+    let timing = json!({
+        "images_per_s": images as f64 / secs, "images": images, "cpu_fallback": fallback,
+        "backend": nvj.backend(), "batch_size": a.batch_size, "size": a.size,
+    });
+    Ok((check, timing))
+}
