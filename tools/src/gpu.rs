@@ -4,12 +4,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
-use uic_loader::RecordFile;
 use uic_trainer::tch::{self, Device, Kind, Tensor};
 use uic_trainer::{Arch, Model, ModelConfig};
 
@@ -118,8 +115,11 @@ fn forward_backward() -> Result<Value> {
 /// whole-pixel crops on the GPU against sub-pixel crops on the CPU, different resizers).
 #[cfg(feature = "nvjpeg")]
 fn nvjpeg(a: &Args) -> Result<(Value, Value)> {
+    use std::sync::Arc;
+    use std::time::Instant;
     use uic_loader::nvjpeg::NvJpegLoader;
     use uic_loader::order::{Order, Random};
+    use uic_loader::RecordFile;
     use uic_loader::{Loader, LoaderConfig};
     let file = Arc::new(RecordFile::open(&a.data)?);
     let cfg = LoaderConfig {

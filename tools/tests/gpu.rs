@@ -16,8 +16,14 @@ fn the_binary_needs_libtorch_cuda() {
         }
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("[libtorch_cuda.so]"), "libtorch_cuda.so not NEEDED:\n{text}");
-    assert!(text.contains("[libc10_cuda.so]"), "libc10_cuda.so not NEEDED:\n{text}");
+    assert!(
+        text.contains("[libtorch_cuda.so]"),
+        "libtorch_cuda.so not NEEDED:\n{text}"
+    );
+    assert!(
+        text.contains("[libc10_cuda.so]"),
+        "libc10_cuda.so not NEEDED:\n{text}"
+    );
 }
 
 #[test]
