@@ -205,9 +205,19 @@ fn evaluate(
     Ok(o)
 }
 
-fn gain(trained: &Map<String, Value>, random: &Map<String, Value>) -> Map<String, Value> {
+/// Score differences, trained minus random; at the top level only the scores (class-size
+/// statistics have no "gain").
+fn gain(
+    trained: &Map<String, Value>,
+    random: &Map<String, Value>,
+    top: bool,
+) -> Map<String, Value> {
     let mut g = Map::new();
-    for (k, v) in trained {
+    const SCORES: [&str; 4] = ["knn_top1", "linear_top1", "nmi_true", "nmi_true_geometric"];
+    for (k, v) in trained
+        .iter()
+        .filter(|(k, _)| !top || SCORES.contains(&k.as_str()))
+    {
         match (v, random.get(k)) {
             (Value::Number(a), Some(Value::Number(b))) => {
                 g.insert(
@@ -216,7 +226,7 @@ fn gain(trained: &Map<String, Value>, random: &Map<String, Value>) -> Map<String
                 );
             }
             (Value::Object(a), Some(Value::Object(b))) => {
-                g.insert(k.clone(), Value::Object(gain(a, b)));
+                g.insert(k.clone(), Value::Object(gain(a, b, false)));
             }
             _ => {}
         }
@@ -260,7 +270,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         out.extend(rand_report);
     } else {
         let report = evaluate(&trained, &cfg, &a, &d, &layers, &pc)?;
-        let g = gain(&report, &rand_report);
+        let g = gain(&report, &rand_report, true);
         out.extend(report);
         out.insert("random_init".into(), Value::Object(rand_report));
         out.insert("gain_over_random_init".into(), Value::Object(g));

@@ -43,7 +43,7 @@ enum Command {
     /// Benchmarks: `uic bench loader FILE`.
     #[command(subcommand)]
     Bench(bench::Command),
-    /// Generate a synthetic dataset, convert, inspect and verify it (no download needed).
+    /// The demo: synthetic JPEGs of latent classes, converted, trained with UIC on the CPU; NMI rises (no download needed).
     Demo(demo::Args),
 }
 
