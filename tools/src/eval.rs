@@ -54,6 +54,10 @@ pub struct Args {
     /// milestones scale with fewer epochs).
     #[arg(long, default_value_t = 32)]
     pub probe_epochs: usize,
+    /// Standardise features (training-set mean and deviation) before the linear probes.
+    /// Not the paper's protocol; it raises weak baselines most.
+    #[arg(long)]
+    pub standardize: bool,
     /// Layers to probe, comma-separated (conv1..conv5, final) [default: all of the arch].
     #[arg(long, value_delimiter = ',')]
     pub layers: Vec<Layer>,
@@ -255,6 +259,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             .map(|m| (m * scale).round() as usize)
             .collect(),
         seed: a.seed,
+        standardize: a.standardize,
         ..Default::default()
     };
     let random = eval::random_init_model(&cfg)?;
