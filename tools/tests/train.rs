@@ -428,3 +428,36 @@ fn kmeans_labeler_runs_the_extra_pass() {
         );
     }
 }
+
+#[test]
+fn fine_tuning_fixes_the_labels_after_the_uic_epochs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let run = tmp.path().join("run");
+    let mut args = train_args(&data, &run);
+    let e = args.iter().position(|a| a == "--epochs").unwrap();
+    args[e + 1] = "2".into();
+    args.extend([
+        "--fft-epochs".into(),
+        "2".into(),
+        "--fft-lr".into(),
+        "0.02".into(),
+    ]);
+    let out = run_ok(&args);
+    assert!(
+        text(&out.stderr).contains("further fine-tuning"),
+        "{}",
+        text(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let phases: Vec<&str> = lines.iter().map(|l| l["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["uic", "uic", "fft", "fft"]);
+    // The schedule restarts at fft_lr; the labels stay fixed within fine-tuning.
+    assert_eq!(lines[2]["lr"].as_f64().unwrap(), 0.02);
+    assert_eq!(lines[3]["nmi_prev"].as_f64().unwrap(), 1.0);
+    assert_eq!(lines[2]["nmi_true"], lines[3]["nmi_true"]);
+}

@@ -337,7 +337,10 @@ pub fn train_probe(train: &Tensor, labels: &[u32], classes: usize, cfg: &ProbeCo
             train.std_dim(0, false, true).clamp_min(1e-6),
         )
     } else {
-        (Tensor::zeros([1, d], (Kind::Float, Device::Cpu)), Tensor::ones([1, d], (Kind::Float, Device::Cpu)))
+        (
+            Tensor::zeros([1, d], (Kind::Float, Device::Cpu)),
+            Tensor::ones([1, d], (Kind::Float, Device::Cpu)),
+        )
     };
     let xtr = (&train - &mean) / &std;
     let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());

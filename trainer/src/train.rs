@@ -282,13 +282,16 @@ impl Trainer {
             } else {
                 Phase::Fft
             };
+            // The first fine-tuning epoch compares its fixed labels with the last UIC ones.
+            let mut before = None;
             if phase == Phase::Fft && e == self.cfg.epochs {
                 obs.note("further fine-tuning: labels fixed from a centre-crop pass");
+                before = Some(self.labels.targets().to_vec());
                 let l = self.predict_labels()?;
                 self.labels.set_targets(l)?;
                 self.step = 0;
             }
-            let m = self.train_epoch(e, phase, obs)?;
+            let m = self.train_epoch(e, phase, before, obs)?;
             self.epoch += 1;
             let state = State {
                 format_version: checkpoint::FORMAT_VERSION,
@@ -321,6 +324,7 @@ impl Trainer {
         &mut self,
         e: u64,
         phase: Phase,
+        before: Option<Vec<u32>>,
         obs: &mut dyn Observer,
     ) -> Result<EpochMetrics> {
         let start = Instant::now();
@@ -331,7 +335,7 @@ impl Trainer {
         };
         let total_steps = phase_epochs * self.steps_per_epoch();
         debug_assert!(e >= phase_start);
-        let before = self.labels.targets().to_vec();
+        let before = before.unwrap_or_else(|| self.labels.targets().to_vec());
         let kmeans = phase == Phase::Uic && self.cfg.labeler == Labeler::Kmeans;
         let mut reseeded = 0;
         let labeling_start = Instant::now();
