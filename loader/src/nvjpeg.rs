@@ -58,7 +58,10 @@ pub struct NvJpegLoader {
     cfg: LoaderConfig,
     device: Device,
     handle: nv::nvjpegHandle_t,
+    /// State of the batched decoder.
     state: nv::nvjpegJpegState_t,
+    /// State of the one-image decoder (kept apart from the batched one's).
+    single: nv::nvjpegJpegState_t,
     stream: nv::nvjpegJpegStream_t,
     hardware: bool,
     cpu: CropDecoder,
@@ -123,6 +126,7 @@ impl NvJpegLoader {
             )?;
         }
         let mut state: nv::nvjpegJpegState_t = null_mut();
+        let mut single: nv::nvjpegJpegState_t = null_mut();
         let mut stream: nv::nvjpegJpegStream_t = null_mut();
         // SAFETY: `handle` is live; the out-pointers are valid.
         let created = unsafe {
@@ -130,6 +134,12 @@ impl NvJpegLoader {
                 nv::nvjpegJpegStateCreate(handle, &mut state),
                 "state creation",
             )
+            .and_then(|()| {
+                check(
+                    nv::nvjpegJpegStateCreate(handle, &mut single),
+                    "state creation",
+                )
+            })
             .and_then(|()| {
                 check(
                     nv::nvjpegJpegStreamCreate(handle, &mut stream),
@@ -144,6 +154,7 @@ impl NvJpegLoader {
             device,
             handle,
             state,
+            single,
             stream,
             hardware,
             cpu: CropDecoder::new()?,
@@ -327,7 +338,7 @@ impl NvJpegLoader {
             let st = unsafe {
                 nv::nvjpegDecode(
                     self.handle,
-                    self.state,
+                    self.single,
                     data.as_ptr(),
                     data.len(),
                     nv::nvjpegOutputFormat_t_NVJPEG_OUTPUT_RGB,
@@ -430,8 +441,10 @@ impl Drop for NvJpegLoader {
             if !self.stream.is_null() {
                 nv::nvjpegJpegStreamDestroy(self.stream);
             }
-            if !self.state.is_null() {
-                nv::nvjpegJpegStateDestroy(self.state);
+            for st in [self.state, self.single] {
+                if !st.is_null() {
+                    nv::nvjpegJpegStateDestroy(st);
+                }
             }
             if !self.handle.is_null() {
                 nv::nvjpegDestroy(self.handle);
