@@ -67,6 +67,22 @@ fn train_args(data: &Path, out: &Path) -> Vec<String> {
     .collect()
 }
 
+/// A temporary folder with the synthetic data file, and a run folder path inside it.
+fn fresh() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let run = tmp.path().join("run");
+    (tmp, data, run)
+}
+
+/// `train_args` with `--epochs n`.
+fn train_args_epochs(data: &Path, out: &Path, n: u64) -> Vec<String> {
+    let mut args = train_args(data, out);
+    let e = args.iter().position(|a| a == "--epochs").unwrap();
+    args[e + 1] = n.to_string();
+    args
+}
+
 fn run_ok(args: &[String]) -> Output {
     let out = uic().args(args).output().unwrap();
     assert!(
@@ -171,12 +187,8 @@ fn killed_and_resumed_run_equals_an_uninterrupted_one() {
 
 #[test]
 fn resume_refuses_other_settings_and_other_data() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = dataset(tmp.path());
-    let run = tmp.path().join("run");
-    let mut args = train_args(&data, &run);
-    let e = args.iter().position(|a| a == "--epochs").unwrap();
-    args[e + 1] = "1".into();
+    let (tmp, data, run) = fresh();
+    let args = train_args_epochs(&data, &run, 1);
     run_ok(&args);
 
     let mut other_k = args.clone();
@@ -257,12 +269,8 @@ fn a_diverging_loss_stops_with_a_clear_message() {
 
 #[test]
 fn run_folder_has_the_documented_files_and_keys() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = dataset(tmp.path());
-    let run = tmp.path().join("run");
-    let mut args = train_args(&data, &run);
-    let e = args.iter().position(|a| a == "--epochs").unwrap();
-    args[e + 1] = "2".into();
+    let (tmp, data, run) = fresh();
+    let args = train_args_epochs(&data, &run, 2);
     run_ok(&args);
     for f in [
         "config.toml",
@@ -334,12 +342,8 @@ fn run_folder_has_the_documented_files_and_keys() {
 
 #[test]
 fn eval_reports_probes_and_the_random_init_baseline() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = dataset(tmp.path());
-    let run = tmp.path().join("run");
-    let mut args = train_args(&data, &run);
-    let e = args.iter().position(|a| a == "--epochs").unwrap();
-    args[e + 1] = "2".into();
+    let (_tmp, data, run) = fresh();
+    let args = train_args_epochs(&data, &run, 2);
     run_ok(&args);
     let out = run_ok(&[
         "eval".into(),
@@ -408,12 +412,8 @@ fn eval_reports_probes_and_the_random_init_baseline() {
 
 #[test]
 fn kmeans_labeler_runs_the_extra_pass() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = dataset(tmp.path());
-    let run = tmp.path().join("run");
-    let mut args = train_args(&data, &run);
-    let e = args.iter().position(|a| a == "--epochs").unwrap();
-    args[e + 1] = "2".into();
+    let (_tmp, data, run) = fresh();
+    let mut args = train_args_epochs(&data, &run, 2);
     args.extend(["--labeler".into(), "kmeans".into()]);
     run_ok(&args);
     for l in std::fs::read_to_string(run.join("metrics.jsonl"))
@@ -431,12 +431,8 @@ fn kmeans_labeler_runs_the_extra_pass() {
 
 #[test]
 fn fine_tuning_fixes_the_labels_after_the_uic_epochs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = dataset(tmp.path());
-    let run = tmp.path().join("run");
-    let mut args = train_args(&data, &run);
-    let e = args.iter().position(|a| a == "--epochs").unwrap();
-    args[e + 1] = "2".into();
+    let (_tmp, data, run) = fresh();
+    let mut args = train_args_epochs(&data, &run, 2);
     args.extend([
         "--fft-epochs".into(),
         "2".into(),
