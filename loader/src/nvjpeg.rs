@@ -65,6 +65,7 @@ pub struct NvJpegLoader {
     stream: nv::nvjpegJpegStream_t,
     hardware: bool,
     cpu: CropDecoder,
+    labels: Option<Vec<u32>>,
     hwc: Vec<u8>,
     chw: Vec<u8>,
 }
@@ -149,6 +150,7 @@ impl NvJpegLoader {
         };
         let (w, h) = (cfg.size.1 as usize, cfg.size.0 as usize);
         let me = NvJpegLoader {
+            labels: file.labels(),
             file,
             cfg,
             device,
@@ -388,8 +390,10 @@ impl NvJpegLoader {
             out.get(j as i64).copy_(&t);
         }
         let idx: Vec<u32> = indices[start..end].iter().map(|&i| i as u32).collect();
-        let labels = file
-            .labels()
+        // The file's label table is read once, in `new`.
+        let labels = self
+            .labels
+            .as_ref()
             .map(|all| idx.iter().map(|&i| all[i as usize]).collect());
         Ok(GpuBatch {
             pixels: out,

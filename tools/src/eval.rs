@@ -153,7 +153,7 @@ fn knn(model: &Model, cfg: &TrainConfig, d: &Data, k: i64) -> Result<f64> {
 }
 
 /// Linear-probe top-1 of `model` per layer: probes train on centre crops, test on ten crops
-/// streamed in chunks (so the ten-crop features of big layers are never all in memory).
+/// streamed batch by batch (so the ten-crop features of big layers are never all in memory).
 fn linear(
     model: &Model,
     cfg: &TrainConfig,
@@ -168,12 +168,20 @@ fn linear(
         .collect();
     drop(feats);
     let mut correct = vec![0usize; layers.len()];
-    for (chunk, labels) in d.test_idx.chunks(256).zip(d.test_labels.chunks(256)) {
-        let te = eval::extract(model, cfg, &d.test_file, chunk, layers, true)?;
-        for ((c, p), f) in correct.iter_mut().zip(&probes).zip(&te) {
-            *c += p.correct(f, labels);
-        }
-    }
+    eval::extract_each(
+        model,
+        cfg,
+        &d.test_file,
+        &d.test_idx,
+        layers,
+        true,
+        |range, feats| {
+            let labels = &d.test_labels[range];
+            for ((c, p), f) in correct.iter_mut().zip(&probes).zip(feats) {
+                *c += p.correct(&f.to_device(uic_trainer::tch::Device::Cpu), labels);
+            }
+        },
+    )?;
     Ok(layers
         .iter()
         .zip(correct)

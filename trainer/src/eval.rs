@@ -94,7 +94,7 @@ pub fn random_init_model(cfg: &TrainConfig) -> Result<Model> {
 }
 
 /// Features of `indices` of `file` at each of `layers`: one `[n, d]` tensor per layer, or
-/// `[n, 10, d]` with `ten_crop`.
+/// `[n, 10, d]` with `ten_crop`, on the CPU.
 ///
 /// # Errors
 /// A loader failure, or conv layers of a ResNet.
@@ -106,32 +106,55 @@ pub fn extract(
     layers: &[Layer],
     ten_crop: bool,
 ) -> Result<Vec<Tensor>> {
+    let mut parts: Vec<Vec<Tensor>> = layers.iter().map(|_| Vec::new()).collect();
+    extract_each(model, cfg, file, indices, layers, ten_crop, |_, feats| {
+        for (p, f) in parts.iter_mut().zip(feats) {
+            p.push(f.to_device(Device::Cpu));
+        }
+    })?;
+    Ok(parts.into_iter().map(|p| Tensor::cat(&p, 0)).collect())
+}
+
+/// Like [`extract`], but hands each batch's features to `f` with the batch's range of
+/// positions in `indices`, so that nothing is kept (ten-crop features of conv layers are
+/// large).
+///
+/// # Errors
+/// A loader failure, or conv layers of a ResNet.
+pub fn extract_each(
+    model: &Model,
+    cfg: &TrainConfig,
+    file: &Arc<RecordFile>,
+    indices: &[usize],
+    layers: &[Layer],
+    ten_crop: bool,
+    mut f: impl FnMut(std::ops::Range<usize>, &[Tensor]),
+) -> Result<()> {
     let s = i64::from(cfg.input_size);
     let mut lc = eval_loader_config(cfg);
-    let side = if ten_crop {
-        let r = match lc.crop {
-            uic_loader::CropMode::Center { resize } => resize,
-            _ => unreachable!("eval crops are centre crops"),
-        };
+    let side = match (ten_crop, lc.crop) {
         // The resized square whose corners and centre are cropped.
-        lc.size = (r, r);
-        i64::from(r)
-    } else {
-        s
+        (true, uic_loader::CropMode::Center { resize }) => {
+            lc.size = (resize, resize);
+            i64::from(resize)
+        }
+        _ => s,
     };
     let loader = Loader::new(file.clone(), lc)?;
-    let mut parts: Vec<Vec<Tensor>> = layers.iter().map(|_| Vec::new()).collect();
     tch::no_grad(|| -> Result<()> {
         let mut got = 0usize;
         for batch in loader.epoch(0, indices.to_vec(), 0)? {
             let n = batch.len() as i64;
             let x = Tensor::from_slice(batch.pixels(0)).view([n, 3, side, side]);
             let views = if ten_crop { ten_crops(&x, s) } else { x };
-            for (li, &layer) in layers.iter().enumerate() {
-                let f = layer_features(model, &views, layer)?;
-                let f = if ten_crop { f.view([n, 10, -1]) } else { f };
-                parts[li].push(f);
-            }
+            let feats = layers
+                .iter()
+                .map(|&layer| {
+                    let t = layer_features(model, &views, layer)?;
+                    Ok(if ten_crop { t.view([n, 10, -1]) } else { t })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            f(got..got + batch.len(), &feats);
             got += batch.len();
         }
         if got != indices.len() {
@@ -141,11 +164,7 @@ pub fn extract(
             )));
         }
         Ok(())
-    })?;
-    Ok(parts
-        .into_iter()
-        .map(|p| Tensor::cat(&p, 0).to_device(Device::Cpu))
-        .collect())
+    })
 }
 
 /// The ten crops of side `s` of each square image in `x` (`[n, 3, r, r]`), as `[n * 10, 3,

@@ -15,7 +15,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use tch::{Device, Kind, Tensor};
 use uic_augment::{Augment, Preset};
 use uic_loader::crop::RrcConfig;
-use uic_loader::order::{ClassBalanced, Order, Sequential};
+use uic_loader::order::{ClassBalanced, Order};
 use uic_loader::{CropMode, Loader, LoaderConfig, RecordFile};
 
 use crate::checkpoint::{self, DataId, State};
@@ -477,28 +477,8 @@ impl Trainer {
     /// # Errors
     /// A loader or libtorch failure.
     pub fn predict_labels(&self) -> Result<Vec<u32>> {
-        let n = self.file.len();
-        let cfg = eval_loader_config(&self.cfg);
-        let loader = Loader::new(self.file.clone(), cfg)?;
-        let s = self.cfg.input_size as i64;
-        let mut out = vec![0u32; n];
-        let order = Sequential { len: n }.indices(0);
-        tch::no_grad(|| -> Result<()> {
-            for batch in loader.epoch(0, order, 0)? {
-                let x = Tensor::from_slice(batch.pixels(0)).view([batch.len() as i64, 3, s, s]);
-                let pred = self
-                    .model
-                    .forward(&x, false)
-                    .argmax(1, false)
-                    .to_device(Device::Cpu);
-                let pred: Vec<i64> = Vec::try_from(&pred)?;
-                for (&i, &p) in batch.indices().iter().zip(&pred) {
-                    out[i as usize] = p as u32;
-                }
-            }
-            Ok(())
-        })?;
-        Ok(out)
+        let all: Vec<usize> = (0..self.file.len()).collect();
+        crate::eval::assign(&self.model, &self.cfg, &self.file, &all)
     }
 }
 

@@ -52,24 +52,37 @@ fn scaled(c: i64, width: f64) -> i64 {
     ((c as f64 * width).round() as i64).max(1)
 }
 
+/// A bias-free convolution (every conv here is followed by BatchNorm) initialised by `init`.
+pub(crate) fn conv_init(
+    p: nn::Path,
+    c_in: i64,
+    c_out: i64,
+    k: i64,
+    stride: i64,
+    padding: i64,
+    ws_init: nn::Init,
+) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding,
+        bias: false,
+        ws_init,
+        ..Default::default()
+    };
+    nn::conv2d(p, c_in, c_out, k, cfg)
+}
+
 /// DeepCluster's initialisation: conv weights from `N(0, sqrt(2 / (k*k*out)))`.
 fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
-    let std = (2.0 / (k * k * c_out) as f64).sqrt();
-    nn::conv2d(
+    let stdev = (2.0 / (k * k * c_out) as f64).sqrt();
+    conv_init(
         p,
         c_in,
         c_out,
         k,
-        nn::ConvConfig {
-            stride,
-            padding,
-            bias: false,
-            ws_init: nn::Init::Randn {
-                mean: 0.0,
-                stdev: std,
-            },
-            ..Default::default()
-        },
+        stride,
+        padding,
+        nn::Init::Randn { mean: 0.0, stdev },
     )
 }
 

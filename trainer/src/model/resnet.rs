@@ -4,27 +4,16 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use super::alexnet::bn2d;
+use super::alexnet::{bn2d, conv_init};
 
+/// torchvision's initialisation: `kaiming_normal_(mode="fan_out", nonlinearity="relu")`.
 fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
-    nn::conv2d(
-        p,
-        c_in,
-        c_out,
-        k,
-        nn::ConvConfig {
-            stride,
-            padding,
-            bias: false,
-            // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu").
-            ws_init: nn::Init::Kaiming {
-                dist: nn::init::NormalOrUniform::Normal,
-                fan: nn::init::FanInOut::FanOut,
-                non_linearity: nn::init::NonLinearity::ReLU,
-            },
-            ..Default::default()
-        },
-    )
+    let init = nn::Init::Kaiming {
+        dist: nn::init::NormalOrUniform::Normal,
+        fan: nn::init::FanInOut::FanOut,
+        non_linearity: nn::init::NonLinearity::ReLU,
+    };
+    conv_init(p, c_in, c_out, k, stride, padding, init)
 }
 
 #[derive(Debug)]
