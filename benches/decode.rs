@@ -5,6 +5,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use rand::SeedableRng;
 use uic::loader::crop::{random_resized_crop, CropDecoder, RrcConfig};
 use uic::loader::jpeg::{Decoder, EncodeOptions, Encoder, PixelFormat, Scale, Subsampling};
+use uic::loader::pipeline::hwc_to_chw;
 use uic::loader::StorageMode;
 
 fn photo(w: u32, h: u32) -> Vec<u8> {
@@ -91,5 +92,22 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The copy out of the decoder's packed RGB into the batch's planes (with and without the
+/// deferred flip): the only per-sample pass the loader adds to the fused decode.
+fn planes(c: &mut Criterion) {
+    let (w, h) = (224usize, 224usize);
+    let hwc: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+    let mut chw = vec![0u8; w * h * 3];
+    let mut g = c.benchmark_group("hwc_to_chw_224");
+    g.throughput(Throughput::Elements(1));
+    for mirror in [false, true] {
+        let name = if mirror { "mirrored" } else { "plain" };
+        g.bench_function(name, |b| {
+            b.iter(|| hwc_to_chw(black_box(&hwc), &mut chw, w, h, mirror))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, planes);
 criterion_main!(benches);

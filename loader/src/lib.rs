@@ -11,6 +11,7 @@
 //!   ten-crop); [`order`] gives each epoch's indices (sequential, random, quasi-random,
 //!   subset, class-balanced; sharded); [`pipeline`]'s [`Loader`] turns them into batches on
 //!   worker threads.
+//! - [`planes`] copies packed RGB into a batch's planes (SIMD), mirroring on the way.
 //! - [`synth`] draws synthetic labelled images for demos and tests.
 //!
 //! ```
@@ -34,6 +35,7 @@ pub mod jpeg;
 pub mod nvjpeg;
 pub mod order;
 pub mod pipeline;
+pub mod planes;
 mod reader;
 pub mod synth;
 mod writer;

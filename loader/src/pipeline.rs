@@ -28,6 +28,7 @@ use uic_augment::{sample_rng, Augment, Preset};
 
 use crate::crop::{center_crop, random_resized_crop, CropDecoder, Rect, RrcConfig};
 use crate::error::{Error, Result};
+pub use crate::planes::hwc_to_chw;
 use crate::reader::RecordFile;
 
 /// How a sample's crop is chosen.
@@ -465,51 +466,6 @@ fn sample_into(
     let (w, h) = (cfg.size.1 as usize, cfg.size.0 as usize);
     let mirror = cfg.augment.apply_deferring_flip(hwc, w, h, &mut rng, blur);
     (ok, mirror)
-}
-
-/// Splits packed RGB (`w x h`) into three planes, mirroring each row if `mirror`.
-pub fn hwc_to_chw(hwc: &[u8], chw: &mut [u8], w: usize, h: usize, mirror: bool) {
-    let plane = w * h;
-    let (r, rest) = chw.split_at_mut(plane);
-    let (g, b) = rest.split_at_mut(plane);
-    let rows = hwc
-        .chunks_exact(w * 3)
-        .zip(r.chunks_exact_mut(w))
-        .zip(g.chunks_exact_mut(w).zip(b.chunks_exact_mut(w)));
-    for ((src, r), (g, b)) in rows.take(h) {
-        let px = src.chunks_exact(3);
-        if mirror {
-            for (((p, r), g), b) in px
-                .zip(r.iter_mut().rev())
-                .zip(g.iter_mut().rev())
-                .zip(b.iter_mut().rev())
-            {
-                (*r, *g, *b) = (p[0], p[1], p[2]);
-            }
-        } else {
-            for (((p, r), g), b) in px.zip(r.iter_mut()).zip(g.iter_mut()).zip(b.iter_mut()) {
-                (*r, *g, *b) = (p[0], p[1], p[2]);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mirrored_planes_equal_flip_then_split() {
-        let (w, h) = (5, 3);
-        let img: Vec<u8> = (0..w * h * 3).map(|i| i as u8).collect();
-        let mut flipped = img.clone();
-        uic_augment::hflip(&mut flipped, w, h, 3);
-        let (mut a, mut b) = (vec![0; img.len()], vec![0; img.len()]);
-        hwc_to_chw(&img, &mut a, w, h, true);
-        hwc_to_chw(&flipped, &mut b, w, h, false);
-        assert_eq!(a, b);
-        assert_eq!(&b[..5], &[12, 9, 6, 3, 0]);
-    }
 }
 
 /// One epoch's batches, in order. Dropping it stops the producer.

@@ -151,3 +151,55 @@ fn errors_are_one_clean_line_with_the_file() {
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("unknown storage mode"));
 }
+
+#[test]
+fn bench_loader_json_pairs_each_epoch_with_a_limit_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    for i in 0..12 {
+        write_jpeg(&input.join(format!("c{}/{i}.jpg", i % 2)), 40 + i, 36);
+    }
+    let file = dir.path().join("b.uicr");
+    let o = uic(&[
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = uic(&[
+        "bench",
+        "loader",
+        file.to_str().unwrap(),
+        "--threads",
+        "2",
+        "--batch-size",
+        "5",
+        "--epochs",
+        "3",
+        "--size",
+        "24",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(j["threads"], 2);
+    assert_eq!(j["substituted"], 0);
+    let rate = j["images_per_s"].as_f64().unwrap();
+    let limit = j["limit_images_per_s"].as_f64().unwrap();
+    assert!(rate > 0.0 && limit > 0.0, "{j}");
+    let per_epoch: Vec<f64> = j["fraction_of_limit_per_epoch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(per_epoch.len(), 3);
+    let mut sorted = per_epoch.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(
+        j["fraction_of_limit"].as_f64().unwrap(),
+        sorted[1],
+        "the median"
+    );
+}
