@@ -64,12 +64,16 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--channels-last", action="store_true",
+                    help="model and input in torch.channels_last (NHWC) memory format")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     small = args.arch == "alexnet-small"
     model = AlexNet(args.width, small, 2 if args.sobel else 3, args.k, args.input_size)
     model.train()
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -84,6 +88,8 @@ def main():
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
         x = pixels.float() * scale + shift
+        if args.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if args.sobel:
             x = F.conv2d(x, sobel_w, padding=1)
         logits = model(x)
@@ -101,7 +107,7 @@ def main():
     print(json.dumps({
         "peer": "pytorch-eager", "torch": torch.__version__, "arch": args.arch, "width": args.width,
         "input_size": s, "batch_size": args.batch_size, "k": args.k, "sobel": args.sobel,
-        "threads": args.threads, "steps": args.steps, "step_ms_median": med * 1e3,
+        "threads": args.threads, "channels_last": args.channels_last, "steps": args.steps, "step_ms_median": med * 1e3,
         "step_ms_mean": statistics.mean(times) * 1e3, "images_per_s": args.batch_size / med,
     }))
 

@@ -54,6 +54,11 @@ pub struct Args {
     /// milestones scale with fewer epochs).
     #[arg(long, default_value_t = 32)]
     pub probe_epochs: usize,
+    /// What the linear probes train on: `augmented` draws fresh views every epoch
+    /// (RandomResizedCrop with the run's min-scale, and flip), as the paper's protocol does;
+    /// `center` trains on one centre crop per image, computed once (faster).
+    #[arg(long, value_enum, default_value_t = ProbeTrain::Center)]
+    pub probe_train: ProbeTrain,
     /// Standardise features (training-set mean and deviation) before the linear probes.
     /// Not the paper's protocol; it raises weak baselines most.
     #[arg(long)]
@@ -67,6 +72,15 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The training views of the linear probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeTrain {
+    /// Fresh RandomResizedCrop + flip views every epoch (the paper).
+    Augmented,
+    /// One centre crop per image.
+    Center,
 }
 
 struct Data {
@@ -152,21 +166,35 @@ fn knn(model: &Model, cfg: &TrainConfig, d: &Data, k: i64) -> Result<f64> {
     ))
 }
 
-/// Linear-probe top-1 of `model` per layer: probes train on centre crops, test on ten crops
-/// streamed batch by batch (so the ten-crop features of big layers are never all in memory).
+/// Linear-probe top-1 of `model` per layer: probes train on augmented views or on centre
+/// crops, and test on ten crops streamed batch by batch (so the ten-crop features of big
+/// layers are never all in memory).
 fn linear(
     model: &Model,
     cfg: &TrainConfig,
     d: &Data,
     layers: &[Layer],
     pc: &ProbeConfig,
+    views: ProbeTrain,
 ) -> Result<Vec<(Layer, f64)>> {
-    let feats = eval::extract(model, cfg, &d.train_file, &d.train_idx, layers, false)?;
-    let probes: Vec<_> = feats
-        .iter()
-        .map(|f| eval::train_probe(f, &d.train_labels, d.classes, pc))
-        .collect();
-    drop(feats);
+    let probes = match views {
+        ProbeTrain::Augmented => eval::train_probes_augmented(
+            model,
+            cfg,
+            &d.train_file,
+            &d.train_idx,
+            &d.train_labels,
+            d.classes,
+            layers,
+            pc,
+        )?,
+        ProbeTrain::Center => {
+            eval::extract(model, cfg, &d.train_file, &d.train_idx, layers, false)?
+                .iter()
+                .map(|f| eval::train_probe(f, &d.train_labels, d.classes, pc))
+                .collect()
+        }
+    };
     let mut correct = vec![0usize; layers.len()];
     eval::extract_each(
         model,
@@ -202,7 +230,7 @@ fn evaluate(
         o.insert("knn_top1".into(), json!(knn(model, cfg, d, a.knn_k)?));
     }
     if matches!(a.what, What::Linear | What::All) {
-        let per: Map<String, Value> = linear(model, cfg, d, layers, pc)?
+        let per: Map<String, Value> = linear(model, cfg, d, layers, pc, a.probe_train)?
             .into_iter()
             .map(|(l, acc)| (l.to_string(), json!(acc)))
             .collect();

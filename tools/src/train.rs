@@ -102,6 +102,9 @@ pub struct Overrides {
     /// bfloat16 autocast in the forward pass (for CUDA).
     #[arg(long)]
     pub amp: bool,
+    /// Keep activations NCHW-contiguous instead of channels-last (NHWC).
+    #[arg(long)]
+    pub no_channels_last: bool,
     /// Loader threads [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -154,6 +157,9 @@ impl Overrides {
         }
         if self.amp {
             c.amp = true;
+        }
+        if self.no_channels_last {
+            c.channels_last = false;
         }
     }
 }

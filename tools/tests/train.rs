@@ -371,6 +371,34 @@ fn eval_reports_probes_and_the_random_init_baseline() {
         256
     );
 
+    // Probes trained on fresh augmented views (the paper's training views) for two layers.
+    let out = run_ok(&[
+        "eval".into(),
+        "linear".into(),
+        "--checkpoint".into(),
+        run.to_str().unwrap().into(),
+        "--data".into(),
+        data.to_str().unwrap().into(),
+        "--probe-epochs".into(),
+        "2".into(),
+        "--probe-train".into(),
+        "augmented".into(),
+        "--standardize".into(),
+        "--layers".into(),
+        "conv2,final".into(),
+        "--json".into(),
+    ]);
+    let a: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let probed: Vec<&String> = a["linear_top1"].as_object().unwrap().keys().collect();
+    assert_eq!(probed, ["conv2", "final"]);
+    for l in ["conv2", "final"] {
+        assert!((0.0..=1.0).contains(&acc(&a["linear_top1"][l])), "{l}: {a}");
+        assert!(
+            (0.0..=1.0).contains(&acc(&a["random_init"]["linear_top1"][l])),
+            "{l}: {a}"
+        );
+    }
+
     // --random-init alone reports the untrained backbone, and matches the baseline above.
     let out = run_ok(&[
         "eval".into(),

@@ -173,6 +173,9 @@ pub struct TrainConfig {
     pub device: DeviceChoice,
     /// bfloat16 autocast for the forward pass (meant for CUDA).
     pub amp: bool,
+    /// Convolutions on channels-last (NHWC) activations: oneDNN's fast layout on the CPU
+    /// (and cuDNN's under autocast). Results differ from NCHW only by float rounding.
+    pub channels_last: bool,
     /// Loader threads (0: one per core).
     pub threads: usize,
     /// libtorch intra-op threads (0: one per core).
@@ -210,6 +213,7 @@ impl Default for TrainConfig {
             fft_lr: 0.01,
             device: DeviceChoice::Cpu,
             amp: false,
+            channels_last: true,
             threads: 0,
             torch_threads: 0,
             batches_ahead: 3,
@@ -247,6 +251,7 @@ impl TrainConfig {
             dropout: self.dropout,
             mlp_head: self.mlp_head,
             amp: self.amp,
+            channels_last: self.channels_last,
         }
     }
 

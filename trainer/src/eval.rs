@@ -336,6 +336,71 @@ impl Probe {
     }
 }
 
+/// The rate of `epoch` (0-based): `cfg.lr` divided by 10 at each milestone passed.
+fn probe_lr(cfg: &ProbeConfig, epoch: usize) -> f64 {
+    let drops = cfg.milestones.iter().filter(|&&m| epoch >= m).count() as i32;
+    cfg.lr * 0.1f64.powi(drops)
+}
+
+/// A linear probe being trained: standardisation statistics, the layer, its SGD.
+struct ProbeFit {
+    lin: nn::Linear,
+    opt: crate::sgd::Sgd,
+    mean: Tensor,
+    std: Tensor,
+    vs: nn::VarStore,
+}
+
+impl ProbeFit {
+    /// A fresh probe for `d`-dim features; `stats` is (mean, std) `[1, d]` to standardise
+    /// with, or None for none.
+    fn new(d: i64, classes: usize, stats: Option<(Tensor, Tensor)>, cfg: &ProbeConfig) -> Self {
+        let (mean, std) = stats.unwrap_or_else(|| {
+            (
+                Tensor::zeros([1, d], (Kind::Float, Device::Cpu)),
+                Tensor::ones([1, d], (Kind::Float, Device::Cpu)),
+            )
+        });
+        let vs = nn::VarStore::new(Device::Cpu);
+        let lin = nn::linear(vs.root() / "probe", d, classes as i64, Default::default());
+        let opt = crate::sgd::Sgd::new(vs.variables().into_iter().collect(), 0.9, cfg.weight_decay);
+        ProbeFit {
+            lin,
+            opt,
+            mean,
+            std,
+            vs,
+        }
+    }
+
+    /// One SGD step on raw features `x` (`[b, d]`) with class indices `y` (int64).
+    fn step(&mut self, x: &Tensor, y: &Tensor, lr: f64) {
+        let x = (x.to_kind(Kind::Float) - &self.mean) / &self.std;
+        let loss = self.lin.forward(&x).cross_entropy_for_logits(y);
+        self.opt.zero_grad();
+        loss.backward();
+        self.opt.step(lr);
+    }
+
+    fn finish(self) -> Probe {
+        Probe {
+            lin: self.lin,
+            mean: self.mean,
+            std: self.std,
+            _vs: self.vs,
+        }
+    }
+}
+
+/// Mean and deviation (`[1, d]` each) of each column of `x` (`[n, d]`).
+fn column_stats(x: &Tensor) -> (Tensor, Tensor) {
+    let x = x.to_kind(Kind::Float);
+    (
+        x.mean_dim(0, true, Kind::Float),
+        x.std_dim(0, false, true).clamp_min(1e-6),
+    )
+}
+
 /// Trains a linear classifier on `train` (`[n, d]`) for `classes` classes, with SGD
 /// (momentum 0.9), on standardised features if `cfg.standardize`.
 ///
@@ -350,44 +415,111 @@ pub fn train_probe(train: &Tensor, labels: &[u32], classes: usize, cfg: &ProbeCo
     );
     let d = *train.size().last().expect("2-d features");
     let train = train.to_kind(Kind::Float);
-    let (mean, std) = if cfg.standardize {
-        (
-            train.mean_dim(0, true, Kind::Float),
-            train.std_dim(0, false, true).clamp_min(1e-6),
-        )
-    } else {
-        (
-            Tensor::zeros([1, d], (Kind::Float, Device::Cpu)),
-            Tensor::ones([1, d], (Kind::Float, Device::Cpu)),
-        )
-    };
-    let xtr = (&train - &mean) / &std;
     let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
     tch::manual_seed(cfg.seed as i64);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let lin = nn::linear(vs.root() / "probe", d, classes as i64, Default::default());
-    let mut opt = crate::sgd::Sgd::new(vs.variables().into_iter().collect(), 0.9, cfg.weight_decay);
+    let stats = cfg.standardize.then(|| column_stats(&train));
+    let mut fit = ProbeFit::new(d, classes, stats, cfg);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
     let mut order: Vec<i64> = (0..n).collect();
     for epoch in 0..cfg.epochs {
-        let drops = cfg.milestones.iter().filter(|&&m| epoch >= m).count() as i32;
-        let lr = cfg.lr * 0.1f64.powi(drops);
+        let lr = probe_lr(cfg, epoch);
         order.shuffle(&mut rng);
         for chunk in order.chunks(cfg.batch_size as usize) {
             let idx = Tensor::from_slice(chunk);
-            let logits = lin.forward(&xtr.index_select(0, &idx));
-            let loss = logits.cross_entropy_for_logits(&y.index_select(0, &idx));
-            opt.zero_grad();
-            loss.backward();
-            opt.step(lr);
+            fit.step(&train.index_select(0, &idx), &y.index_select(0, &idx), lr);
         }
     }
-    Probe {
-        lin,
-        mean,
-        std,
-        _vs: vs,
+    fit.finish()
+}
+
+/// Trains one probe per layer the paper's way: each epoch draws fresh views of the
+/// training images (RandomResizedCrop with the run's `min_scale`, and a random flip; seeded
+/// by `cfg.seed` and the epoch), pushes them through the frozen backbone and takes one SGD
+/// step per batch of `cfg.batch_size`. With `cfg.standardize` the statistics come from
+/// the centre crops. Nothing is kept between batches, so conv layers cost no memory.
+///
+/// # Errors
+/// A loader failure, or conv layers of a ResNet.
+///
+/// # Panics
+/// If the label count does not match `indices`, or a label is `>= classes`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_probes_augmented(
+    model: &Model,
+    cfg: &TrainConfig,
+    file: &Arc<RecordFile>,
+    indices: &[usize],
+    labels: &[u32],
+    classes: usize,
+    layers: &[Layer],
+    pc: &ProbeConfig,
+) -> Result<Vec<Probe>> {
+    assert_eq!(indices.len(), labels.len());
+    assert!(
+        labels.iter().all(|&l| (l as usize) < classes),
+        "label >= {classes}"
+    );
+    let stats: Vec<Option<(Tensor, Tensor)>> = if pc.standardize {
+        extract(model, cfg, file, indices, layers, false)?
+            .iter()
+            .map(|f| Some(column_stats(f)))
+            .collect()
+    } else {
+        layers.iter().map(|_| None).collect()
+    };
+    let mut lc = crate::train::train_loader_config(cfg, indices.len());
+    lc.augment = uic_augment::Augment::preset(uic_augment::Preset::Paper);
+    lc.batch_size = pc.batch_size as usize;
+    lc.drop_last = false;
+    lc.seed = pc.seed;
+    let loader = Loader::new(file.clone(), lc)?;
+    let mut label_of = vec![u32::MAX; file.len()];
+    for (&i, &l) in indices.iter().zip(labels) {
+        label_of[i] = l;
     }
+    let s = i64::from(cfg.input_size);
+    let order = uic_loader::order::Random {
+        len: indices.len(),
+        seed: pc.seed,
+    };
+    tch::manual_seed(pc.seed as i64);
+    let mut fits: Vec<Option<ProbeFit>> = layers.iter().map(|_| None).collect();
+    let mut stats = stats;
+    for epoch in 0..pc.epochs {
+        let lr = probe_lr(pc, epoch);
+        let epoch_indices: Vec<usize> = uic_loader::order::Order::indices(&order, epoch as u64)
+            .into_iter()
+            .map(|p| indices[p])
+            .collect();
+        for batch in loader.epoch(epoch as u64, epoch_indices, 0)? {
+            let n = batch.len() as i64;
+            let y: Vec<i64> = batch
+                .indices()
+                .iter()
+                .map(|&i| i64::from(label_of[i as usize]))
+                .collect();
+            let y = Tensor::from_slice(&y);
+            let x = Tensor::from_slice(batch.pixels(0)).view([n, 3, s, s]);
+            let feats = tch::no_grad(|| {
+                layers
+                    .iter()
+                    .map(|&l| Ok(layer_features(model, &x, l)?.to_device(Device::Cpu)))
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            for ((fit, st), f) in fits.iter_mut().zip(stats.iter_mut()).zip(&feats) {
+                let d = *f.size().last().expect("2-d features");
+                fit.get_or_insert_with(|| ProbeFit::new(d, classes, st.take(), pc))
+                    .step(f, &y, lr);
+            }
+        }
+    }
+    fits.into_iter()
+        .zip(layers)
+        .map(|(f, &l)| {
+            f.map(ProbeFit::finish)
+                .ok_or_else(|| Error::Config(format!("no training batch reached the {l} probe")))
+        })
+        .collect()
 }
 
 /// [`train_probe`] on `train`, then the top-1 accuracy on `test` (`[m, d]`, or ten crops

@@ -23,6 +23,7 @@
 //! assert_eq!(labels.iter().filter(|&&l| l == 1).count(), 2);
 //! ```
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod config;
 mod error;

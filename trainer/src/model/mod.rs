@@ -73,6 +73,8 @@ pub struct ModelConfig {
     pub mlp_head: bool,
     /// Run the training forward pass under bfloat16 autocast.
     pub amp: bool,
+    /// Activations in channels-last (NHWC) memory layout from the input layer on.
+    pub channels_last: bool,
 }
 
 impl Default for ModelConfig {
@@ -86,6 +88,7 @@ impl Default for ModelConfig {
             dropout: 0.5,
             mlp_head: false,
             amp: false,
+            channels_last: true,
         }
     }
 }
@@ -229,9 +232,17 @@ impl Model {
     }
 
     /// The input layer: a `u8` NCHW batch (any device) to the backbone's float input on the
-    /// model's device (normalised, then Sobel if enabled).
+    /// model's device (normalised, then Sobel if enabled). With `channels_last`, the batch
+    /// is laid out NHWC first (still indexed N, C, H, W); every layer after it keeps that
+    /// layout, which oneDNN's convolutions, pools and batch norms run fastest on.
     pub fn input(&self, pixels: &Tensor) -> Tensor {
-        let x = pixels.to_device(self.device()).to_kind(Kind::Float);
+        let x = pixels.to_device(self.device());
+        let x = if self.cfg.channels_last && x.dim() == 4 {
+            x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+        } else {
+            x
+        };
+        let x = x.to_kind(Kind::Float);
         let x = x * &self.scale + &self.shift;
         match &self.sobel {
             Some(w) => x.conv2d(w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1),
@@ -357,6 +368,49 @@ mod tests {
             let x = Tensor::zeros([2, 3, size as i64, size as i64], (Kind::Uint8, Device::Cpu));
             assert_eq!(m.forward(&x, true).size(), vec![2, 7]);
         }
+    }
+
+    #[test]
+    fn channels_last_changes_the_layout_not_the_results() {
+        let make = |channels_last| {
+            let cfg = ModelConfig {
+                arch: Arch::AlexnetSmall,
+                width: 0.25,
+                k: 5,
+                sobel: false,
+                input_size: 32,
+                channels_last,
+                ..Default::default()
+            };
+            Model::new(&cfg, Device::Cpu).unwrap()
+        };
+        // Same weights in both (tests share libtorch's global generator, so copy them).
+        let (nhwc, mut nchw) = (make(true), make(false));
+        nchw.var_store_mut().copy(nhwc.var_store()).unwrap();
+        let x = Tensor::randint(256, [4, 3, 32, 32], (Kind::Uint8, Device::Cpu));
+        // N, C, H, W indexing either way; only the strides differ (C innermost).
+        assert_eq!(nhwc.input(&x).stride(), vec![3 * 32 * 32, 1, 32 * 3, 3]);
+        assert_eq!(nchw.input(&x).stride(), vec![3 * 32 * 32, 32 * 32, 32, 1]);
+        let (a, b) = (nhwc.forward(&x, false), nchw.forward(&x, false));
+        let diff = (&a - &b).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "logits differ by {diff}");
+        // Gradients of the first conv's weight agree too.
+        let grad = |m: &Model| {
+            let loss = m.forward(&x, true).logsumexp([1], false).sum(Kind::Float);
+            let names: Vec<String> = m.named_parameters().into_iter().map(|p| p.0).collect();
+            let mut w = m
+                .named_parameters()
+                .into_iter()
+                .find(|(n, t)| n.starts_with("features") && t.dim() == 4)
+                .unwrap_or_else(|| panic!("no conv weight in {names:?}"))
+                .1;
+            w.zero_grad();
+            loss.backward();
+            w.grad().copy()
+        };
+        let (ga, gb) = (grad(&nhwc), grad(&nchw));
+        let rel = ((&ga - &gb).abs().max() / gb.abs().max()).double_value(&[]);
+        assert!(rel < 1e-4, "conv1 gradients differ by {rel} (relative)");
     }
 
     #[test]
