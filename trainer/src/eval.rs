@@ -147,13 +147,10 @@ pub fn extract_each(
             let n = batch.len() as i64;
             let x = Tensor::from_slice(batch.pixels(0)).view([n, 3, side, side]);
             let views = if ten_crop { ten_crops(&x, s) } else { x };
-            let feats = layers
-                .iter()
-                .map(|&layer| {
-                    let t = layer_features(model, &views, layer)?;
-                    Ok(if ten_crop { t.view([n, 10, -1]) } else { t })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let mut feats = layers_features(model, &views, layers)?;
+            if ten_crop {
+                feats = feats.iter().map(|t| t.view([n, 10, -1])).collect();
+            }
             f(got..got + batch.len(), &feats);
             got += batch.len();
         }
@@ -182,16 +179,34 @@ fn ten_crops(x: &Tensor, s: i64) -> Tensor {
     Tensor::stack(&all, 1).view([-1, 3, s, s])
 }
 
-fn layer_features(model: &Model, pixels: &Tensor, layer: Layer) -> Result<Tensor> {
-    match layer {
-        Layer::Final => Ok(model.features(&model.input(pixels), false)),
-        Layer::Conv(l) => {
-            let a = model.conv_features(pixels, l)?;
-            let (c, h) = (a.size()[1], a.size()[2]);
-            let side = ((POOLED_VALUES / c as f64).sqrt().round() as i64).clamp(1, h);
-            Ok(a.adaptive_max_pool2d([side, side]).0.flatten(1, -1))
-        }
-    }
+/// The probe inputs of `pixels` (eval mode) at each of `layers`, `[n, d]` each: conv
+/// activations max-pooled to about [`POOLED_VALUES`], or the final features. The input
+/// layer and the conv trunk run once for all of them.
+fn layers_features(model: &Model, pixels: &Tensor, layers: &[Layer]) -> Result<Vec<Tensor>> {
+    let x = model.input(pixels);
+    let deepest = layers
+        .iter()
+        .filter_map(|l| match l {
+            Layer::Conv(c) => Some(*c),
+            Layer::Final => None,
+        })
+        .max();
+    let convs = match deepest {
+        Some(upto) => model.conv_activations(&x, upto)?,
+        None => Vec::new(),
+    };
+    layers
+        .iter()
+        .map(|&layer| match layer {
+            Layer::Final => Ok(model.features(&x, false)),
+            Layer::Conv(l) => {
+                let a = &convs[l - 1];
+                let (c, h) = (a.size()[1], a.size()[2]);
+                let side = ((POOLED_VALUES / c as f64).sqrt().round() as i64).clamp(1, h);
+                Ok(a.adaptive_max_pool2d([side, side]).0.flatten(1, -1))
+            }
+        })
+        .collect()
 }
 
 /// A seeded `train`/`test` split of `0..n`: `train_frac` of a random permutation, then the
@@ -459,7 +474,7 @@ pub fn train_probes_augmented(
         labels.iter().all(|&l| (l as usize) < classes),
         "label >= {classes}"
     );
-    let stats: Vec<Option<(Tensor, Tensor)>> = if pc.standardize {
+    let mut stats: Vec<Option<(Tensor, Tensor)>> = if pc.standardize {
         extract(model, cfg, file, indices, layers, false)?
             .iter()
             .map(|f| Some(column_stats(f)))
@@ -484,7 +499,6 @@ pub fn train_probes_augmented(
     };
     tch::manual_seed(pc.seed as i64);
     let mut fits: Vec<Option<ProbeFit>> = layers.iter().map(|_| None).collect();
-    let mut stats = stats;
     for epoch in 0..pc.epochs {
         let lr = probe_lr(pc, epoch);
         let epoch_indices: Vec<usize> = uic_loader::order::Order::indices(&order, epoch as u64)
@@ -500,12 +514,10 @@ pub fn train_probes_augmented(
                 .collect();
             let y = Tensor::from_slice(&y);
             let x = Tensor::from_slice(batch.pixels(0)).view([n, 3, s, s]);
-            let feats = tch::no_grad(|| {
-                layers
-                    .iter()
-                    .map(|&l| Ok(layer_features(model, &x, l)?.to_device(Device::Cpu)))
-                    .collect::<Result<Vec<_>>>()
-            })?;
+            let feats: Vec<Tensor> = tch::no_grad(|| layers_features(model, &x, layers))?
+                .iter()
+                .map(|t| t.to_device(Device::Cpu))
+                .collect();
             for ((fit, st), f) in fits.iter_mut().zip(stats.iter_mut()).zip(&feats) {
                 let d = *f.size().last().expect("2-d features");
                 fit.get_or_insert_with(|| ProbeFit::new(d, classes, st.take(), pc))

@@ -180,24 +180,23 @@ impl AlexNet {
         self.feature_dim
     }
 
-    /// The activations after conv layer `layer` (1..=5), after BN and ReLU, before its pool:
-    /// the inputs of the paper's linear probes.
+    /// The activations after conv layers 1..=`upto` (eval mode; after BN and ReLU, before
+    /// each pool), from one pass: the inputs of the paper's linear probes.
     ///
     /// # Panics
-    /// If `layer` is not in 1..=5.
-    pub fn conv_features(&self, xs: &Tensor, layer: usize) -> Tensor {
-        assert!((1..=5).contains(&layer), "conv layer {layer} not in 1..=5");
+    /// If `upto` is not in 1..=5.
+    pub fn conv_activations(&self, xs: &Tensor, upto: usize) -> Vec<Tensor> {
+        assert!((1..=5).contains(&upto), "conv layer {upto} not in 1..=5");
+        let mut out = Vec::with_capacity(upto);
         let mut x = xs.shallow_clone();
-        for (i, b) in self.blocks.iter().enumerate() {
+        for b in &self.blocks[..upto] {
             x = x.apply(&b.conv).apply_t(&b.bn, false).relu();
-            if i + 1 == layer {
-                return x;
-            }
+            out.push(x.shallow_clone());
             if b.pool {
                 x = x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], self.cfg.small);
             }
         }
-        unreachable!("layer checked above")
+        out
     }
 }
 
@@ -254,8 +253,11 @@ mod tests {
         );
         let x = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
         assert_eq!(small.forward_t(&x, false).size(), vec![2, 128]);
-        assert_eq!(small.conv_features(&x, 1).size(), vec![2, 32, 16, 16]);
-        assert_eq!(small.conv_features(&x, 5).size(), vec![2, 128, 4, 4]);
+        let a = small.conv_activations(&x, 5);
+        assert_eq!(a.len(), 5);
+        assert_eq!(a[0].size(), vec![2, 32, 16, 16]);
+        assert_eq!(a[4].size(), vec![2, 128, 4, 4]);
+        assert_eq!(small.conv_activations(&x, 2).len(), 2);
 
         let full = AlexNet::new(
             &(vs.root() / "f"),
@@ -267,6 +269,6 @@ mod tests {
         );
         let x = Tensor::zeros([1, 2, 224, 224], (Kind::Float, Device::Cpu));
         assert_eq!(full.forward_t(&x, false).size(), vec![1, 1024]);
-        assert_eq!(full.conv_features(&x, 5).size(), vec![1, 64, 13, 13]);
+        assert_eq!(full.conv_activations(&x, 5)[4].size(), vec![1, 64, 13, 13]);
     }
 }

@@ -267,16 +267,15 @@ impl Model {
         self.features(&self.input(pixels), train).apply(&self.top)
     }
 
-    /// The AlexNet activations after conv layer `layer` (1..=5), for linear probes.
+    /// The AlexNet activations after conv layers 1..=`upto` (1..=5) of an input-layer output
+    /// `x`, from one pass, for linear probes.
     ///
     /// # Errors
-    /// If the backbone is not an AlexNet or `layer` is not in 1..=5.
-    pub fn conv_features(&self, pixels: &Tensor, layer: usize) -> Result<Tensor> {
+    /// If the backbone is not an AlexNet or `upto` is not in 1..=5.
+    pub fn conv_activations(&self, x: &Tensor, upto: usize) -> Result<Vec<Tensor>> {
         match &self.backbone {
-            Backbone::AlexNet(a) if (1..=5).contains(&layer) => {
-                Ok(a.conv_features(&self.input(pixels), layer))
-            }
-            Backbone::AlexNet(_) => Err(Error::Config(format!("no conv layer {layer}"))),
+            Backbone::AlexNet(a) if (1..=5).contains(&upto) => Ok(a.conv_activations(x, upto)),
+            Backbone::AlexNet(_) => Err(Error::Config(format!("no conv layer {upto}"))),
             Backbone::ResNet(_) => Err(Error::Config(
                 "per-layer features are only defined for the AlexNets".into(),
             )),
