@@ -57,9 +57,13 @@ pub struct NvJpegLoader {
     file: Arc<RecordFile>,
     cfg: LoaderConfig,
     device: Device,
+    /// The batched decoder's handle (hardware backend when in use).
     handle: nv::nvjpegHandle_t,
     /// State of the batched decoder.
     state: nv::nvjpegJpegState_t,
+    /// The one-image decoder's handle: the default backend, because the hardware backend
+    /// only decodes in batches. Equal to `handle` when that is the default backend.
+    single_handle: nv::nvjpegHandle_t,
     /// State of the one-image decoder (kept apart from the batched one's).
     single: nv::nvjpegJpegState_t,
     stream: nv::nvjpegJpegStream_t,
@@ -80,14 +84,52 @@ fn check(status: nv::nvjpegStatus_t, what: &str) -> Result<()> {
     }
 }
 
+/// Which nvJPEG backend decodes the batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The JPEG engine when the GPU has one (A100, H100 and later), else `Default`.
+    Auto,
+    /// The JPEG engine; an error on GPUs without one.
+    Hardware,
+    /// nvJPEG's default backend: Huffman decoding on the CPU, the rest on the GPU.
+    Default,
+}
+
+fn create_handle(backend: nv::nvjpegBackend_t) -> Result<nv::nvjpegHandle_t> {
+    let mut handle: nv::nvjpegHandle_t = null_mut();
+    // SAFETY: `handle` is a valid out-pointer; null allocators select nvJPEG's own.
+    let st = unsafe {
+        nv::nvjpegCreateEx(
+            backend,
+            null_mut(),
+            null_mut(),
+            nv::NVJPEG_FLAGS_DEFAULT,
+            &mut handle,
+        )
+    };
+    check(st, "handle creation").map(|()| handle)
+}
+
 impl NvJpegLoader {
-    /// A loader over `file` for `device` (a CUDA device). Prefers the hardware backend and
-    /// falls back to the default one on GPUs without a JPEG engine.
+    /// A loader over `file` for `device` (a CUDA device), with [`Backend::Auto`].
     ///
     /// # Errors
     /// A CPU device, colour augmentations in `cfg`, more than one view, or nvJPEG failing to
     /// start (no driver).
     pub fn new(file: Arc<RecordFile>, cfg: LoaderConfig, device: Device) -> Result<Self> {
+        Self::with_backend(file, cfg, device, Backend::Auto)
+    }
+
+    /// A loader with the given backend.
+    ///
+    /// # Errors
+    /// As [`NvJpegLoader::new`], and `Hardware` on a GPU without a JPEG engine.
+    pub fn with_backend(
+        file: Arc<RecordFile>,
+        cfg: LoaderConfig,
+        device: Device,
+        backend: Backend,
+    ) -> Result<Self> {
         if !matches!(device, Device::Cuda(_)) {
             return Err(Error::InvalidArgument("nvJPEG needs a CUDA device".into()));
         }
@@ -97,35 +139,28 @@ impl NvJpegLoader {
                 "the nvJPEG path does crop and flip only (presets paper and eval, one view)".into(),
             ));
         }
-        let mut handle: nv::nvjpegHandle_t = null_mut();
-        let mut hardware = true;
-        // SAFETY: `handle` is a valid out-pointer; null allocators select nvJPEG's own.
-        let st = unsafe {
-            nv::nvjpegCreateEx(
-                nv::nvjpegBackend_t_NVJPEG_BACKEND_HARDWARE,
-                null_mut(),
-                null_mut(),
-                nv::NVJPEG_FLAGS_DEFAULT,
-                &mut handle,
-            )
+        let default = nv::nvjpegBackend_t_NVJPEG_BACKEND_DEFAULT;
+        let hw = nv::nvjpegBackend_t_NVJPEG_BACKEND_HARDWARE;
+        let (handle, hardware) = match backend {
+            Backend::Default => (create_handle(default)?, false),
+            Backend::Hardware => (create_handle(hw)?, true),
+            Backend::Auto => match create_handle(hw) {
+                Ok(h) => (h, true),
+                Err(_) => (create_handle(default)?, false),
+            },
         };
-        if st != nv::nvjpegStatus_t_NVJPEG_STATUS_SUCCESS {
-            hardware = false;
-            handle = null_mut();
-            // SAFETY: as above.
-            check(
-                unsafe {
-                    nv::nvjpegCreateEx(
-                        nv::nvjpegBackend_t_NVJPEG_BACKEND_DEFAULT,
-                        null_mut(),
-                        null_mut(),
-                        nv::NVJPEG_FLAGS_DEFAULT,
-                        &mut handle,
-                    )
-                },
-                "handle creation",
-            )?;
-        }
+        let single_handle = if hardware {
+            match create_handle(default) {
+                Ok(h) => h,
+                Err(e) => {
+                    // SAFETY: created above, destroyed once.
+                    unsafe { nv::nvjpegDestroy(handle) };
+                    return Err(e);
+                }
+            }
+        } else {
+            handle
+        };
         let mut state: nv::nvjpegJpegState_t = null_mut();
         let mut single: nv::nvjpegJpegState_t = null_mut();
         let mut stream: nv::nvjpegJpegStream_t = null_mut();
@@ -137,7 +172,7 @@ impl NvJpegLoader {
             )
             .and_then(|()| {
                 check(
-                    nv::nvjpegJpegStateCreate(handle, &mut single),
+                    nv::nvjpegJpegStateCreate(single_handle, &mut single),
                     "state creation",
                 )
             })
@@ -156,6 +191,7 @@ impl NvJpegLoader {
             device,
             handle,
             state,
+            single_handle,
             single,
             stream,
             hardware,
@@ -253,7 +289,10 @@ impl NvJpegLoader {
         }
         let n = end - start;
         let (oh, ow) = (i64::from(self.cfg.size.0), i64::from(self.cfg.size.1));
-        let out = Tensor::empty([n as i64, 3, oh, ow], (Kind::Uint8, self.device));
+        // Resized crops land in a float batch; rounding to u8 and the flips are done once
+        // for the whole batch (a few kernels per batch instead of several per image: the
+        // per-image kernel launches are what bounds this loader).
+        let mut outf = Tensor::empty([n as i64, 3, oh, ow], (Kind::Float, self.device));
         let file = self.file.clone();
 
         // Plan: which samples go to the GPU, batched or one by one.
@@ -339,7 +378,7 @@ impl NvJpegLoader {
             // SAFETY: as for the batched call, for one image.
             let st = unsafe {
                 nv::nvjpegDecode(
-                    self.handle,
+                    self.single_handle,
                     self.single,
                     data.as_ptr(),
                     data.len(),
@@ -351,13 +390,21 @@ impl NvJpegLoader {
             decoded[g] = st == nv::nvjpegStatus_t_NVJPEG_STATUS_SUCCESS;
         }
         // 3. Crop and resize on the device.
+        let mut flips: Vec<i64> = Vec::new();
         for (g, (j, planes, crop, flip)) in gpu.iter().enumerate() {
             if !decoded[g] {
                 cpu.push(*j);
                 continue;
             }
-            let r = crop_resize(planes, crop, oh, ow, *flip);
-            out.get(*j as i64).copy_(&r);
+            crop_resize_into(planes, crop, &outf.narrow(0, *j as i64, 1));
+            if *flip {
+                flips.push(*j as i64);
+            }
+        }
+        if !flips.is_empty() {
+            let idx = Tensor::from_slice(&flips).to_device(self.device);
+            let mirrored = outf.index_select(0, &idx).flip([3]);
+            let _ = outf.index_copy_(0, &idx, &mirrored);
         }
         // 4. The CPU path for the rest.
         let mut substituted = 0;
@@ -387,8 +434,9 @@ impl NvJpegLoader {
             let t = Tensor::from_slice(&self.chw)
                 .view([3, oh, ow])
                 .to_device(self.device);
-            out.get(j as i64).copy_(&t);
+            outf.get(j as i64).copy_(&t);
         }
+        let out = outf.round_().clamp_(0.0, 255.0).to_kind(Kind::Uint8);
         let idx: Vec<u32> = indices[start..end].iter().map(|&i| i as u32).collect();
         // The file's label table is read once, in `new`.
         let labels = self
@@ -415,27 +463,18 @@ impl NvJpegLoader {
 }
 
 /// Crops `planes` (`3 x H x W` u8) to `crop` (rounded outward to whole pixels, clamped to
-/// the image), resizes to `oh x ow` with antialiased bilinear interpolation, rounds back to
-/// u8, and mirrors if `flip`.
-pub fn crop_resize(planes: &Tensor, crop: &Rect, oh: i64, ow: i64, flip: bool) -> Tensor {
+/// the image) and resizes it into `out` (`1 x 3 x oh x ow` float) with antialiased bilinear
+/// interpolation, as torchvision's `antialias=True`. Values stay unrounded.
+pub fn crop_resize_into(planes: &Tensor, crop: &Rect, out: &Tensor) {
     let (h, w) = (planes.size()[1], planes.size()[2]);
+    let (oh, ow) = (out.size()[2], out.size()[3]);
     let x0 = (crop.x.floor() as i64).clamp(0, w - 1);
     let y0 = (crop.y.floor() as i64).clamp(0, h - 1);
     let x1 = ((crop.x + crop.w).round() as i64).clamp(x0 + 1, w);
     let y1 = ((crop.y + crop.h).round() as i64).clamp(y0 + 1, h);
     let region = planes.narrow(1, y0, y1 - y0).narrow(2, x0, x1 - x0);
     let f = region.unsqueeze(0).to_kind(Kind::Float);
-    let r = f
-        .internal_upsample_bilinear2d_aa([oh, ow], false, None, None)
-        .round()
-        .clamp(0.0, 255.0)
-        .to_kind(Kind::Uint8)
-        .squeeze_dim(0);
-    if flip {
-        r.flip([2])
-    } else {
-        r
-    }
+    let _ = f.internal_upsample_bilinear2d_aa_out(out, [oh, ow], false, None, None);
 }
 
 impl Drop for NvJpegLoader {
@@ -449,6 +488,9 @@ impl Drop for NvJpegLoader {
                 if !st.is_null() {
                     nv::nvjpegJpegStateDestroy(st);
                 }
+            }
+            if !self.single_handle.is_null() && self.single_handle != self.handle {
+                nv::nvjpegDestroy(self.single_handle);
             }
             if !self.handle.is_null() {
                 nv::nvjpegDestroy(self.handle);

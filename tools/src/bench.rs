@@ -36,6 +36,10 @@ pub struct StepArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Keep the batch on the model's device (the compute ceiling); by default it comes from
+    /// host memory every step, as in training.
+    #[arg(long)]
+    pub data_on_device: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,11 +90,16 @@ fn step(a: StepArgs) -> Result<ExitCode> {
     let px: Vec<u8> = (0..b * 3 * s * s).map(|_| rng.gen()).collect();
     let tg: Vec<i64> = (0..b).map(|_| rng.gen_range(0..cfg.k as i64)).collect();
     let y = Tensor::from_slice(&tg);
+    // As in the trainer, the batch is a host u8 buffer that train_step uploads every step
+    // (the trainer lends the loader's buffer to libtorch without a copy); or, with
+    // --data-on-device, a tensor already on the device.
+    let mut x = Tensor::from_slice(&px).view([b as i64, 3, s as i64, s as i64]);
+    if a.data_on_device {
+        x = x.to_device(model.device());
+    }
     let mut times = Vec::with_capacity(a.steps);
     for i in 0..a.warmup + a.steps {
         let t = Instant::now();
-        // As in the trainer: the batch arrives as a host u8 buffer each step.
-        let x = Tensor::from_slice(&px).view([b as i64, 3, s as i64, s as i64]);
         let (loss, pred) = uic_trainer::train_step(&model, &mut opt, &x, &y, 0.1)?;
         let dt = t.elapsed().as_secs_f64();
         anyhow::ensure!(loss.is_finite() && pred.len() == b, "bad step output");
@@ -106,7 +115,8 @@ fn step(a: StepArgs) -> Result<ExitCode> {
         println!(
             "{}",
             serde_json::json!({
-                "peer": "uic-tch", "device": format!("{:?}", model.device()), "amp": cfg.amp, "arch": cfg.arch.to_string(), "width": cfg.width,
+                "peer": "uic-tch", "device": format!("{:?}", model.device()), "amp": cfg.amp,
+                "channels_last": cfg.channels_last, "data_on_device": a.data_on_device, "arch": cfg.arch.to_string(), "width": cfg.width,
                 "input_size": cfg.input_size, "batch_size": b, "k": cfg.k, "sobel": cfg.sobel_on(),
                 "threads": threads, "steps": a.steps, "step_ms_median": med * 1e3,
                 "step_ms_mean": mean * 1e3, "images_per_s": b as f64 / med,

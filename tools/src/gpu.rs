@@ -24,6 +24,10 @@ pub struct Args {
     /// Epochs of the nvJPEG decode timing.
     #[arg(long, default_value_t = 3)]
     pub epochs: u64,
+    /// Only the CUDA-against-CPU forward/backward check (run it again with
+    /// `NVIDIA_TF32_OVERRIDE=0` for the strict, TF32-free comparison).
+    #[arg(long)]
+    pub forward_backward_only: bool,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -34,14 +38,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     out.insert("cuda_devices".into(), json!(tch::Cuda::device_count()));
     out.insert("forward_backward".into(), forward_backward()?);
     #[cfg(feature = "nvjpeg")]
-    {
+    if !a.forward_backward_only {
         let (check, timing) = nvjpeg(&a)?;
         out.insert("nvjpeg_vs_turbojpeg".into(), check);
         out.insert("nvjpeg_loader".into(), timing);
     }
     #[cfg(not(feature = "nvjpeg"))]
     {
-        let _ = (&a.data, a.size, a.batch_size, a.epochs);
+        let _ = (&a.data, a.size, a.batch_size, a.epochs, a.forward_backward_only);
         out.insert(
             "nvjpeg_vs_turbojpeg".into(),
             json!("not built (feature nvjpeg off)"),
@@ -69,8 +73,14 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// AlexNet-BN (Sobel, 224 px, K = 1000): the same weights and batch on CPU and CUDA; the
-/// logits and every gradient must agree. cuDNN may use TF32 for convolutions on Ampere and
-/// later, so the tolerance is a relative L2 error of 1e-2 on logits and 5e-2 on gradients.
+/// logits and every gradient must agree.
+///
+/// cuDNN convolutions use TF32 by default on Ampere and later (as in PyTorch, whose
+/// `torch.backends.cudnn.allow_tf32` is on by default), which rounds inputs to 10-bit
+/// mantissas; summed over the 800k positions of the first layer's weight gradient, with
+/// terms of both signs, that is visible. So the check is strict only with TF32 off
+/// (`NVIDIA_TF32_OVERRIDE=0`): relative L2 error at most 1e-4 on the logits and 1e-3 on each
+/// gradient. With TF32 on, the errors are reported without a verdict.
 fn forward_backward() -> Result<Value> {
     let cfg = ModelConfig {
         arch: Arch::Alexnet,
@@ -87,8 +97,7 @@ fn forward_backward() -> Result<Value> {
     let mut grads = Vec::new();
     let mut logits = Vec::new();
     for m in [&cpu, &gpu] {
-        // Dropout off (eval) so both see the same function; BN in batch mode is not needed
-        // for the check.
+        // BN on running statistics and no dropout, so both compute the same function.
         let l = m.forward(&x, false);
         let loss = l.cross_entropy_for_logits(&y.to_device(m.device()));
         loss.backward();
@@ -97,17 +106,24 @@ fn forward_backward() -> Result<Value> {
     }
     let logit_err = rel_err(&logits[1], &logits[0]);
     let mut worst = (String::new(), 0.0f64);
+    let mut each = Map::new();
     for ((n, gc), (_, gg)) in grads[0].iter().zip(&grads[1]) {
         let e = rel_err(&gg.grad(), &gc.grad());
+        each.insert(n.clone(), json!(e));
         if e > worst.1 {
             worst = (n.clone(), e);
         }
     }
-    let pass = logit_err < 1e-2 && worst.1 < 5e-2;
-    Ok(json!({
-        "logits_rel_err": logit_err, "worst_grad": worst.0, "worst_grad_rel_err": worst.1,
-        "tolerance": {"logits": 1e-2, "grads": 5e-2}, "pass": pass,
-    }))
+    let strict = std::env::var("NVIDIA_TF32_OVERRIDE").as_deref() == Ok("0");
+    let mut v = json!({
+        "tf32": !strict, "logits_rel_err": logit_err, "worst_grad": worst.0,
+        "worst_grad_rel_err": worst.1, "grad_rel_err": each,
+    });
+    if strict {
+        v["tolerance"] = json!({"logits": 1e-4, "grads": 1e-3});
+        v["pass"] = json!(logit_err <= 1e-4 && worst.1 <= 1e-3);
+    }
+    Ok(v)
 }
 
 /// nvJPEG against the CPU pipeline on the same crops and flips, then the nvJPEG loader's
@@ -116,8 +132,7 @@ fn forward_backward() -> Result<Value> {
 #[cfg(feature = "nvjpeg")]
 fn nvjpeg(a: &Args) -> Result<(Value, Value)> {
     use std::sync::Arc;
-    use std::time::Instant;
-    use uic_loader::nvjpeg::NvJpegLoader;
+    use uic_loader::nvjpeg::{Backend, NvJpegLoader};
     use uic_loader::order::{Order, Random};
     use uic_loader::RecordFile;
     use uic_loader::{Loader, LoaderConfig};
@@ -131,35 +146,80 @@ fn nvjpeg(a: &Args) -> Result<(Value, Value)> {
     let n = file.len();
     let order = Random { len: n, seed: 1 };
     let idx = order.indices(0);
-    let mut nvj = NvJpegLoader::new(file.clone(), cfg.clone(), Device::Cuda(0))?;
     let cpu = Loader::new(file.clone(), cfg.clone())?;
     let first = cpu.epoch(0, idx.clone(), 0)?.next();
     let Some(cpu_batch) = first else {
         bail!("no batch")
     };
-    let g = nvj.batch(0, &idx, 0)?;
-    let c = Tensor::from_slice(cpu_batch.pixels(0)).view([
-        cpu_batch.len() as i64,
-        3,
-        i64::from(a.size),
-        i64::from(a.size),
-    ]);
-    let d = (g.pixels.to_device(Device::Cpu).to_kind(Kind::Float) - c.to_kind(Kind::Float)).abs();
-    let mean = d.mean(Kind::Float).double_value(&[]);
-    let per_image = d.flatten(1, -1).mean_dim(1, false, Kind::Float);
-    let worst_image = per_image.max().double_value(&[]);
-    let check = json!({
-        "images": cpu_batch.len(), "backend": nvj.backend(), "cpu_fallback": g.cpu_fallback,
-        "mean_abs_diff": mean, "worst_image_mean_abs_diff": worst_image,
-        "tolerance_mean_abs_diff": 4.0, "pass": mean <= 4.0,
-    });
+    let c = Tensor::from_slice(cpu_batch.pixels(0))
+        .view([
+            cpu_batch.len() as i64,
+            3,
+            i64::from(a.size),
+            i64::from(a.size),
+        ])
+        .to_kind(Kind::Float);
     drop(cpu_batch);
-    // Timing: whole epochs of the nvJPEG loader (one warm-up).
-    let nb = nvj.num_batches(n);
-    let mut images = 0usize;
-    let mut fallback = 0usize;
+    // Per backend: batch 0 against the CPU loader's, then whole epochs timed (one warm-up).
+    let (mut checks, mut timing) = (Vec::new(), Vec::new());
+    for backend in [Backend::Auto, Backend::Default] {
+        let asked = format!("{backend:?}").to_lowercase();
+        let mut nvj = match NvJpegLoader::with_backend(file.clone(), cfg.clone(), Device::Cuda(0), backend) {
+            Ok(l) => l,
+            Err(e) => {
+                let v = json!({"asked": asked, "error": e.to_string(), "pass": false});
+                checks.push(v.clone());
+                timing.push(v);
+                continue;
+            }
+        };
+        let check = match nvj.batch(0, &idx, 0) {
+            Ok(g) => {
+                let d = (g.pixels.to_device(Device::Cpu).to_kind(Kind::Float) - &c).abs();
+                let mean = d.mean(Kind::Float).double_value(&[]);
+                let per_image = d.flatten(1, -1).mean_dim(1, false, Kind::Float);
+                let worst_image = per_image.max().double_value(&[]);
+                json!({
+                    "asked": asked, "backend": nvj.backend(), "images": g.indices.len(),
+                    "cpu_fallback": g.cpu_fallback, "mean_abs_diff": mean,
+                    "worst_image_mean_abs_diff": worst_image,
+                    "tolerance_mean_abs_diff": 4.0, "pass": mean <= 4.0,
+                })
+            }
+            Err(e) => json!({"asked": asked, "error": e.to_string(), "pass": false}),
+        };
+        checks.push(check);
+        timing.push(match time_epochs(&mut nvj, &order, n, a.epochs) {
+            Ok(mut v) => {
+                v["asked"] = json!(asked);
+                v["batch_size"] = json!(a.batch_size);
+                v["size"] = json!(a.size);
+                v
+            }
+            Err(e) => json!({"asked": asked, "error": e.to_string()}),
+        });
+    }
+    // The check passes when every backend that started agrees with the CPU.
+    let pass = checks.iter().all(|c| c["pass"] == json!(true));
+    let check = json!({"backends": checks, "pass": pass});
+    let timing = Value::Array(timing);
+    Ok((check, timing))
+}
+
+/// Images per second of `epochs` whole epochs of `l` over `order` (after one warm-up epoch).
+#[cfg(feature = "nvjpeg")]
+fn time_epochs(
+    l: &mut uic_loader::nvjpeg::NvJpegLoader,
+    order: &uic_loader::order::Random,
+    n: usize,
+    epochs: u64,
+) -> uic_loader::Result<Value> {
+    use std::time::Instant;
+    use uic_loader::order::Order;
+    let nb = l.num_batches(n);
+    let (mut images, mut fallback) = (0usize, 0usize);
     let mut t0 = Instant::now();
-    for e in 0..=a.epochs {
+    for e in 0..=epochs {
         if e == 1 {
             tch::Cuda::synchronize(0);
             t0 = Instant::now();
@@ -168,16 +228,15 @@ fn nvjpeg(a: &Args) -> Result<(Value, Value)> {
         }
         let ix = order.indices(e);
         for b in 0..nb {
-            let bt = nvj.batch(e, &ix, b)?;
+            let bt = l.batch(e, &ix, b)?;
             images += bt.indices.len();
             fallback += bt.cpu_fallback;
         }
     }
     tch::Cuda::synchronize(0);
     let secs = t0.elapsed().as_secs_f64();
-    let timing = json!({
+    Ok(json!({
         "images_per_s": images as f64 / secs, "images": images, "cpu_fallback": fallback,
-        "backend": nvj.backend(), "batch_size": a.batch_size, "size": a.size,
-    });
-    Ok((check, timing))
+        "backend": l.backend(),
+    }))
 }

@@ -23,7 +23,8 @@ pub struct Args {
     #[arg(long, value_name = "TOML")]
     pub config: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint (starts afresh if it has none).
-    /// Only --epochs, --fft-epochs and thread counts may differ from the checkpoint's.
+    /// Only --epochs, --fft-epochs, thread counts, --device and --decoder may differ from the
+    /// checkpoint's.
     #[arg(long)]
     pub resume: bool,
     #[command(flatten)]
@@ -57,6 +58,9 @@ pub struct Overrides {
     /// Batch size [default: 256].
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Passes over the data per epoch, for small sets [default: 1].
+    #[arg(long)]
+    pub epoch_repeats: Option<u64>,
     /// Base learning rate [default: 0.1].
     #[arg(long)]
     pub lr: Option<f64>,
@@ -99,6 +103,10 @@ pub struct Overrides {
     /// Device: cpu or cuda (needs a build with `--features cuda`) [default: cpu].
     #[arg(long)]
     pub device: Option<uic_trainer::DeviceChoice>,
+    /// Decoder of the training batches: cpu (TurboJPEG) or nvjpeg (on the CUDA device; needs
+    /// a build with `--features nvjpeg`, --device cuda and the paper preset) [default: cpu].
+    #[arg(long)]
+    pub decoder: Option<uic_trainer::Decoder>,
     /// bfloat16 autocast in the forward pass (for CUDA).
     #[arg(long)]
     pub amp: bool,
@@ -129,6 +137,7 @@ impl Overrides {
             k,
             epochs,
             batch_size,
+            epoch_repeats,
             lr,
             schedule,
             momentum,
@@ -137,6 +146,7 @@ impl Overrides {
             preset,
             init_labels,
             labeler,
+            decoder,
             fft_epochs,
             fft_lr,
             threads,

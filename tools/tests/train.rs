@@ -485,3 +485,37 @@ fn fine_tuning_fixes_the_labels_after_the_uic_epochs() {
     assert_eq!(lines[3]["nmi_prev"].as_f64().unwrap(), 1.0);
     assert_eq!(lines[2]["nmi_true"], lines[3]["nmi_true"]);
 }
+
+#[test]
+fn epoch_repeats_visit_the_data_that_many_times_per_epoch() {
+    let (_tmp, data, run) = fresh();
+    let mut args = train_args_epochs(&data, &run, 1);
+    args.extend(["--epoch-repeats".into(), "3".into()]);
+    run_ok(&args);
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("checkpoint").join("state.json")).unwrap(),
+    )
+    .unwrap();
+    // 256 images, batch 32: 8 steps a pass, 3 passes.
+    assert_eq!(state["step"].as_u64(), Some(24), "{state}");
+    assert_eq!(state["config"]["epoch_repeats"].as_u64(), Some(3), "{state}");
+}
+
+#[test]
+fn decoder_nvjpeg_is_refused_with_a_reason() {
+    let (_tmp, data, run) = fresh();
+    let mut args = train_args_epochs(&data, &run, 1);
+    args.extend(["--decoder".into(), "nvjpeg".into()]);
+    let out = uic().args(&args).output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    // A CPU build names the missing feature; a GPU build, the settings nvJPEG needs
+    // (--device cuda, and no colour steps: these args ask for the strong preset on the CPU).
+    let reason = if cfg!(feature = "nvjpeg") {
+        "--device cuda"
+    } else {
+        "built without nvJPEG"
+    };
+    assert!(err.contains(reason), "{err}");
+    assert!(!run.join("checkpoint").exists(), "nothing may be written");
+}

@@ -101,6 +101,29 @@ impl DeviceChoice {
     }
 }
 
+/// Which decoder feeds training batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Decoder {
+    /// TurboJPEG on the loader's CPU threads.
+    #[default]
+    Cpu,
+    /// nvJPEG on the CUDA device, crop and resize there (a build with the `nvjpeg` feature,
+    /// `--device cuda`, and the `paper` preset: the colour steps have no GPU kernels).
+    Nvjpeg,
+}
+
+impl std::str::FromStr for Decoder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(Decoder::Cpu),
+            "nvjpeg" => Ok(Decoder::Nvjpeg),
+            o => Err(format!("unknown decoder {o:?} (expected cpu or nvjpeg)")),
+        }
+    }
+}
+
 /// Augmentation preset names the trainer accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -141,6 +164,9 @@ pub struct TrainConfig {
     pub epochs: u64,
     /// Batch size.
     pub batch_size: usize,
+    /// Passes over the data per epoch (timm's `epoch_repeats`): for small sets, so that an
+    /// epoch is long enough to keep a fast device busy between pseudo-label updates.
+    pub epoch_repeats: u64,
     /// Base learning rate.
     pub lr: f64,
     /// Learning-rate schedule over all steps of the run.
@@ -171,6 +197,8 @@ pub struct TrainConfig {
     pub fft_lr: f64,
     /// Where the model runs.
     pub device: DeviceChoice,
+    /// Which decoder makes the training batches.
+    pub decoder: Decoder,
     /// bfloat16 autocast for the forward pass (meant for CUDA).
     pub amp: bool,
     /// Convolutions on channels-last (NHWC) activations: oneDNN's fast layout on the CPU
@@ -197,6 +225,7 @@ impl Default for TrainConfig {
             k: 3000,
             epochs: 500,
             batch_size: 256,
+            epoch_repeats: 1,
             lr: 0.1,
             schedule: Schedule::Linear,
             momentum: 0.9,
@@ -212,6 +241,7 @@ impl Default for TrainConfig {
             fft_epochs: 0,
             fft_lr: 0.01,
             device: DeviceChoice::Cpu,
+            decoder: Decoder::Cpu,
             amp: false,
             channels_last: true,
             threads: 0,
@@ -294,6 +324,28 @@ impl TrainConfig {
         if self.epochs + self.fft_epochs == 0 {
             return bad("epochs = 0: nothing to train".into());
         }
+        if self.epoch_repeats == 0 {
+            return bad("epoch_repeats = 0 (1 is one pass over the data per epoch)".into());
+        }
+        if self.decoder == Decoder::Nvjpeg {
+            if !cfg!(feature = "nvjpeg") {
+                return bad(
+                    "decoder nvjpeg: this uic was built without nvJPEG; rebuild with \
+                     `--features nvjpeg` (scripts/setup.sh --cuda --nvjpeg)"
+                        .into(),
+                );
+            }
+            if self.device != DeviceChoice::Cuda {
+                return bad("decoder nvjpeg needs --device cuda".into());
+            }
+            if self.preset != TrainPreset::Paper {
+                return bad(format!(
+                    "decoder nvjpeg does the paper preset only (crop and flip), not {:?}: \
+                     the colour steps run on the CPU decoder",
+                    self.preset
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -319,5 +371,33 @@ mod tests {
         assert!(toml::from_str::<TrainConfig>("epoch = 3").is_err());
         let c: TrainConfig = toml::from_str("lr = -1.0").unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn epoch_repeats_default_to_one_pass_and_zero_is_refused() {
+        // Configs written before the field existed read as one pass per epoch.
+        let c: TrainConfig = toml::from_str("k = 30").unwrap();
+        assert_eq!(c.epoch_repeats, 1);
+        let c: TrainConfig = toml::from_str("epoch_repeats = 0").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("epoch_repeats"), "{err}");
+    }
+
+    #[test]
+    fn nvjpeg_decoder_needs_cuda_and_the_paper_preset() {
+        let c: TrainConfig = toml::from_str("decoder = \"nvjpeg\"").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        let want = if cfg!(feature = "nvjpeg") {
+            "--device cuda"
+        } else {
+            "without nvJPEG"
+        };
+        assert!(err.contains(want), "{err}");
+        if cfg!(feature = "nvjpeg") {
+            let c: TrainConfig =
+                toml::from_str("decoder = \"nvjpeg\"\ndevice = \"cuda\"\npreset = \"strong\"")
+                    .unwrap();
+            assert!(c.validate().unwrap_err().to_string().contains("paper"));
+        }
     }
 }

@@ -28,6 +28,7 @@ pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod eval;
+mod feed;
 pub mod kmeans;
 pub mod labels;
 pub mod metrics;
@@ -40,7 +41,7 @@ mod train;
 
 pub use tch;
 
-pub use config::{DeviceChoice, InitLabels, Labeler, TrainConfig, TrainPreset};
+pub use config::{Decoder, DeviceChoice, InitLabels, Labeler, TrainConfig, TrainPreset};
 pub use error::{Error, Result};
 pub use labels::LabelTable;
 pub use metrics::{EpochMetrics, Phase};

@@ -22,6 +22,7 @@ use crate::checkpoint::{self, DataId, State};
 use crate::config::{InitLabels, Labeler, TrainConfig, TrainPreset};
 use crate::error::{Error, Result};
 use crate::eval::Layer;
+use crate::feed::{Feed, StepInput};
 use crate::labels::{size_stats, LabelTable};
 use crate::metrics::{self, EpochMetrics, Phase};
 use crate::model::Model;
@@ -74,6 +75,10 @@ pub struct Trainer {
     labels: LabelTable,
     truth: Option<Vec<u32>>,
     loader: Loader,
+    /// The nvJPEG decoders when `decoder = nvjpeg`, one per worker thread (lent to the
+    /// workers during each epoch).
+    #[cfg(feature = "nvjpeg")]
+    gpu_loaders: Vec<uic_loader::nvjpeg::NvJpegLoader>,
     epoch: u64,
     step: u64,
     last_metrics: Option<EpochMetrics>,
@@ -95,6 +100,11 @@ fn stream_rng(seed: u64, stream: u64, epoch: u64) -> Xoshiro256PlusPlus {
             ^ epoch,
     )
 }
+
+/// nvJPEG decoder threads (`decoder = nvjpeg`): one thread's per-image kernel launches
+/// cannot keep up with a fast GPU.
+#[cfg(feature = "nvjpeg")]
+const NVJPEG_WORKERS: usize = 4;
 
 const STREAM_INIT: u64 = 1;
 const STREAM_EMPTY: u64 = 2;
@@ -143,6 +153,19 @@ impl Trainer {
         let opt = Sgd::new(model.named_parameters(), cfg.momentum, cfg.weight_decay);
         let truth = file.labels();
         let loader = Loader::new(file.clone(), train_loader_config(&cfg, n))?;
+        #[cfg(feature = "nvjpeg")]
+        let gpu_loaders = match cfg.decoder {
+            crate::config::Decoder::Nvjpeg => (0..NVJPEG_WORKERS)
+                .map(|_| {
+                    uic_loader::nvjpeg::NvJpegLoader::new(
+                        file.clone(),
+                        train_loader_config(&cfg, n),
+                        model.device(),
+                    )
+                })
+                .collect::<uic_loader::Result<Vec<_>>>()?,
+            crate::config::Decoder::Cpu => Vec::new(),
+        };
         let mut t = Trainer {
             labels: LabelTable::random(n, cfg.k, &mut stream_rng(cfg.seed, STREAM_INIT, 0))?,
             cfg,
@@ -153,6 +176,8 @@ impl Trainer {
             opt,
             truth,
             loader,
+            #[cfg(feature = "nvjpeg")]
+            gpu_loaders,
             epoch: 0,
             step: 0,
             last_metrics: None,
@@ -199,12 +224,13 @@ impl Trainer {
         theirs.torch_threads = self.cfg.torch_threads;
         theirs.batches_ahead = self.cfg.batches_ahead;
         theirs.device = self.cfg.device;
+        theirs.decoder = self.cfg.decoder;
         if theirs != self.cfg {
             return Err(Error::checkpoint(
                 &ck.dir,
                 format!(
                     "its settings differ from this run's; only epochs, fft_epochs, thread \
-                     counts and the device may change on resume.\n  checkpoint: {theirs:?}\n  this run:   {:?}",
+                     counts, the device and the decoder may change on resume.\n  checkpoint: {theirs:?}\n  this run:   {:?}",
                     self.cfg
                 ),
             ));
@@ -317,7 +343,71 @@ impl Trainer {
     }
 
     fn steps_per_epoch(&self) -> u64 {
-        self.loader.num_batches(self.file.len()) as u64
+        self.loader.num_batches(self.epoch_len()) as u64
+    }
+
+    /// Samples an epoch visits: the data `epoch_repeats` times.
+    fn epoch_len(&self) -> usize {
+        self.file.len() * self.cfg.epoch_repeats as usize
+    }
+
+    /// Epoch `e`'s order: `epoch_repeats` class-balanced draws, one after the other (with
+    /// one repeat, exactly the sampler's order for epoch `e`).
+    fn epoch_order(&self, e: u64) -> Vec<usize> {
+        let sampler = ClassBalanced::new(self.labels.targets(), self.cfg.k, self.cfg.seed);
+        let r = self.cfg.epoch_repeats;
+        let mut order = Vec::with_capacity(self.epoch_len());
+        for i in 0..r {
+            order.extend(sampler.indices(e * r + i));
+        }
+        order
+    }
+
+    /// Starts epoch `e`'s batches in `order` from the configured decoder: nvJPEG workers,
+    /// or the CPU loader (with an uploader thread when the model is on a GPU).
+    fn feed(&mut self, e: u64, order: Vec<usize>) -> Result<Feed> {
+        let ahead = self.cfg.batches_ahead;
+        #[cfg(feature = "nvjpeg")]
+        if !self.gpu_loaders.is_empty() {
+            let loaders = std::mem::take(&mut self.gpu_loaders);
+            let n = loaders[0].num_batches(order.len());
+            let order = Arc::new(order);
+            let a = crate::feed::Ahead::start("uic-nvjpeg", loaders, n, ahead, move |l, b| {
+                let g = l.batch(e, &order, b)?;
+                Ok(crate::feed::DeviceBatch {
+                    pixels: g.pixels,
+                    indices: g.indices,
+                })
+            })?;
+            return Ok(Feed::Nvjpeg(a));
+        }
+        let epoch = self.loader.epoch(e, order, 0)?;
+        let device = self.model.device();
+        if device == Device::Cpu {
+            return Ok(Feed::Cpu(epoch));
+        }
+        let side = i64::from(self.cfg.input_size);
+        Feed::upload(epoch, device, (side, side), ahead)
+    }
+
+    /// Ends an epoch's feed, taking the nvJPEG decoders back from their threads.
+    fn end_feed(&mut self, feed: Feed) -> Result<()> {
+        match feed {
+            Feed::Cpu(_) => Ok(()),
+            Feed::Upload(a) => match a.finish().len() {
+                1 => Ok(()),
+                _ => Err(Error::Config("the upload thread panicked".into())),
+            },
+            #[cfg(feature = "nvjpeg")]
+            Feed::Nvjpeg(a) => {
+                self.gpu_loaders = a.finish();
+                if self.gpu_loaders.len() == NVJPEG_WORKERS {
+                    Ok(())
+                } else {
+                    Err(Error::Config("an nvJPEG worker thread panicked".into()))
+                }
+            }
+        }
     }
 
     fn train_epoch(
@@ -347,19 +437,18 @@ impl Trainer {
         } else {
             0.0
         };
-        let sampler = ClassBalanced::new(self.labels.targets(), self.cfg.k, self.cfg.seed);
-        let order = sampler.indices(e);
+        let order = self.epoch_order(e);
         self.labels.begin_epoch();
         let (h, w) = (self.cfg.input_size as i64, self.cfg.input_size as i64);
         let first_lr = self.cfg.schedule.lr(base_lr, self.step, total_steps);
-        let mut epoch = self.loader.epoch(e, order, 0)?;
+        let mut epoch = self.feed(e, order)?;
         let batches = epoch.num_batches();
         let (mut seen, mut loss_sum, mut agree) = (0usize, 0f64, 0usize);
         let mut done = 0usize;
         let mut targets = Vec::with_capacity(self.cfg.batch_size);
         while let Some(batch) = epoch.next() {
+            let batch: StepInput = batch?;
             let n = batch.len();
-            let x = Tensor::from_slice(batch.pixels(0)).view([n as i64, 3, h, w]);
             targets.clear();
             targets.extend(
                 batch
@@ -369,8 +458,9 @@ impl Trainer {
             );
             let y = Tensor::from_slice(&targets);
             let lr = self.cfg.schedule.lr(base_lr, self.step, total_steps);
-            let (lv, pred) =
-                train_step(&self.model, &mut self.opt, &x, &y, lr).map_err(|err| match err {
+            let (lv, pred) = batch
+                .with_pixels(h, w, |x| train_step(&self.model, &mut self.opt, x, &y, lr))
+                .map_err(|err| match err {
                     Error::NonFinite { value, .. } => Error::NonFinite {
                         epoch: e + 1,
                         batch: done,
@@ -404,7 +494,7 @@ impl Trainer {
             )));
         }
         let waited = epoch.waited();
-        drop(epoch);
+        self.end_feed(epoch)?;
         let empty_fixed = match phase {
             Phase::Uic if kmeans => reseeded,
             Phase::Uic => {
@@ -498,7 +588,7 @@ pub fn train_step(
     lr: f64,
 ) -> Result<(f64, Vec<i64>)> {
     let device = model.device();
-    let x = if device == Device::Cpu {
+    let x = if pixels.device() == device {
         pixels.shallow_clone()
     } else {
         // Page-locked staging, then an asynchronous copy queued before the forward pass.
@@ -540,6 +630,9 @@ pub fn init_model(cfg: &TrainConfig) -> Result<Model> {
     let device = cfg.device.resolve()?;
     if device != Device::Cpu {
         m.to_device(device);
+        // Fixed input shapes: let cuDNN time its algorithms once and keep the fastest (as
+        // `torch.backends.cudnn.benchmark = True` in PyTorch's ImageNet example).
+        tch::Cuda::cudnn_set_benchmark(true);
     }
     Ok(m)
 }
@@ -572,7 +665,7 @@ pub fn train_loader_config(cfg: &TrainConfig, n: usize) -> LoaderConfig {
         }),
         views: 1,
         // A last batch of one sample cannot be batch-normalised.
-        drop_last: n % cfg.batch_size == 1,
+        drop_last: (n * cfg.epoch_repeats as usize) % cfg.batch_size == 1,
         seed: cfg.seed,
     }
 }
