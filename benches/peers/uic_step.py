@@ -66,34 +66,49 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--channels-last", action="store_true",
                     help="model and input in torch.channels_last (NHWC) memory format")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast of the forward pass (CUDA)")
+    ap.add_argument("--data-on-device", action="store_true",
+                    help="keep the batch on the device; by default it is uploaded from host memory "
+                         "every step (pinned, non-blocking), as in training")
     args = ap.parse_args()
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     small = args.arch == "alexnet-small"
     model = AlexNet(args.width, small, 2 if args.sobel else 3, args.k, args.input_size)
     model.train()
+    model = model.to(dev)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(1, 3, 1, 1)
     scale, shift = 1.0 / (255.0 * std), -mean / std
     gx = torch.tensor([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]])
-    sobel_w = torch.stack([gx, gx.t()]).unsqueeze(1).repeat(1, 3, 1, 1) / 3.0
+    sobel_w = (torch.stack([gx, gx.t()]).unsqueeze(1).repeat(1, 3, 1, 1) / 3.0).to(dev)
     s = args.input_size
     g = torch.Generator().manual_seed(1)
     pixels = torch.randint(0, 256, (args.batch_size, 3, s, s), dtype=torch.uint8, generator=g)
     targets = torch.randint(0, args.k, (args.batch_size,), generator=g)
+    if dev.type != "cpu" and args.data_on_device:
+        pixels = pixels.to(dev)
     times = []
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        x = pixels.float() * scale + shift
+        x = pixels
+        if x.device != dev:
+            x = x.pin_memory().to(dev, non_blocking=True)
         if args.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        x = x.float() * scale + shift
         if args.sobel:
             x = F.conv2d(x, sobel_w, padding=1)
-        logits = model(x)
-        loss = F.cross_entropy(logits, targets)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), targets.to(dev))
         opt.zero_grad()
         loss.backward()
         lv = loss.item()
@@ -107,7 +122,8 @@ def main():
     print(json.dumps({
         "peer": "pytorch-eager", "torch": torch.__version__, "arch": args.arch, "width": args.width,
         "input_size": s, "batch_size": args.batch_size, "k": args.k, "sobel": args.sobel,
-        "threads": args.threads, "channels_last": args.channels_last, "steps": args.steps, "step_ms_median": med * 1e3,
+        "threads": args.threads, "channels_last": args.channels_last, "device": args.device,
+        "amp": args.amp, "data_on_device": args.data_on_device, "steps": args.steps, "step_ms_median": med * 1e3,
         "step_ms_mean": statistics.mean(times) * 1e3, "images_per_s": args.batch_size / med,
     }))
 

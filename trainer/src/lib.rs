@@ -24,6 +24,7 @@
 //! ```
 
 pub mod alloc;
+pub mod amp;
 pub mod checkpoint;
 pub mod config;
 mod error;

@@ -142,6 +142,9 @@ impl Model {
                 cfg.input_size, cfg.arch
             )));
         }
+        if cfg.amp {
+            crate::amp::use_bfloat16();
+        }
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let in_channels = if cfg.sobel { 2 } else { 3 };
@@ -242,7 +245,7 @@ impl Model {
         } else {
             x
         };
-        let x = x.to_kind(Kind::Float);
+        let x = x.to_kind(self.scale.kind());
         let x = x * &self.scale + &self.shift;
         match &self.sobel {
             Some(w) => x.conv2d(w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1),
@@ -289,6 +292,17 @@ impl Model {
         self.shift = self.shift.to_device(device);
         if let Some(w) = &mut self.sobel {
             *w = w.to_device(device);
+        }
+    }
+
+    /// Casts parameters, buffers and the input layer's constants to `kind` (`Double` gives
+    /// a float64 reference to check float32 results against).
+    pub fn set_kind(&mut self, kind: Kind) {
+        self.vs.set_kind(kind);
+        self.scale = self.scale.to_kind(kind);
+        self.shift = self.shift.to_kind(kind);
+        if let Some(w) = &mut self.sobel {
+            *w = w.to_kind(kind);
         }
     }
 
@@ -367,6 +381,30 @@ mod tests {
             let x = Tensor::zeros([2, 3, size as i64, size as i64], (Kind::Uint8, Device::Cpu));
             assert_eq!(m.forward(&x, true).size(), vec![2, 7]);
         }
+    }
+
+    #[test]
+    fn a_float64_copy_computes_the_same_function_in_float64() {
+        let cfg = ModelConfig {
+            arch: Arch::AlexnetSmall,
+            width: 0.25,
+            k: 5,
+            sobel: true,
+            input_size: 32,
+            ..Default::default()
+        };
+        let f32m = Model::new(&cfg, Device::Cpu).unwrap();
+        let mut f64m = Model::new(&cfg, Device::Cpu).unwrap();
+        f64m.var_store_mut().copy(f32m.var_store()).unwrap();
+        f64m.set_kind(Kind::Double);
+        let x = Tensor::randint(256, [4, 3, 32, 32], (Kind::Uint8, Device::Cpu));
+        let (a, b) = (f32m.forward(&x, false), f64m.forward(&x, false));
+        assert_eq!(b.kind(), Kind::Double);
+        assert!(f64m.named_parameters().iter().all(|(_, t)| t.kind() == Kind::Double));
+        let rel = (a.to_kind(Kind::Double) - &b).norm().double_value(&[])
+            / b.norm().double_value(&[]);
+        assert!(rel < 1e-5, "float32 and float64 logits differ by {rel} (relative L2)");
+        assert!(rel > 0.0, "the float64 model still computes in float32");
     }
 
     #[test]
