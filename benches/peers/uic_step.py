@@ -99,7 +99,7 @@ def main():
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
         x = pixels
-        if x.device != dev:
+        if x.device.type != dev.type:
             x = x.pin_memory().to(dev, non_blocking=True)
         if args.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

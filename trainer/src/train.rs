@@ -597,7 +597,9 @@ pub fn train_step(
             .to_device_(device, Kind::Uint8, true, false)
     };
     let logits = if model.amp() {
-        tch::autocast(true, || model.forward(&x, true))
+        // The loss in float32, as autocast itself would compute it (cross-entropy is on its
+        // float32 list): log-softmax in bfloat16 loses precision.
+        tch::autocast(true, || model.forward(&x, true)).to_kind(Kind::Float)
     } else {
         model.forward(&x, true)
     };
