@@ -181,7 +181,7 @@ impl Model {
         let scale: Vec<f32> = STD.iter().map(|s| (1.0 / (255.0 * s)) as f32).collect();
         let shift: Vec<f32> = MEAN.iter().zip(STD).map(|(m, s)| (-m / s) as f32).collect();
         let sobel = cfg.sobel.then(|| sobel_weight().to_device(device));
-        let mut m = Model {
+        Ok(Model {
             vs,
             backbone,
             mlp,
@@ -194,29 +194,7 @@ impl Model {
                 .to_device(device),
             sobel,
             cfg: cfg.clone(),
-        };
-        if cfg.channels_last {
-            m.weights_channels_last();
-        }
-        Ok(m)
-    }
-
-    /// Gives every convolution weight channels-last strides (as PyTorch's
-    /// `model.to(memory_format=torch.channels_last)`), so that cuDNN and oneDNN need not
-    /// reorder them for channels-last activations at every call. Values are unchanged;
-    /// moving devices or kinds and loading checkpoints keep the strides.
-    fn weights_channels_last(&mut self) {
-        let nhwc = |t: &Tensor| t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
-        tch::no_grad(|| {
-            for (_, mut v) in self.vs.variables() {
-                if v.dim() == 4 {
-                    v.set_data(&nhwc(&v));
-                }
-            }
-            if let Some(w) = &mut self.sobel {
-                *w = nhwc(w);
-            }
-        });
+        })
     }
 
     /// The settings it was built with.
@@ -450,18 +428,6 @@ mod tests {
         // N, C, H, W indexing either way; only the strides differ (C innermost).
         assert_eq!(nhwc.input(&x).stride(), vec![3 * 32 * 32, 1, 32 * 3, 3]);
         assert_eq!(nchw.input(&x).stride(), vec![3 * 32 * 32, 32 * 32, 32, 1]);
-        // The conv weights follow the activations' layout.
-        let conv_w = |m: &Model| {
-            m.named_parameters()
-                .into_iter()
-                .find(|(n, t)| n.starts_with("features") && t.dim() == 4)
-                .unwrap()
-                .1
-        };
-        let (wl, wc) = (conv_w(&nhwc), conv_w(&nchw));
-        assert_eq!(wl.size(), wc.size());
-        assert_eq!(wl.stride()[1], 1, "channels innermost: {:?}", wl.stride());
-        assert_eq!(wc.stride()[3], 1, "width innermost: {:?}", wc.stride());
         let (a, b) = (nhwc.forward(&x, false), nchw.forward(&x, false));
         let diff = (&a - &b).abs().max().double_value(&[]);
         assert!(diff < 1e-4, "logits differ by {diff}");
