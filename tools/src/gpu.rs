@@ -45,7 +45,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     #[cfg(not(feature = "nvjpeg"))]
     {
-        let _ = (&a.data, a.size, a.batch_size, a.epochs, a.forward_backward_only);
+        let _ = (
+            &a.data,
+            a.size,
+            a.batch_size,
+            a.epochs,
+            a.forward_backward_only,
+        );
         out.insert(
             "nvjpeg_vs_turbojpeg".into(),
             json!("not built (feature nvjpeg off)"),
@@ -123,7 +129,10 @@ fn forward_backward() -> Result<Value> {
     let mut each = Map::new();
     each.insert("logits".into(), json!({"cpu": lc, "cuda": lg}));
     for ((n, gr), ((_, gc), (_, gg))) in grads[0].iter().zip(grads[1].iter().zip(&grads[2])) {
-        let (ec, eg) = (rel_err(&gc.grad(), &gr.grad()), rel_err(&gg.grad(), &gr.grad()));
+        let (ec, eg) = (
+            rel_err(&gc.grad(), &gr.grad()),
+            rel_err(&gg.grad(), &gr.grad()),
+        );
         pass &= ok(eg, ec);
         if eg / ec.max(1e-12) > worst.1 {
             worst = (n.clone(), eg / ec.max(1e-12));
@@ -180,15 +189,16 @@ fn nvjpeg(a: &Args) -> Result<(Value, Value)> {
     let (mut checks, mut timing) = (Vec::new(), Vec::new());
     for backend in [Backend::Auto, Backend::Default] {
         let asked = format!("{backend:?}").to_lowercase();
-        let mut nvj = match NvJpegLoader::with_backend(file.clone(), cfg.clone(), Device::Cuda(0), backend) {
-            Ok(l) => l,
-            Err(e) => {
-                let v = json!({"asked": asked, "error": e.to_string(), "pass": false});
-                checks.push(v.clone());
-                timing.push(v);
-                continue;
-            }
-        };
+        let mut nvj =
+            match NvJpegLoader::with_backend(file.clone(), cfg.clone(), Device::Cuda(0), backend) {
+                Ok(l) => l,
+                Err(e) => {
+                    let v = json!({"asked": asked, "error": e.to_string(), "pass": false});
+                    checks.push(v.clone());
+                    timing.push(v);
+                    continue;
+                }
+            };
         let check = match nvj.batch(0, &idx, 0) {
             Ok(g) => {
                 let d = (g.pixels.to_device(Device::Cpu).to_kind(Kind::Float) - &c).abs();

@@ -498,7 +498,11 @@ fn epoch_repeats_visit_the_data_that_many_times_per_epoch() {
     .unwrap();
     // 256 images, batch 32: 8 steps a pass, 3 passes.
     assert_eq!(state["step"].as_u64(), Some(24), "{state}");
-    assert_eq!(state["config"]["epoch_repeats"].as_u64(), Some(3), "{state}");
+    assert_eq!(
+        state["config"]["epoch_repeats"].as_u64(),
+        Some(3),
+        "{state}"
+    );
 }
 
 #[test]

@@ -400,10 +400,16 @@ mod tests {
         let x = Tensor::randint(256, [4, 3, 32, 32], (Kind::Uint8, Device::Cpu));
         let (a, b) = (f32m.forward(&x, false), f64m.forward(&x, false));
         assert_eq!(b.kind(), Kind::Double);
-        assert!(f64m.named_parameters().iter().all(|(_, t)| t.kind() == Kind::Double));
-        let rel = (a.to_kind(Kind::Double) - &b).norm().double_value(&[])
-            / b.norm().double_value(&[]);
-        assert!(rel < 1e-5, "float32 and float64 logits differ by {rel} (relative L2)");
+        assert!(f64m
+            .named_parameters()
+            .iter()
+            .all(|(_, t)| t.kind() == Kind::Double));
+        let rel =
+            (a.to_kind(Kind::Double) - &b).norm().double_value(&[]) / b.norm().double_value(&[]);
+        assert!(
+            rel < 1e-5,
+            "float32 and float64 logits differ by {rel} (relative L2)"
+        );
         assert!(rel > 0.0, "the float64 model still computes in float32");
     }
 
