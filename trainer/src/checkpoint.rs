@@ -141,11 +141,18 @@ pub fn save(run: &Path, state: &State, model: &Model, opt: &Sgd, labels: &[u32])
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
 
+    // safetensors stores dense row-major data and refuses other strides (channels-last
+    // tensors, for instance), so every tensor is written from a contiguous copy (a no-op
+    // for those already contiguous).
+    let dense = |named: Vec<(String, Tensor)>| -> Vec<(String, Tensor)> {
+        named.into_iter().map(|(n, t)| (n, t.contiguous())).collect()
+    };
     let weights = tmp.join("model.safetensors");
-    model.var_store().save(&weights)?;
+    let mut vars: Vec<(String, Tensor)> = model.var_store().variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    Tensor::write_safetensors(&dense(vars), &weights)?;
     let optim = tmp.join("optimizer.safetensors");
-    let moms = opt.state();
-    Tensor::write_safetensors(&moms, &optim)?;
+    Tensor::write_safetensors(&dense(opt.state()), &optim)?;
     let lab = tmp.join("labels.safetensors");
     let as_i32: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
     Tensor::write_safetensors(&[("labels", Tensor::from_slice(&as_i32))], &lab)?;
@@ -222,4 +229,66 @@ pub fn load_labels(dir: &Path) -> Result<Vec<u32>> {
         return Err(Error::checkpoint(dir, "negative label in `labels`"));
     }
     Ok(v.into_iter().map(|l| l as u32).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Arch, ModelConfig};
+
+    #[test]
+    fn tensors_of_any_layout_are_saved_and_load_back_equal() {
+        let cfg = ModelConfig {
+            arch: Arch::AlexnetSmall,
+            width: 0.25,
+            k: 5,
+            input_size: 32,
+            ..Default::default()
+        };
+        let model = Model::new(&cfg, Device::Cpu).unwrap();
+        // One conv weight in channels-last strides, as `channels_last` layouts give.
+        let (name, mut w) = model
+            .named_parameters()
+            .into_iter()
+            .find(|(_, t)| t.dim() == 4)
+            .unwrap();
+        tch::no_grad(|| {
+            let nhwc = w.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+            w.set_data(&nhwc);
+        });
+        assert!(!w.is_contiguous());
+        let mut opt = Sgd::new(model.named_parameters(), 0.9, 1e-4);
+        let x = Tensor::randint(256, [4, 3, 32, 32], (Kind::Uint8, Device::Cpu));
+        model.forward(&x, true).sum(Kind::Float).backward();
+        opt.step(0.1);
+
+        let run = tempfile::tempdir().unwrap();
+        let state: State = serde_json::from_value(serde_json::json!({
+            "format_version": FORMAT_VERSION, "uic_version": "test", "epoch": 1, "step": 1,
+            "config": TrainConfig::default(),
+            "data": {"path": "x", "samples": 3, "file_len": 1},
+            "last_metrics": null,
+        }))
+        .unwrap();
+        save(run.path(), &state, &model, &opt, &[0, 1, 2]).unwrap();
+
+        let dir = find(run.path()).unwrap().unwrap().dir;
+        let mut back = Model::new(&cfg, Device::Cpu).unwrap();
+        load_weights(&dir, &mut back).unwrap();
+        let got = back
+            .named_parameters()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1;
+        assert!(got.equal(&w), "{name} changed in the round trip");
+        let mut opt2 = Sgd::new(back.named_parameters(), 0.9, 1e-4);
+        load_optimizer(&dir, &mut opt2, Device::Cpu).unwrap();
+        let (a, b) = (opt.state(), opt2.state());
+        assert_eq!(a.len(), b.len());
+        for ((n, x), (_, y)) in a.iter().zip(&b) {
+            assert!(x.equal(y), "momentum of {n} changed in the round trip");
+        }
+        assert_eq!(load_labels(&dir).unwrap(), vec![0, 1, 2]);
+    }
 }
