@@ -145,7 +145,10 @@ pub fn save(run: &Path, state: &State, model: &Model, opt: &Sgd, labels: &[u32])
     // tensors, for instance), so every tensor is written from a contiguous copy (a no-op
     // for those already contiguous).
     let dense = |named: Vec<(String, Tensor)>| -> Vec<(String, Tensor)> {
-        named.into_iter().map(|(n, t)| (n, t.contiguous())).collect()
+        named
+            .into_iter()
+            .map(|(n, t)| (n, t.contiguous()))
+            .collect()
     };
     let weights = tmp.join("model.safetensors");
     let mut vars: Vec<(String, Tensor)> = model.var_store().variables().into_iter().collect();
