@@ -29,6 +29,9 @@ pub(crate) struct DeviceBatch {
     pub(crate) pixels: Tensor,
     /// The samples' indices in the record file.
     pub(crate) indices: Vec<u32>,
+    /// Samples replaced by grey because no decoder could read them (the CPU loader counts
+    /// its own in its stats; this is for decoders outside it).
+    pub(crate) substituted: usize,
 }
 
 /// One batch, ready for [`crate::train_step`].
@@ -57,6 +60,14 @@ impl StepInput {
     /// Samples in the batch.
     pub(crate) fn len(&self) -> usize {
         self.indices().len()
+    }
+
+    /// Samples of this batch replaced by grey that the CPU loader's stats do not count.
+    pub(crate) fn substituted(&self) -> usize {
+        match self {
+            StepInput::Cpu(_) => 0,
+            StepInput::Device(b) => b.substituted,
+        }
     }
 
     /// The samples' indices in the record file.
@@ -119,6 +130,8 @@ impl Feed {
             Ok(DeviceBatch {
                 pixels,
                 indices: batch.indices().to_vec(),
+                // Counted by the CPU loader's stats.
+                substituted: 0,
             })
         })?;
         Ok(Feed::Upload(a))
@@ -273,6 +286,7 @@ mod tests {
         Ok(DeviceBatch {
             pixels: Tensor::from_slice(&[b as u8]),
             indices: vec![b as u32],
+            substituted: 0,
         })
     }
 

@@ -79,6 +79,8 @@ pub struct Trainer {
     /// workers during each epoch).
     #[cfg(feature = "nvjpeg")]
     gpu_loaders: Vec<uic_loader::nvjpeg::NvJpegLoader>,
+    /// Samples replaced by grey in batches that did not come from `loader` (nvJPEG's).
+    substituted_outside_loader: u64,
     epoch: u64,
     step: u64,
     last_metrics: Option<EpochMetrics>,
@@ -178,6 +180,7 @@ impl Trainer {
             loader,
             #[cfg(feature = "nvjpeg")]
             gpu_loaders,
+            substituted_outside_loader: 0,
             epoch: 0,
             step: 0,
             last_metrics: None,
@@ -377,6 +380,7 @@ impl Trainer {
                 Ok(crate::feed::DeviceBatch {
                     pixels: g.pixels,
                     indices: g.indices,
+                    substituted: g.substituted,
                 })
             })?;
             return Ok(Feed::Nvjpeg(a));
@@ -448,6 +452,7 @@ impl Trainer {
         let mut targets = Vec::with_capacity(self.cfg.batch_size);
         while let Some(batch) = epoch.next() {
             let batch: StepInput = batch?;
+            self.substituted_outside_loader += batch.substituted() as u64;
             let n = batch.len();
             targets.clear();
             targets.extend(
@@ -534,7 +539,8 @@ impl Trainer {
                 .loader
                 .stats()
                 .substituted
-                .load(std::sync::atomic::Ordering::Relaxed),
+                .load(std::sync::atomic::Ordering::Relaxed)
+                + self.substituted_outside_loader,
             labeling_seconds,
         })
     }
