@@ -266,13 +266,19 @@ mod tests {
         opt.step(0.1);
 
         let run = tempfile::tempdir().unwrap();
-        let state: State = serde_json::from_value(serde_json::json!({
-            "format_version": FORMAT_VERSION, "uic_version": "test", "epoch": 1, "step": 1,
-            "config": TrainConfig::default(),
-            "data": {"path": "x", "samples": 3, "file_len": 1},
-            "last_metrics": null,
-        }))
-        .unwrap();
+        let state = State {
+            format_version: FORMAT_VERSION,
+            uic_version: "test".into(),
+            epoch: 1,
+            step: 1,
+            config: TrainConfig::default(),
+            data: DataId {
+                path: "x".into(),
+                samples: 3,
+                file_len: 1,
+            },
+            last_metrics: None,
+        };
         save(run.path(), &state, &model, &opt, &[0, 1, 2]).unwrap();
 
         let dir = find(run.path()).unwrap().unwrap().dir;

@@ -56,6 +56,15 @@ unsafe fn lend(b: &uic_loader::Batch, h: i64, w: i64) -> Tensor {
     unsafe { Tensor::from_blob(px.as_ptr(), &[n, 3, h, w], &[], Kind::Uint8, Device::Cpu) }
 }
 
+/// Copies host `u8` pixels to page-locked memory and queues their copy to `device` on the
+/// current stream. `pixels` may be freed on return; the staging buffer stays reserved by
+/// libtorch's host allocator until the copy has run.
+pub(crate) fn upload_pinned(pixels: &Tensor, device: Device) -> Result<Tensor> {
+    Ok(pixels
+        .f_pin_memory(device)?
+        .f_to_device_(device, Kind::Uint8, true, false)?)
+}
+
 impl StepInput {
     /// Samples in the batch.
     pub(crate) fn len(&self) -> usize {
@@ -124,9 +133,8 @@ impl Feed {
             })?;
             // SAFETY: `host` is dropped right after the copy, before `batch`.
             let host = unsafe { lend(&batch, h, w) };
-            let pinned = host.f_pin_memory(device)?;
+            let pixels = upload_pinned(&host, device)?;
             drop(host);
-            let pixels = pinned.f_to_device_(device, Kind::Uint8, true, false)?;
             Ok(DeviceBatch {
                 pixels,
                 indices: batch.indices().to_vec(),

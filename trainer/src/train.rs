@@ -598,9 +598,7 @@ pub fn train_step(
         pixels.shallow_clone()
     } else {
         // Page-locked staging, then an asynchronous copy queued before the forward pass.
-        pixels
-            .pin_memory(device)
-            .to_device_(device, Kind::Uint8, true, false)
+        crate::feed::upload_pinned(pixels, device)?
     };
     let logits = if model.amp() {
         // The loss in float32, as autocast itself would compute it (cross-entropy is on its
