@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
 use uic_loader::RecordFile;
-use uic_trainer::eval::{self, Layer, ProbeConfig};
+use uic_trainer::eval::{self, Layer, ProbeChoice, ProbeConfig, ProbeSearch};
 use uic_trainer::{Model, TrainConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -63,6 +63,16 @@ pub struct Args {
     /// Not the paper's protocol; it raises weak baselines most.
     #[arg(long)]
     pub standardize: bool,
+    /// Choose each probe's learning rate (0.01 to 10) and weight decay (0 to 0.1) by its
+    /// accuracy on a fifth of the training images held out, then train it on all of them;
+    /// each backbone and layer gets its own choice. Centre-crop training only.
+    #[arg(long, conflicts_with = "probe_train")]
+    pub probe_tune: bool,
+    /// How the linear probes are tested: `ten-crop` averages the softmax over the four
+    /// corners, the centre and their mirror images (the paper); `center` uses the centre
+    /// crop alone.
+    #[arg(long, value_enum, default_value_t = ProbeTest::TenCrop)]
+    pub probe_test: ProbeTest,
     /// Layers to probe, comma-separated (conv1..conv5, final) [default: all of the arch].
     #[arg(long, value_delimiter = ',')]
     pub layers: Vec<Layer>,
@@ -72,6 +82,15 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The test views of the linear probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeTest {
+    /// Softmax averaged over ten crops (the paper).
+    TenCrop,
+    /// The centre crop.
+    Center,
 }
 
 /// The training views of the linear probes.
@@ -166,9 +185,10 @@ fn knn(model: &Model, cfg: &TrainConfig, d: &Data, k: i64) -> Result<f64> {
     ))
 }
 
-/// Linear-probe top-1 of `model` per layer: probes train on augmented views or on centre
-/// crops, and test on ten crops streamed batch by batch (so the ten-crop features of big
-/// layers are never all in memory).
+/// Linear-probe top-1 of `model` per layer, with the setting each probe chose under
+/// `search`: probes train on augmented views or on centre crops, and test on ten crops
+/// streamed batch by batch (so the ten-crop features of big layers are never all in
+/// memory).
 fn linear(
     model: &Model,
     cfg: &TrainConfig,
@@ -176,8 +196,14 @@ fn linear(
     layers: &[Layer],
     pc: &ProbeConfig,
     views: ProbeTrain,
-) -> Result<Vec<(Layer, f64)>> {
+    search: Option<&ProbeSearch>,
+    test: ProbeTest,
+) -> Result<Vec<(Layer, f64, Option<ProbeChoice>)>> {
+    let mut choices: Vec<Option<ProbeChoice>> = layers.iter().map(|_| None).collect();
     let probes = match views {
+        ProbeTrain::Augmented if search.is_some() => {
+            bail!("--probe-tune trains on centre crops; it cannot be combined with augmented views")
+        }
         ProbeTrain::Augmented => eval::train_probes_augmented(
             model,
             cfg,
@@ -191,7 +217,15 @@ fn linear(
         ProbeTrain::Center => {
             eval::extract(model, cfg, &d.train_file, &d.train_idx, layers, false)?
                 .iter()
-                .map(|f| eval::train_probe(f, &d.train_labels, d.classes, pc))
+                .zip(&mut choices)
+                .map(|(f, choice)| match search {
+                    Some(s) => {
+                        let (p, c) = eval::tune_probe(f, &d.train_labels, d.classes, pc, s);
+                        *choice = Some(c);
+                        p
+                    }
+                    None => eval::train_probe(f, &d.train_labels, d.classes, pc),
+                })
                 .collect()
         }
     };
@@ -202,7 +236,7 @@ fn linear(
         &d.test_file,
         &d.test_idx,
         layers,
-        true,
+        test == ProbeTest::TenCrop,
         |range, feats| {
             let labels = &d.test_labels[range];
             for ((c, p), f) in correct.iter_mut().zip(&probes).zip(feats) {
@@ -213,7 +247,8 @@ fn linear(
     Ok(layers
         .iter()
         .zip(correct)
-        .map(|(&l, c)| (l, c as f64 / d.test_labels.len() as f64))
+        .zip(choices)
+        .map(|((&l, c), choice)| (l, c as f64 / d.test_labels.len() as f64, choice))
         .collect())
 }
 
@@ -230,11 +265,29 @@ fn evaluate(
         o.insert("knn_top1".into(), json!(knn(model, cfg, d, a.knn_k)?));
     }
     if matches!(a.what, What::Linear | What::All) {
-        let per: Map<String, Value> = linear(model, cfg, d, layers, pc, a.probe_train)?
-            .into_iter()
-            .map(|(l, acc)| (l.to_string(), json!(acc)))
-            .collect();
+        let search = a.probe_tune.then(ProbeSearch::default);
+        let results = linear(
+            model,
+            cfg,
+            d,
+            layers,
+            pc,
+            a.probe_train,
+            search.as_ref(),
+            a.probe_test,
+        )?;
+        let mut per = Map::new();
+        let mut chosen = Map::new();
+        for (l, acc, choice) in results {
+            per.insert(l.to_string(), json!(acc));
+            if let Some(c) = choice {
+                chosen.insert(l.to_string(), serde_json::to_value(c)?);
+            }
+        }
         o.insert("linear_top1".into(), Value::Object(per));
+        if !chosen.is_empty() {
+            o.insert("linear_probe_choice".into(), Value::Object(chosen));
+        }
     }
     if matches!(a.what, What::Nmi | What::All) {
         let r = eval::nmi_report(model, cfg, &d.test_file)?;
@@ -357,6 +410,27 @@ fn print_text(o: &Map<String, Value>) {
                 .and_then(|r| r.get("linear_top1"))
                 .and_then(|x| x.get(k));
             row(&format!("linear top-1 {k}"), Some(v), r);
+        }
+    }
+    let choice = |o: Option<&Map<String, Value>>, layer: &str| {
+        o.and_then(|o| o.get("linear_probe_choice"))
+            .and_then(|c| c.get(layer))
+            .map(|c| {
+                format!(
+                    "lr {} wd {} (held out {:.4})",
+                    c["lr"],
+                    c["weight_decay"],
+                    c["val_top1"].as_f64().unwrap_or(f64::NAN)
+                )
+            })
+    };
+    if let Some(l) = o.get("linear_probe_choice").and_then(Value::as_object) {
+        for k in l.keys() {
+            let mut line = format!("  probe {k:<16} {}", choice(Some(o), k).unwrap_or_default());
+            if let Some(r) = choice(random, k) {
+                line += &format!("   random init {r}");
+            }
+            println!("{line}");
         }
     }
     row(

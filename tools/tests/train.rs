@@ -399,6 +399,68 @@ fn eval_reports_probes_and_the_random_init_baseline() {
         );
     }
 
+    // Tuned probes, tested on the centre crop: each backbone reports its own choice, one
+    // of the grid's, with every setting's held-out score.
+    let out = run_ok(&[
+        "eval".into(),
+        "linear".into(),
+        "--checkpoint".into(),
+        run.to_str().unwrap().into(),
+        "--data".into(),
+        data.to_str().unwrap().into(),
+        "--probe-epochs".into(),
+        "2".into(),
+        "--probe-tune".into(),
+        "--probe-test".into(),
+        "center".into(),
+        "--layers".into(),
+        "final".into(),
+        "--json".into(),
+    ]);
+    let t: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    for c in [
+        &t["linear_probe_choice"]["final"],
+        &t["random_init"]["linear_probe_choice"]["final"],
+    ] {
+        assert!([0.01, 0.1, 1.0, 10.0].contains(&acc(&c["lr"])), "{t}");
+        assert!(
+            [0.0, 1e-4, 1e-3, 1e-2, 1e-1].contains(&acc(&c["weight_decay"])),
+            "{t}"
+        );
+        let tried = c["tried"].as_array().unwrap();
+        assert_eq!(tried.len(), 20, "{t}");
+        assert!(
+            tried.iter().all(|x| acc(&x[2]) <= acc(&c["val_top1"])),
+            "{t}"
+        );
+    }
+    assert!(
+        (0.0..=1.0).contains(&acc(&t["linear_top1"]["final"])),
+        "{t}"
+    );
+    assert!(t.get("gain_over_random_init").unwrap()["linear_probe_choice"].is_null());
+    // Tuning trains on centre crops; asking for augmented views as well is refused.
+    let out = uic()
+        .args([
+            "eval",
+            "linear",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--probe-tune",
+            "--probe-train",
+            "augmented",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--probe-train"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // --random-init alone reports the untrained backbone, and matches the baseline above.
     let out = run_ok(&[
         "eval".into(),
