@@ -340,23 +340,35 @@ fn run_folder_has_the_documented_files_and_keys() {
     );
 }
 
+/// `uic eval WHAT --checkpoint RUN --data DATA EXTRA...`, run to the end.
+fn eval_cmd(what: &str, run: &Path, data: &Path, extra: &[&str]) -> Output {
+    uic()
+        .args(["eval", what, "--checkpoint"])
+        .arg(run)
+        .arg("--data")
+        .arg(data)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// [`eval_cmd`] with `--json`, which must succeed; its one JSON object.
+fn eval_json(what: &str, run: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = eval_cmd(what, run, data, &[extra, &["--json"]].concat());
+    assert!(
+        out.status.success(),
+        "eval {what} {extra:?} failed: {}",
+        text(&out.stderr)
+    );
+    serde_json::from_str(text(&out.stdout).trim()).unwrap()
+}
+
 #[test]
 fn eval_reports_probes_and_the_random_init_baseline() {
     let (_tmp, data, run) = fresh();
     let args = train_args_epochs(&data, &run, 2);
     run_ok(&args);
-    let out = run_ok(&[
-        "eval".into(),
-        "all".into(),
-        "--checkpoint".into(),
-        run.to_str().unwrap().into(),
-        "--data".into(),
-        data.to_str().unwrap().into(),
-        "--probe-epochs".into(),
-        "3".into(),
-        "--json".into(),
-    ]);
-    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let v = eval_json("all", &run, &data, &["--probe-epochs", "3"]);
     let acc = |x: &serde_json::Value| x.as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc(&v["knn_top1"])));
     for l in ["conv1", "conv2", "conv3", "conv4", "conv5", "final"] {
@@ -372,23 +384,20 @@ fn eval_reports_probes_and_the_random_init_baseline() {
     );
 
     // Probes trained on fresh augmented views (the paper's training views) for two layers.
-    let out = run_ok(&[
-        "eval".into(),
-        "linear".into(),
-        "--checkpoint".into(),
-        run.to_str().unwrap().into(),
-        "--data".into(),
-        data.to_str().unwrap().into(),
-        "--probe-epochs".into(),
-        "2".into(),
-        "--probe-train".into(),
-        "augmented".into(),
-        "--standardize".into(),
-        "--layers".into(),
-        "conv2,final".into(),
-        "--json".into(),
-    ]);
-    let a: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let a = eval_json(
+        "linear",
+        &run,
+        &data,
+        &[
+            "--probe-epochs",
+            "2",
+            "--probe-train",
+            "augmented",
+            "--standardize",
+            "--layers",
+            "conv2,final",
+        ],
+    );
     let probed: Vec<&String> = a["linear_top1"].as_object().unwrap().keys().collect();
     assert_eq!(probed, ["conv2", "final"]);
     for l in ["conv2", "final"] {
@@ -401,23 +410,20 @@ fn eval_reports_probes_and_the_random_init_baseline() {
 
     // Tuned probes, tested on the centre crop: each backbone reports its own choice, one
     // of the grid's, with every setting's held-out score.
-    let out = run_ok(&[
-        "eval".into(),
-        "linear".into(),
-        "--checkpoint".into(),
-        run.to_str().unwrap().into(),
-        "--data".into(),
-        data.to_str().unwrap().into(),
-        "--probe-epochs".into(),
-        "2".into(),
-        "--probe-tune".into(),
-        "--probe-test".into(),
-        "center".into(),
-        "--layers".into(),
-        "final".into(),
-        "--json".into(),
-    ]);
-    let t: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let t = eval_json(
+        "linear",
+        &run,
+        &data,
+        &[
+            "--probe-epochs",
+            "2",
+            "--probe-tune",
+            "--probe-test",
+            "center",
+            "--layers",
+            "final",
+        ],
+    );
     for c in [
         &t["linear_probe_choice"]["final"],
         &t["random_init"]["linear_probe_choice"]["final"],
@@ -438,41 +444,20 @@ fn eval_reports_probes_and_the_random_init_baseline() {
         (0.0..=1.0).contains(&acc(&t["linear_top1"]["final"])),
         "{t}"
     );
-    assert!(t.get("gain_over_random_init").unwrap()["linear_probe_choice"].is_null());
+    assert!(t["gain_over_random_init"]["linear_probe_choice"].is_null());
     // Tuning trains on centre crops; asking for augmented views as well is refused.
-    let out = uic()
-        .args([
-            "eval",
-            "linear",
-            "--checkpoint",
-            run.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--probe-tune",
-            "--probe-train",
-            "augmented",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("--probe-train"),
-        "{}",
-        text(&out.stderr)
+    let out = eval_cmd(
+        "linear",
+        &run,
+        &data,
+        &["--probe-tune", "--probe-train", "augmented"],
     );
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--probe-train"), "{err}");
 
     // --random-init alone reports the untrained backbone, and matches the baseline above.
-    let out = run_ok(&[
-        "eval".into(),
-        "knn".into(),
-        "--checkpoint".into(),
-        run.to_str().unwrap().into(),
-        "--data".into(),
-        data.to_str().unwrap().into(),
-        "--random-init".into(),
-        "--json".into(),
-    ]);
-    let r: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let r = eval_json("knn", &run, &data, &["--random-init"]);
     assert_eq!(r["knn_top1"], v["random_init"]["knn_top1"]);
 
     // A checkpoint of another format version fails with a version message, not a panic.
@@ -481,17 +466,7 @@ fn eval_reports_probes_and_the_random_init_baseline() {
         .unwrap()
         .replace("\"format_version\": 1", "\"format_version\": 0");
     std::fs::write(&state, t).unwrap();
-    let out = uic()
-        .args([
-            "eval",
-            "nmi",
-            "--checkpoint",
-            run.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = eval_cmd("nmi", &run, &data, &[]);
     let err = text(&out.stderr);
     assert!(!out.status.success());
     assert!(
