@@ -63,11 +63,18 @@ pub struct Args {
     /// Not the paper's protocol; it raises weak baselines most.
     #[arg(long)]
     pub standardize: bool,
-    /// Choose each probe's learning rate (0.01 to 10) and weight decay (0 to 0.1) by its
-    /// accuracy on a fifth of the training images held out, then train it on all of them;
-    /// each backbone and layer gets its own choice. Centre-crop training only.
-    #[arg(long, conflicts_with = "probe_train")]
-    pub probe_tune: bool,
+    /// Choose each probe's learning rate (0.01 to 10) and weight decay (0 to 0.1), and with
+    /// `all` also whether to standardise the features, by accuracy on a fifth of the
+    /// training images held out; then train the chosen probe on all of them. Each backbone
+    /// and layer gets its own choice. Centre-crop training only.
+    #[arg(
+        long,
+        value_enum,
+        num_args = 0..=1,
+        default_missing_value = "rate",
+        conflicts_with = "probe_train"
+    )]
+    pub probe_tune: Option<ProbeTune>,
     /// How the linear probes are tested: `ten-crop` averages the softmax over the four
     /// corners, the centre and their mirror images (the paper); `center` uses the centre
     /// crop alone.
@@ -82,6 +89,15 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `--probe-tune` chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeTune {
+    /// Learning rate and weight decay; standardisation as `--standardize` says.
+    Rate,
+    /// Learning rate, weight decay, and whether to standardise.
+    All,
 }
 
 /// The test views of the linear probes.
@@ -265,7 +281,12 @@ fn evaluate(
         o.insert("knn_top1".into(), json!(knn(model, cfg, d, a.knn_k)?));
     }
     if matches!(a.what, What::Linear | What::All) {
-        let search = a.probe_tune.then(ProbeSearch::default);
+        let search = a.probe_tune.map(|t| {
+            ProbeSearch::decades(match t {
+                ProbeTune::Rate => vec![a.standardize],
+                ProbeTune::All => vec![false, true],
+            })
+        });
         let results = linear(
             model,
             cfg,
@@ -340,6 +361,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     } else {
         a.layers.clone()
     };
+    if a.probe_tune == Some(ProbeTune::All) && a.standardize {
+        bail!("--probe-tune all chooses whether to standardise; drop --standardize");
+    }
     let scale = a.probe_epochs as f64 / 32.0;
     let pc = ProbeConfig {
         epochs: a.probe_epochs,
@@ -417,9 +441,10 @@ fn print_text(o: &Map<String, Value>) {
             .and_then(|c| c.get(layer))
             .map(|c| {
                 format!(
-                    "lr {} wd {} (held out {:.4})",
+                    "lr {} wd {}{} (held out {:.4})",
                     c["lr"],
                     c["weight_decay"],
+                    if c["standardize"] == true { " std" } else { "" },
                     c["val_top1"].as_f64().unwrap_or(f64::NAN)
                 )
             })

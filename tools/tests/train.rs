@@ -435,8 +435,11 @@ fn eval_reports_probes_and_the_random_init_baseline() {
         );
         let tried = c["tried"].as_array().unwrap();
         assert_eq!(tried.len(), 20, "{t}");
+        assert!(tried.iter().all(|x| x["standardize"] == false), "{t}");
         assert!(
-            tried.iter().all(|x| acc(&x[2]) <= acc(&c["val_top1"])),
+            tried
+                .iter()
+                .all(|x| acc(&x["val_top1"]) <= acc(&c["val_top1"])),
             "{t}"
         );
     }
@@ -445,6 +448,37 @@ fn eval_reports_probes_and_the_random_init_baseline() {
         "{t}"
     );
     assert!(t["gain_over_random_init"]["linear_probe_choice"].is_null());
+    // `--probe-tune all` also chooses standardisation: twice the grid.
+    let all = eval_json(
+        "linear",
+        &run,
+        &data,
+        &[
+            "--probe-epochs",
+            "2",
+            "--probe-tune",
+            "all",
+            "--layers",
+            "final",
+        ],
+    );
+    let tried = all["linear_probe_choice"]["final"]["tried"]
+        .as_array()
+        .unwrap();
+    assert_eq!(tried.len(), 40, "{all}");
+    assert_eq!(
+        tried.iter().filter(|x| x["standardize"] == true).count(),
+        20,
+        "{all}"
+    );
+    let out = eval_cmd(
+        "linear",
+        &run,
+        &data,
+        &["--probe-tune", "all", "--standardize"],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("drop --standardize"));
     // Tuning trains on centre crops; asking for augmented views as well is refused.
     let out = eval_cmd(
         "linear",

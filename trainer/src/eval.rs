@@ -460,42 +460,58 @@ pub struct ProbeSearch {
     pub lrs: Vec<f64>,
     /// Weight decays to try.
     pub weight_decays: Vec<f64>,
+    /// Whether to standardise the features: `[cfg.standardize]` to keep the probe
+    /// configuration's choice, `[false, true]` to let each feature set choose.
+    pub standardize: Vec<bool>,
     /// Share of the training images held out to score each setting.
     pub val_frac: f64,
 }
 
-impl Default for ProbeSearch {
-    /// Four rates and five decays, a decade apart; a fifth of the training images held out.
-    fn default() -> Self {
+impl ProbeSearch {
+    /// Four rates and five decays, a decade apart; standardisation as `standardize` lists;
+    /// a fifth of the training images held out.
+    pub fn decades(standardize: Vec<bool>) -> Self {
         ProbeSearch {
             lrs: vec![0.01, 0.1, 1.0, 10.0],
             weight_decays: vec![0.0, 1e-4, 1e-3, 1e-2, 1e-1],
+            standardize,
             val_frac: 0.2,
         }
     }
 }
 
-/// The setting [`tune_probe`] chose, and the held-out accuracy of every one it tried.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProbeChoice {
-    /// The chosen base learning rate.
+/// One probe setting and its accuracy on the held-out training images.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ProbeTrial {
+    /// Base learning rate.
     pub lr: f64,
-    /// The chosen weight decay.
+    /// Weight decay.
     pub weight_decay: f64,
-    /// Its accuracy on the held-out training images.
+    /// Whether the features were standardised.
+    pub standardize: bool,
+    /// Top-1 on the held-out training images.
     pub val_top1: f64,
-    /// `(lr, weight_decay, held-out top-1)` of each setting, in grid order.
-    pub tried: Vec<(f64, f64, f64)>,
 }
 
-/// Chooses the probe's learning rate and weight decay from `search` by training on part of
-/// `train` and scoring on the rest (seeded by `cfg.seed`; the first best setting in grid
-/// order wins), then trains the chosen probe on all of `train`. Each feature set gets the
-/// setting that suits it, so a badly scaled or overfitting one is not under-trained by a
-/// rate chosen for another.
+/// The setting [`tune_probe`] chose, and every one it tried.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeChoice {
+    /// The chosen setting.
+    #[serde(flatten)]
+    pub chosen: ProbeTrial,
+    /// Each setting, in grid order: standardisation, then rate, then decay.
+    pub tried: Vec<ProbeTrial>,
+}
+
+/// Chooses the probe's learning rate, weight decay and standardisation from `search` by
+/// training on part of `train` and scoring on the rest (seeded by `cfg.seed`; the first best
+/// setting in grid order wins), then trains the chosen probe on all of `train`. Each feature
+/// set gets the setting that suits it, so a badly scaled or overfitting one is not
+/// under-trained by a rate chosen for another.
 ///
 /// # Panics
-/// As [`train_probe`]; or if the held-out share leaves either part empty.
+/// As [`train_probe`]; or if the held-out share leaves either part empty, or the grid is
+/// empty.
 pub fn tune_probe(
     train: &Tensor,
     labels: &[u32],
@@ -523,39 +539,43 @@ pub fn tune_probe(
         .flat_map(|&lr| search.weight_decays.iter().map(move |&wd| (lr, wd)))
         .collect();
     let mut tried = Vec::new();
-    let mut best: Option<(f64, f64, f64)> = None;
-    for (p, &(lr, wd)) in train_probe_grid(&fit_x, &fit_y, classes, cfg, &grid)
-        .iter()
-        .zip(&grid)
-    {
-        let acc = p.correct(&val_x, &val_y) as f64 / val_y.len() as f64;
-        tried.push((lr, wd, acc));
-        if best.is_none_or(|(_, _, b)| acc > b) {
-            best = Some((lr, wd, acc));
+    for &standardize in &search.standardize {
+        let c = ProbeConfig {
+            standardize,
+            ..cfg.clone()
+        };
+        for (p, &(lr, weight_decay)) in train_probe_grid(&fit_x, &fit_y, classes, &c, &grid)
+            .iter()
+            .zip(&grid)
+        {
+            tried.push(ProbeTrial {
+                lr,
+                weight_decay,
+                standardize,
+                val_top1: p.correct(&val_x, &val_y) as f64 / val_y.len() as f64,
+            });
         }
     }
-    let (lr, weight_decay, val_top1) = best.expect("a non-empty search grid");
-    let chosen = ProbeConfig {
-        lr,
-        weight_decay,
+    let chosen = *tried
+        .iter()
+        .reduce(|best, t| if t.val_top1 > best.val_top1 { t } else { best })
+        .expect("a non-empty search grid");
+    let pc = ProbeConfig {
+        lr: chosen.lr,
+        weight_decay: chosen.weight_decay,
+        standardize: chosen.standardize,
         ..cfg.clone()
     };
     (
-        train_probe(train, labels, classes, &chosen),
-        ProbeChoice {
-            lr,
-            weight_decay,
-            val_top1,
-            tried,
-        },
+        train_probe(train, labels, classes, &pc),
+        ProbeChoice { chosen, tried },
     )
 }
 
 /// [`train_probe`] for each `(lr, weight_decay)` of `grid` at once: the probes share their
 /// initialisation, batch order and standardisation, as separate runs with `cfg.seed` would,
-/// and one matrix product per batch serves them all (a grid of 20 costs about as much as two
-/// separate probes on wide conv features). The results equal separate runs up to float
-/// rounding.
+/// and one matrix product per batch serves them all. The results equal separate runs up to
+/// float rounding.
 ///
 /// # Panics
 /// As [`train_probe`]; or if `grid` is empty.
@@ -990,22 +1010,27 @@ mod tests {
         let search = ProbeSearch {
             lrs: vec![f64::INFINITY, 0.1],
             weight_decays: vec![0.0, 1e-3],
+            standardize: vec![false],
             val_frac: 0.2,
         };
         let (p, choice) = tune_probe(&tr, &labels[..240], 3, &cfg, &search);
+        let best = choice.chosen;
         assert_eq!(choice.tried.len(), 4);
-        assert_eq!(choice.lr, 0.1, "{choice:?}");
-        assert!(choice.tried[..2].iter().all(|t| t.2 < 0.5), "{choice:?}");
-        assert!(choice.val_top1 > 0.95, "{choice:?}");
-        assert!(choice.tried.iter().all(|t| t.2 <= choice.val_top1));
+        assert_eq!(best.lr, 0.1, "{choice:?}");
+        assert!(
+            choice.tried[..2].iter().all(|t| t.val_top1 < 0.5),
+            "{choice:?}"
+        );
+        assert!(best.val_top1 > 0.95, "{choice:?}");
+        assert!(choice.tried.iter().all(|t| t.val_top1 <= best.val_top1));
         // The returned probe is the chosen setting trained on all the training features.
         let again = train_probe(
             &tr,
             &labels[..240],
             3,
             &ProbeConfig {
-                lr: choice.lr,
-                weight_decay: choice.weight_decay,
+                lr: best.lr,
+                weight_decay: best.weight_decay,
                 ..cfg.clone()
             },
         );
@@ -1013,6 +1038,37 @@ mod tests {
         assert!(p.correct(&te, &labels[240..]) >= 57);
         // Deterministic: the same seed makes the same choice.
         assert_eq!(tune_probe(&tr, &labels[..240], 3, &cfg, &search).1, choice);
+    }
+
+    #[test]
+    fn tuned_probe_chooses_standardisation_where_scales_hide_the_signal() {
+        tch::manual_seed(2);
+        let n = 400;
+        let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+        let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+        // Feature 0 carries the class at a scale of 1e-3; four features of noise at 100.
+        let signal = (y.to_kind(Kind::Float) * 2.0 - 1.0
+            + Tensor::randn([n as i64], (Kind::Float, Device::Cpu)) * 0.2)
+            * 1e-3;
+        let noise = Tensor::randn([n as i64, 4], (Kind::Float, Device::Cpu)) * 100.0;
+        let x = Tensor::cat(&[signal.unsqueeze(1), noise], 1);
+        let (tr, te) = (x.narrow(0, 0, 300), x.narrow(0, 300, 100));
+        let cfg = ProbeConfig {
+            epochs: 10,
+            milestones: vec![6],
+            batch_size: 32,
+            ..Default::default()
+        };
+        let both = ProbeSearch::decades(vec![false, true]);
+        let (p, choice) = tune_probe(&tr, &labels[..300], 2, &cfg, &both);
+        assert!(choice.chosen.standardize, "{:?}", choice.chosen);
+        assert_eq!(choice.tried.len(), 40);
+        assert!(p.correct(&te, &labels[300..]) >= 95);
+        // Raw features only: no rate in the grid finds the signal.
+        let raw = ProbeSearch::decades(vec![false]);
+        let (p, choice) = tune_probe(&tr, &labels[..300], 2, &cfg, &raw);
+        assert!(!choice.chosen.standardize);
+        assert!(p.correct(&te, &labels[300..]) < 75);
     }
 
     #[test]
