@@ -202,9 +202,10 @@ fn knn(model: &Model, cfg: &TrainConfig, d: &Data, k: i64) -> Result<f64> {
 }
 
 /// Linear-probe top-1 of `model` per layer, with the setting each probe chose under
-/// `search`: probes train on augmented views or on centre crops, and test on ten crops
-/// streamed batch by batch (so the ten-crop features of big layers are never all in
-/// memory).
+/// `search` (centre-crop training only; the CLI refuses `--probe-tune` with augmented
+/// views): probes train on augmented views or on centre crops, and test on ten crops or the
+/// centre crop, streamed batch by batch (so the ten-crop features of big layers are never
+/// all in memory).
 fn linear(
     model: &Model,
     cfg: &TrainConfig,
@@ -217,9 +218,6 @@ fn linear(
 ) -> Result<Vec<(Layer, f64, Option<ProbeChoice>)>> {
     let mut choices: Vec<Option<ProbeChoice>> = layers.iter().map(|_| None).collect();
     let probes = match views {
-        ProbeTrain::Augmented if search.is_some() => {
-            bail!("--probe-tune trains on centre crops; it cannot be combined with augmented views")
-        }
         ProbeTrain::Augmented => eval::train_probes_augmented(
             model,
             cfg,

@@ -422,34 +422,15 @@ fn column_stats(x: &Tensor) -> (Tensor, Tensor) {
 }
 
 /// Trains a linear classifier on `train` (`[n, d]`) for `classes` classes, with SGD
-/// (momentum 0.9), on standardised features if `cfg.standardize`.
+/// (momentum 0.9, weight decay, `cfg`'s rate schedule, batches in a seeded order), on
+/// standardised features if `cfg.standardize`: a grid of one for [`train_probe_grid`].
 ///
 /// # Panics
 /// If the label count does not match the feature rows, or a label is `>= classes`.
 pub fn train_probe(train: &Tensor, labels: &[u32], classes: usize, cfg: &ProbeConfig) -> Probe {
-    let n = train.size()[0];
-    assert_eq!(n as usize, labels.len());
-    assert!(
-        labels.iter().all(|&l| (l as usize) < classes),
-        "label >= {classes}"
-    );
-    let d = *train.size().last().expect("2-d features");
-    let train = train.to_kind(Kind::Float);
-    let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
-    tch::manual_seed(cfg.seed as i64);
-    let stats = cfg.standardize.then(|| column_stats(&train));
-    let mut fit = ProbeFit::new(d, classes, stats, cfg);
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
-    let mut order: Vec<i64> = (0..n).collect();
-    for epoch in 0..cfg.epochs {
-        let lr = probe_lr(cfg, epoch);
-        order.shuffle(&mut rng);
-        for chunk in order.chunks(cfg.batch_size as usize) {
-            let idx = Tensor::from_slice(chunk);
-            fit.step(&train.index_select(0, &idx), &y.index_select(0, &idx), lr);
-        }
-    }
-    fit.finish()
+    train_probe_grid(train, labels, classes, cfg, &[(cfg.lr, cfg.weight_decay)])
+        .pop()
+        .expect("one probe per setting")
 }
 
 /// A grid of probe settings, one of which [`tune_probe`] picks per feature set by its
@@ -572,13 +553,14 @@ pub fn tune_probe(
     )
 }
 
-/// [`train_probe`] for each `(lr, weight_decay)` of `grid` at once: the probes share their
-/// initialisation, batch order and standardisation, as separate runs with `cfg.seed` would,
-/// and one matrix product per batch serves them all. The results equal separate runs up to
-/// float rounding.
+/// Trains one linear probe per `(lr, weight_decay)` of `grid` at once, each as
+/// [`train_probe`] describes with that rate and decay: they share their initialisation, batch
+/// order and standardisation, as separate runs with `cfg.seed` would, and one matrix product
+/// per batch serves them all. The results equal separate runs up to float rounding.
 ///
 /// # Panics
-/// As [`train_probe`]; or if `grid` is empty.
+/// If the label count does not match the feature rows, a label is `>= classes`, or `grid` is
+/// empty.
 pub fn train_probe_grid(
     train: &Tensor,
     labels: &[u32],
@@ -943,6 +925,34 @@ mod tests {
         assert!(acc < 0.7, "{acc}");
     }
 
+    /// One probe trained through [`ProbeFit`] and the trainer's own SGD, batch by batch:
+    /// an independent reference for [`train_probe_grid`].
+    fn reference_probe(train: &Tensor, labels: &[u32], classes: usize, cfg: &ProbeConfig) -> Probe {
+        let n = train.size()[0];
+        assert_eq!(n as usize, labels.len());
+        assert!(
+            labels.iter().all(|&l| (l as usize) < classes),
+            "label >= {classes}"
+        );
+        let d = *train.size().last().expect("2-d features");
+        let train = train.to_kind(Kind::Float);
+        let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+        tch::manual_seed(cfg.seed as i64);
+        let stats = cfg.standardize.then(|| column_stats(&train));
+        let mut fit = ProbeFit::new(d, classes, stats, cfg);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
+        let mut order: Vec<i64> = (0..n).collect();
+        for epoch in 0..cfg.epochs {
+            let lr = probe_lr(cfg, epoch);
+            order.shuffle(&mut rng);
+            for chunk in order.chunks(cfg.batch_size as usize) {
+                let idx = Tensor::from_slice(chunk);
+                fit.step(&train.index_select(0, &idx), &y.index_select(0, &idx), lr);
+            }
+        }
+        fit.finish()
+    }
+
     #[test]
     fn probe_grid_equals_separate_probes() {
         tch::manual_seed(3);
@@ -965,7 +975,7 @@ mod tests {
             let together = train_probe_grid(&x, &labels, 3, &cfg, &grid);
             let probs: Vec<Tensor> = together.iter().map(|p| p.probabilities(&x)).collect();
             for (i, &(lr, weight_decay)) in grid.iter().enumerate() {
-                let alone = train_probe(
+                let alone = reference_probe(
                     &x,
                     &labels,
                     3,
