@@ -50,6 +50,10 @@ pub struct Args {
     /// Neighbours of the kNN classifier.
     #[arg(long, default_value_t = 20)]
     pub knn_k: i64,
+    /// Features of the kNN classifier: `final`, a conv layer, or `pixels` (the raw-pixel
+    /// baseline, the same for the trained and the untrained backbone).
+    #[arg(long, default_value = "final")]
+    pub knn_layer: Layer,
     /// Epochs of the linear probes (lr 0.1, divided by 10 at 10, 20, 30 as in the paper;
     /// milestones scale with fewer epochs).
     #[arg(long, default_value_t = 32)]
@@ -65,8 +69,8 @@ pub struct Args {
     pub standardize: bool,
     /// Choose each probe's learning rate (0.01 to 10) and weight decay (0 to 0.1), and with
     /// `all` also whether to standardise the features, by accuracy on a fifth of the
-    /// training images held out; then train the chosen probe on all of them. Each backbone
-    /// and layer gets its own choice. Centre-crop training only.
+    /// training images held out, tested as --probe-test says; then train the chosen probe on
+    /// all of them. Each backbone and layer gets its own choice. Centre-crop training only.
     #[arg(
         long,
         value_enum,
@@ -80,7 +84,8 @@ pub struct Args {
     /// crop alone.
     #[arg(long, value_enum, default_value_t = ProbeTest::TenCrop)]
     pub probe_test: ProbeTest,
-    /// Layers to probe, comma-separated (conv1..conv5, final) [default: all of the arch].
+    /// Layers to probe, comma-separated (conv1..conv5, final, pixels) [default: the conv
+    /// layers and final; `pixels` adds the raw-pixel baseline].
     #[arg(long, value_delimiter = ',')]
     pub layers: Vec<Layer>,
     /// Loader and libtorch threads [default: one per core].
@@ -174,24 +179,10 @@ fn data(a: &Args) -> Result<Data> {
     })
 }
 
-/// kNN top-1 of `model`.
-fn knn(model: &Model, cfg: &TrainConfig, d: &Data, k: i64) -> Result<f64> {
-    let tr = eval::extract(
-        model,
-        cfg,
-        &d.train_file,
-        &d.train_idx,
-        &[Layer::Final],
-        false,
-    )?;
-    let te = eval::extract(
-        model,
-        cfg,
-        &d.test_file,
-        &d.test_idx,
-        &[Layer::Final],
-        false,
-    )?;
+/// kNN top-1 of `model` on the features of `layer`.
+fn knn(model: &Model, cfg: &TrainConfig, d: &Data, k: i64, layer: Layer) -> Result<f64> {
+    let tr = eval::extract(model, cfg, &d.train_file, &d.train_idx, &[layer], false)?;
+    let te = eval::extract(model, cfg, &d.test_file, &d.test_idx, &[layer], false)?;
     Ok(eval::knn_top1(
         &tr[0],
         &d.train_labels,
@@ -229,18 +220,36 @@ fn linear(
             pc,
         )?,
         ProbeTrain::Center => {
-            eval::extract(model, cfg, &d.train_file, &d.train_idx, layers, false)?
-                .iter()
-                .zip(&mut choices)
-                .map(|(f, choice)| match search {
+            let train = eval::extract(model, cfg, &d.train_file, &d.train_idx, layers, false)?;
+            // The tuner scores its held-out images on the test's views.
+            let val_views = match (search, test) {
+                (Some(s), ProbeTest::TenCrop) => {
+                    let (_, held) = eval::tune_split(d.train_idx.len(), pc, s);
+                    let images: Vec<usize> = held.iter().map(|&i| d.train_idx[i]).collect();
+                    Some(eval::extract(
+                        model,
+                        cfg,
+                        &d.train_file,
+                        &images,
+                        layers,
+                        true,
+                    )?)
+                }
+                _ => None,
+            };
+            let mut probes = Vec::with_capacity(layers.len());
+            for (i, f) in train.iter().enumerate() {
+                probes.push(match search {
                     Some(s) => {
-                        let (p, c) = eval::tune_probe(f, &d.train_labels, d.classes, pc, s);
-                        *choice = Some(c);
+                        let views = val_views.as_ref().map(|v| &v[i]);
+                        let (p, c) = eval::tune_probe(f, &d.train_labels, d.classes, pc, s, views);
+                        choices[i] = Some(c);
                         p
                     }
                     None => eval::train_probe(f, &d.train_labels, d.classes, pc),
-                })
-                .collect()
+                });
+            }
+            probes
         }
     };
     let mut correct = vec![0usize; layers.len()];
@@ -276,7 +285,10 @@ fn evaluate(
 ) -> Result<Map<String, Value>> {
     let mut o = Map::new();
     if matches!(a.what, What::Knn | What::All) {
-        o.insert("knn_top1".into(), json!(knn(model, cfg, d, a.knn_k)?));
+        o.insert(
+            "knn_top1".into(),
+            json!(knn(model, cfg, d, a.knn_k, a.knn_layer)?),
+        );
     }
     if matches!(a.what, What::Linear | What::All) {
         let search = a.probe_tune.map(|t| {
@@ -381,6 +393,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     out.insert("arch".into(), json!(cfg.arch.to_string()));
     out.insert("train_images".into(), json!(d.train_idx.len()));
     out.insert("test_images".into(), json!(d.test_idx.len()));
+    if matches!(a.what, What::Knn | What::All) {
+        out.insert("knn_layer".into(), json!(a.knn_layer.to_string()));
+    }
     if a.random_init {
         out.insert("random_init".into(), json!(true));
         out.extend(rand_report);

@@ -490,6 +490,34 @@ fn eval_reports_probes_and_the_random_init_baseline() {
     assert!(!out.status.success());
     assert!(err.contains("--probe-train"), "{err}");
 
+    // The raw-pixel baseline, for the probe and for kNN: the same input for both
+    // backbones, so the same scores.
+    let px = eval_json(
+        "all",
+        &run,
+        &data,
+        &[
+            "--probe-epochs",
+            "2",
+            "--layers",
+            "pixels,final",
+            "--knn-layer",
+            "pixels",
+        ],
+    );
+    assert_eq!(px["knn_layer"], "pixels", "{px}");
+    assert_eq!(v["knn_layer"], "final", "{v}");
+    for (x, r) in [
+        (
+            &px["linear_top1"]["pixels"],
+            &px["random_init"]["linear_top1"]["pixels"],
+        ),
+        (&px["knn_top1"], &px["random_init"]["knn_top1"]),
+    ] {
+        assert!((0.0..=1.0).contains(&acc(x)), "{px}");
+        assert_eq!(x, r, "{px}");
+    }
+
     // --random-init alone reports the untrained backbone, and matches the baseline above.
     let r = eval_json("knn", &run, &data, &["--random-init"]);
     assert_eq!(r["knn_top1"], v["random_init"]["knn_top1"]);

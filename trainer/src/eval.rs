@@ -33,6 +33,10 @@ pub enum Layer {
     Conv(usize),
     /// The backbone's output (the classifier's input).
     Final,
+    /// The model's input: normalised pixels (Sobel's two channels where the model has
+    /// Sobel), average-pooled to about 9,000 values where larger. The same for a trained and
+    /// an untrained backbone: the baseline both should beat.
+    Pixels,
 }
 
 impl std::fmt::Display for Layer {
@@ -40,6 +44,7 @@ impl std::fmt::Display for Layer {
         match self {
             Layer::Conv(l) => write!(f, "conv{l}"),
             Layer::Final => f.write_str("final"),
+            Layer::Pixels => f.write_str("pixels"),
         }
     }
 }
@@ -47,17 +52,15 @@ impl std::fmt::Display for Layer {
 impl std::str::FromStr for Layer {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        let unknown = || format!("unknown layer {s:?} (expected conv1..conv5, final or pixels)");
         match s {
             "final" => Ok(Layer::Final),
+            "pixels" => Ok(Layer::Pixels),
             c if c.starts_with("conv") => match c[4..].parse::<usize>() {
                 Ok(l) if (1..=5).contains(&l) => Ok(Layer::Conv(l)),
-                _ => Err(format!(
-                    "unknown layer {s:?} (expected conv1..conv5 or final)"
-                )),
+                _ => Err(unknown()),
             },
-            _ => Err(format!(
-                "unknown layer {s:?} (expected conv1..conv5 or final)"
-            )),
+            _ => Err(unknown()),
         }
     }
 }
@@ -188,7 +191,7 @@ fn layers_features(model: &Model, pixels: &Tensor, layers: &[Layer]) -> Result<V
         .iter()
         .filter_map(|l| match l {
             Layer::Conv(c) => Some(*c),
-            Layer::Final => None,
+            Layer::Final | Layer::Pixels => None,
         })
         .max();
     let convs = match deepest {
@@ -201,12 +204,22 @@ fn layers_features(model: &Model, pixels: &Tensor, layers: &[Layer]) -> Result<V
             Layer::Final => Ok(model.features(&x, false)),
             Layer::Conv(l) => {
                 let a = &convs[l - 1];
-                let (c, h) = (a.size()[1], a.size()[2]);
-                let side = ((POOLED_VALUES / c as f64).sqrt().round() as i64).clamp(1, h);
-                Ok(a.adaptive_max_pool2d([side, side]).0.flatten(1, -1))
+                Ok(a.adaptive_max_pool2d([pooled_side(a), pooled_side(a)])
+                    .0
+                    .flatten(1, -1))
             }
+            Layer::Pixels => Ok(x
+                .adaptive_avg_pool2d([pooled_side(&x), pooled_side(&x)])
+                .flatten(1, -1)),
         })
         .collect()
+}
+
+/// The side to which a probe pools `[n, c, h, w]` activations: about [`POOLED_VALUES`]
+/// values in all, never more than `h` (square maps).
+fn pooled_side(a: &Tensor) -> i64 {
+    let (c, h) = (a.size()[1], a.size()[2]);
+    ((POOLED_VALUES / c as f64).sqrt().round() as i64).clamp(1, h)
 }
 
 /// A seeded `train`/`test` split of `0..n`: `train_frac` of a random permutation, then the
@@ -484,24 +497,36 @@ pub struct ProbeChoice {
     pub tried: Vec<ProbeTrial>,
 }
 
+/// The positions in `0..n` that [`tune_probe`] fits on and holds out to score on: a split
+/// seeded by `cfg.seed`, `search.val_frac` held out, each part sorted.
+pub fn tune_split(n: usize, cfg: &ProbeConfig, search: &ProbeSearch) -> (Vec<usize>, Vec<usize>) {
+    split(n, 1.0 - search.val_frac, cfg.seed ^ 0x7072_6f62_6576_616c)
+}
+
 /// Chooses the probe's learning rate, weight decay and standardisation from `search` by
-/// training on part of `train` and scoring on the rest (seeded by `cfg.seed`; the first best
+/// training on part of `train` and scoring on the rest ([`tune_split`]; the first best
 /// setting in grid order wins), then trains the chosen probe on all of `train`. Each feature
 /// set gets the setting that suits it, so a badly scaled or overfitting one is not
 /// under-trained by a rate chosen for another.
 ///
+/// The held-out images are scored on their rows of `train`, or, with `val_views`, on those
+/// views: `[m, v, d]` for the `m` held-out positions of [`tune_split`] in order, their
+/// softmax averaged over the `v` views. Pass the views the test uses (ten crops), so the
+/// setting is chosen for the test it will face.
+///
 /// # Panics
-/// As [`train_probe`]; or if the held-out share leaves either part empty, or the grid is
-/// empty.
+/// As [`train_probe`]; or if the held-out share leaves either part empty, `val_views` does
+/// not have one row per held-out image, or the grid is empty.
 pub fn tune_probe(
     train: &Tensor,
     labels: &[u32],
     classes: usize,
     cfg: &ProbeConfig,
     search: &ProbeSearch,
+    val_views: Option<&Tensor>,
 ) -> (Probe, ProbeChoice) {
     let n = labels.len();
-    let (fit_idx, val_idx) = split(n, 1.0 - search.val_frac, cfg.seed ^ 0x7072_6f62_6576_616c);
+    let (fit_idx, val_idx) = tune_split(n, cfg, search);
     assert!(
         !fit_idx.is_empty() && !val_idx.is_empty(),
         "the held-out share {} of {n} images leaves a part empty",
@@ -511,7 +536,18 @@ pub fn tune_probe(
         let t = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
         train.index_select(0, &t)
     };
-    let (fit_x, val_x) = (rows(&fit_idx), rows(&val_idx));
+    let fit_x = rows(&fit_idx);
+    let val_x = match val_views {
+        Some(v) => {
+            assert_eq!(
+                v.size()[0] as usize,
+                val_idx.len(),
+                "one row of views per held-out image"
+            );
+            v.shallow_clone()
+        }
+        None => rows(&val_idx),
+    };
     let fit_y: Vec<u32> = fit_idx.iter().map(|&i| labels[i]).collect();
     let val_y: Vec<u32> = val_idx.iter().map(|&i| labels[i]).collect();
     let grid: Vec<(f64, f64)> = search
@@ -1023,7 +1059,7 @@ mod tests {
             standardize: vec![false],
             val_frac: 0.2,
         };
-        let (p, choice) = tune_probe(&tr, &labels[..240], 3, &cfg, &search);
+        let (p, choice) = tune_probe(&tr, &labels[..240], 3, &cfg, &search, None);
         let best = choice.chosen;
         assert_eq!(choice.tried.len(), 4);
         assert_eq!(best.lr, 0.1, "{choice:?}");
@@ -1047,7 +1083,69 @@ mod tests {
         assert!(p.probabilities(&te).equal(&again.probabilities(&te)));
         assert!(p.correct(&te, &labels[240..]) >= 57);
         // Deterministic: the same seed makes the same choice.
-        assert_eq!(tune_probe(&tr, &labels[..240], 3, &cfg, &search).1, choice);
+        assert_eq!(
+            tune_probe(&tr, &labels[..240], 3, &cfg, &search, None).1,
+            choice
+        );
+    }
+
+    #[test]
+    fn tuned_probe_scores_held_out_images_on_their_views() {
+        tch::manual_seed(3);
+        let n = 240;
+        let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+        // Overlapping classes, so that held-out scores differ between settings.
+        let x = Tensor::randn([n as i64, 3], (Kind::Float, Device::Cpu))
+            + y.one_hot(3).to_kind(Kind::Float) * 1.5;
+        let cfg = ProbeConfig {
+            epochs: 5,
+            milestones: vec![3],
+            batch_size: 32,
+            ..Default::default()
+        };
+        let search = ProbeSearch {
+            lrs: vec![0.01, 1.0],
+            weight_decays: vec![0.0, 0.1],
+            standardize: vec![false, true],
+            val_frac: 0.25,
+        };
+        let (fit_idx, val_idx) = tune_split(n, &cfg, &search);
+        assert_eq!(val_idx.len(), 60);
+        let rows = |idx: &[usize]| {
+            x.index_select(
+                0,
+                &Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()),
+            )
+        };
+        let val_y: Vec<u32> = val_idx.iter().map(|&i| labels[i]).collect();
+        let (_, on_rows) = tune_probe(&x, &labels, 3, &cfg, &search, None);
+        // Two identical views of each held-out image score as its row: the views are
+        // matched to the held-out images in tune_split's order.
+        let val_x = rows(&val_idx);
+        let twice = Tensor::stack(&[&val_x, &val_x], 1);
+        let (_, on_twice) = tune_probe(&x, &labels, 3, &cfg, &search, Some(&twice));
+        assert_eq!(on_twice, on_rows);
+        // Other views: every setting is scored on them, as a probe fitted on the rest would.
+        let views = val_x.unsqueeze(1) + Tensor::randn([60, 10, 3], (Kind::Float, Device::Cpu));
+        let (_, on_views) = tune_probe(&x, &labels, 3, &cfg, &search, Some(&views));
+        assert_ne!(on_views.tried, on_rows.tried);
+        let fit_y: Vec<u32> = fit_idx.iter().map(|&i| labels[i]).collect();
+        for t in &on_views.tried {
+            let p = train_probe(
+                &rows(&fit_idx),
+                &fit_y,
+                3,
+                &ProbeConfig {
+                    lr: t.lr,
+                    weight_decay: t.weight_decay,
+                    standardize: t.standardize,
+                    ..cfg.clone()
+                },
+            );
+            let top1 = p.correct(&views, &val_y) as f64 / 60.0;
+            assert!((t.val_top1 - top1).abs() < 1e-9, "{t:?}: {top1}");
+        }
     }
 
     #[test]
@@ -1070,13 +1168,13 @@ mod tests {
             ..Default::default()
         };
         let both = ProbeSearch::decades(vec![false, true]);
-        let (p, choice) = tune_probe(&tr, &labels[..300], 2, &cfg, &both);
+        let (p, choice) = tune_probe(&tr, &labels[..300], 2, &cfg, &both, None);
         assert!(choice.chosen.standardize, "{:?}", choice.chosen);
         assert_eq!(choice.tried.len(), 40);
         assert!(p.correct(&te, &labels[300..]) >= 95);
         // Raw features only: no rate in the grid finds the signal.
         let raw = ProbeSearch::decades(vec![false]);
-        let (p, choice) = tune_probe(&tr, &labels[..300], 2, &cfg, &raw);
+        let (p, choice) = tune_probe(&tr, &labels[..300], 2, &cfg, &raw, None);
         assert!(!choice.chosen.standardize);
         assert!(p.correct(&te, &labels[300..]) < 75);
     }
@@ -1108,6 +1206,49 @@ mod tests {
     fn layers_parse() {
         assert_eq!("conv3".parse::<Layer>().unwrap(), Layer::Conv(3));
         assert_eq!("final".parse::<Layer>().unwrap(), Layer::Final);
+        assert_eq!("pixels".parse::<Layer>().unwrap(), Layer::Pixels);
+        for l in [Layer::Conv(2), Layer::Final, Layer::Pixels] {
+            assert_eq!(l.to_string().parse::<Layer>().unwrap(), l);
+        }
         assert!("conv6".parse::<Layer>().is_err());
+    }
+
+    #[test]
+    fn pixel_features_are_the_normalised_input_pooled_when_large() {
+        use crate::model::ModelConfig;
+        for (sobel, size) in [(false, 32), (true, 32), (false, 96)] {
+            let cfg = ModelConfig {
+                arch: Arch::AlexnetSmall,
+                width: 0.25,
+                k: 5,
+                input_size: size,
+                sobel,
+                ..Default::default()
+            };
+            let m = Model::new(&cfg, Device::Cpu).unwrap();
+            let s = i64::from(size);
+            let c = if sobel { 2 } else { 3 };
+            if size == 32 {
+                // 32 x 32 x 3 is under the pooled size: every input value, unpooled.
+                let px = Tensor::randint(256, [2, 3, s, s], (Kind::Uint8, Device::Cpu));
+                let f = layers_features(&m, &px, &[Layer::Final, Layer::Pixels]).unwrap();
+                assert_eq!(f[1].size(), vec![2, c * 32 * 32]);
+                assert!(f[1].equal(&m.input(&px).flatten(1, -1).contiguous()));
+                assert_eq!(f[0].size()[0], 2);
+            } else {
+                // 96 x 96 x 3 averages to a 55 x 55 grid, which keeps a flat colour.
+                let rgb = Tensor::from_slice(&[200u8, 30, 90]).view([1, 3, 1, 1]);
+                let px = rgb.expand([2, 3, s, s], false).contiguous();
+                let f = layers_features(&m, &px, &[Layer::Pixels]).unwrap();
+                assert_eq!(f[0].size(), vec![2, 3 * 55 * 55]);
+                let flat =
+                    m.input(&rgb)
+                        .flatten(0, -1)
+                        .repeat_interleave_self_int(55 * 55, 0, None);
+                for i in 0..2 {
+                    assert!(f[0].get(i).allclose(&flat, 1e-6, 1e-6, false));
+                }
+            }
+        }
     }
 }
