@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
 use uic_loader::RecordFile;
 use uic_trainer::eval::{self, Layer, ProbeChoice, ProbeConfig, ProbeSearch};
+use uic_trainer::tch::{Device, Tensor};
 use uic_trainer::{Model, TrainConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -221,35 +222,26 @@ fn linear(
         )?,
         ProbeTrain::Center => {
             let train = eval::extract(model, cfg, &d.train_file, &d.train_idx, layers, false)?;
-            // The tuner scores its held-out images on the test's views.
-            let val_views = match (search, test) {
-                (Some(s), ProbeTest::TenCrop) => {
-                    let (_, held) = eval::tune_split(d.train_idx.len(), pc, s);
-                    let images: Vec<usize> = held.iter().map(|&i| d.train_idx[i]).collect();
-                    Some(eval::extract(
-                        model,
-                        cfg,
-                        &d.train_file,
-                        &images,
-                        layers,
-                        true,
-                    )?)
-                }
-                _ => None,
-            };
-            let mut probes = Vec::with_capacity(layers.len());
-            for (i, f) in train.iter().enumerate() {
-                probes.push(match search {
-                    Some(s) => {
-                        let views = val_views.as_ref().map(|v| &v[i]);
-                        let (p, c) = eval::tune_probe(f, &d.train_labels, d.classes, pc, s, views);
-                        choices[i] = Some(c);
-                        p
+            match search {
+                None => train
+                    .iter()
+                    .map(|f| eval::train_probe(f, &d.train_labels, d.classes, pc))
+                    .collect(),
+                Some(s) => {
+                    let grids: Vec<eval::ProbeGrid> = train
+                        .iter()
+                        .map(|f| eval::ProbeGrid::fit(f, &d.train_labels, d.classes, pc, s))
+                        .collect();
+                    let grids = score_held_out(model, cfg, d, layers, &train, grids, test)?;
+                    let mut probes = Vec::with_capacity(layers.len());
+                    for ((g, f), choice) in grids.into_iter().zip(&train).zip(&mut choices) {
+                        let (p, c) = g.choose(f, &d.train_labels, d.classes, pc);
+                        *choice = Some(c);
+                        probes.push(p);
                     }
-                    None => eval::train_probe(f, &d.train_labels, d.classes, pc),
-                });
+                    probes
+                }
             }
-            probes
         }
     };
     let mut correct = vec![0usize; layers.len()];
@@ -263,7 +255,7 @@ fn linear(
         |range, feats| {
             let labels = &d.test_labels[range];
             for ((c, p), f) in correct.iter_mut().zip(&probes).zip(feats) {
-                *c += p.correct(&f.to_device(uic_trainer::tch::Device::Cpu), labels);
+                *c += p.correct(&f.to_device(Device::Cpu), labels);
             }
         },
     )?;
@@ -273,6 +265,46 @@ fn linear(
         .zip(choices)
         .map(|((&l, c), choice)| (l, c as f64 / d.test_labels.len() as f64, choice))
         .collect())
+}
+
+/// Scores each layer's grid on its held-out training images, tested as the probes will be:
+/// centre crops are rows of `train`; ten crops are extracted again and streamed batch by
+/// batch.
+fn score_held_out(
+    model: &Model,
+    cfg: &TrainConfig,
+    d: &Data,
+    layers: &[Layer],
+    train: &[Tensor],
+    mut grids: Vec<eval::ProbeGrid>,
+    test: ProbeTest,
+) -> Result<Vec<eval::ProbeGrid>> {
+    let held = grids[0].held_out().to_vec();
+    match test {
+        ProbeTest::Center => {
+            let idx = Tensor::from_slice(&held.iter().map(|&i| i as i64).collect::<Vec<_>>());
+            for (g, f) in grids.iter_mut().zip(train) {
+                g.score(0..held.len(), &f.index_select(0, &idx));
+            }
+        }
+        ProbeTest::TenCrop => {
+            let images: Vec<usize> = held.iter().map(|&i| d.train_idx[i]).collect();
+            eval::extract_each(
+                model,
+                cfg,
+                &d.train_file,
+                &images,
+                layers,
+                true,
+                |r, feats| {
+                    for (g, f) in grids.iter_mut().zip(feats) {
+                        g.score(r.clone(), &f.to_device(Device::Cpu));
+                    }
+                },
+            )?;
+        }
+    }
+    Ok(grids)
 }
 
 fn evaluate(

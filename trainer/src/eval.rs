@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 use tch::nn::{self, Module};
@@ -395,7 +395,12 @@ impl ProbeFit {
             )
         });
         let vs = nn::VarStore::new(Device::Cpu);
-        let lin = nn::linear(vs.root() / "probe", d, classes as i64, Default::default());
+        let mut lin = nn::linear(vs.root() / "probe", d, classes as i64, Default::default());
+        let (w, b) = probe_init(d, classes as i64, cfg.seed);
+        tch::no_grad(|| {
+            lin.ws.copy_(&w);
+            lin.bs.as_mut().expect("a bias").copy_(&b);
+        });
         let opt = crate::sgd::Sgd::new(vs.variables().into_iter().collect(), 0.9, cfg.weight_decay);
         ProbeFit {
             lin,
@@ -432,6 +437,19 @@ fn column_stats(x: &Tensor) -> (Tensor, Tensor) {
         x.mean_dim(0, true, Kind::Float),
         x.std_dim(0, false, true).clamp_min(1e-6),
     )
+}
+
+/// A probe's initial weights (`[c, d]`) and biases (`[c]`): `nn.Linear`'s distribution,
+/// uniform in ±1/√d, drawn from a generator seeded by `seed` alone. Not libtorch's global
+/// generator, which any other thread may reseed or draw from between our seeding and our
+/// draws: probes trained side by side (tests run in parallel) stay reproducible.
+fn probe_init(d: i64, c: i64, seed: u64) -> (Tensor, Tensor) {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x7072_6f62_6569_6e69);
+    let bound = 1.0 / (d as f32).sqrt();
+    let mut draw = |n: i64| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-bound..bound)).collect() };
+    let w = draw(c * d);
+    let b = draw(c);
+    (Tensor::from_slice(&w).view([c, d]), Tensor::from_slice(&b))
 }
 
 /// Trains a linear classifier on `train` (`[n, d]`) for `classes` classes, with SGD
@@ -507,7 +525,8 @@ pub fn tune_split(n: usize, cfg: &ProbeConfig, search: &ProbeSearch) -> (Vec<usi
 /// training on part of `train` and scoring on the rest ([`tune_split`]; the first best
 /// setting in grid order wins), then trains the chosen probe on all of `train`. Each feature
 /// set gets the setting that suits it, so a badly scaled or overfitting one is not
-/// under-trained by a rate chosen for another.
+/// under-trained by a rate chosen for another. [`ProbeGrid`] does the same in steps, for
+/// held-out views streamed batch by batch.
 ///
 /// The held-out images are scored on their rows of `train`, or, with `val_views`, on those
 /// views: `[m, v, d]` for the `m` held-out positions of [`tune_split`] in order, their
@@ -525,68 +544,158 @@ pub fn tune_probe(
     search: &ProbeSearch,
     val_views: Option<&Tensor>,
 ) -> (Probe, ProbeChoice) {
-    let n = labels.len();
-    let (fit_idx, val_idx) = tune_split(n, cfg, search);
-    assert!(
-        !fit_idx.is_empty() && !val_idx.is_empty(),
-        "the held-out share {} of {n} images leaves a part empty",
-        search.val_frac
-    );
-    let rows = |idx: &[usize]| {
-        let t = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        train.index_select(0, &t)
+    let mut grid = ProbeGrid::fit(train, labels, classes, cfg, search);
+    let m = grid.held_out().len();
+    let views = match val_views {
+        Some(v) => v.shallow_clone(),
+        None => rows(train, grid.held_out()),
     };
-    let fit_x = rows(&fit_idx);
-    let val_x = match val_views {
-        Some(v) => {
-            assert_eq!(
-                v.size()[0] as usize,
-                val_idx.len(),
-                "one row of views per held-out image"
-            );
-            v.shallow_clone()
-        }
-        None => rows(&val_idx),
-    };
-    let fit_y: Vec<u32> = fit_idx.iter().map(|&i| labels[i]).collect();
-    let val_y: Vec<u32> = val_idx.iter().map(|&i| labels[i]).collect();
-    let grid: Vec<(f64, f64)> = search
-        .lrs
-        .iter()
-        .flat_map(|&lr| search.weight_decays.iter().map(move |&wd| (lr, wd)))
-        .collect();
-    let mut tried = Vec::new();
-    for &standardize in &search.standardize {
-        let c = ProbeConfig {
-            standardize,
-            ..cfg.clone()
-        };
-        for (p, &(lr, weight_decay)) in train_probe_grid(&fit_x, &fit_y, classes, &c, &grid)
+    grid.score(0..m, &views);
+    grid.choose(train, labels, classes, cfg)
+}
+
+/// The rows `idx` of `x`.
+fn rows(x: &Tensor, idx: &[usize]) -> Tensor {
+    let t = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    x.index_select(0, &t)
+}
+
+/// [`tune_probe`] in steps: every setting of a [`ProbeSearch`] trained on the fitting part
+/// of [`tune_split`] ([`ProbeGrid::fit`]), scored on the held-out images as their features
+/// arrive, in order and in any number of pieces ([`ProbeGrid::score`]), then the best one
+/// retrained on all the training images ([`ProbeGrid::choose`]). Held-out views (ten crops of
+/// conv layers) need never be all in memory.
+#[derive(Debug)]
+pub struct ProbeGrid {
+    /// Each setting, with `val_top1` unset until [`ProbeGrid::choose`].
+    trials: Vec<ProbeTrial>,
+    probes: Vec<Probe>,
+    correct: Vec<usize>,
+    held_out: Vec<usize>,
+    held_labels: Vec<u32>,
+    scored: usize,
+}
+
+impl ProbeGrid {
+    /// Trains a probe of every setting of `search` on the fitting part of `train`.
+    ///
+    /// # Panics
+    /// As [`train_probe`]; or if the held-out share leaves either part empty, or the grid
+    /// is empty.
+    pub fn fit(
+        train: &Tensor,
+        labels: &[u32],
+        classes: usize,
+        cfg: &ProbeConfig,
+        search: &ProbeSearch,
+    ) -> Self {
+        let n = labels.len();
+        let (fit_idx, held_out) = tune_split(n, cfg, search);
+        assert!(
+            !fit_idx.is_empty() && !held_out.is_empty(),
+            "the held-out share {} of {n} images leaves a part empty",
+            search.val_frac
+        );
+        let fit_x = rows(train, &fit_idx);
+        let fit_y: Vec<u32> = fit_idx.iter().map(|&i| labels[i]).collect();
+        let rates: Vec<(f64, f64)> = search
+            .lrs
             .iter()
-            .zip(&grid)
-        {
-            tried.push(ProbeTrial {
-                lr,
-                weight_decay,
+            .flat_map(|&lr| search.weight_decays.iter().map(move |&wd| (lr, wd)))
+            .collect();
+        assert!(
+            !rates.is_empty() && !search.standardize.is_empty(),
+            "an empty search grid"
+        );
+        let (mut trials, mut probes) = (Vec::new(), Vec::new());
+        for &standardize in &search.standardize {
+            let c = ProbeConfig {
                 standardize,
-                val_top1: p.correct(&val_x, &val_y) as f64 / val_y.len() as f64,
-            });
+                ..cfg.clone()
+            };
+            let trained = train_probe_grid(&fit_x, &fit_y, classes, &c, &rates);
+            for (p, &(lr, weight_decay)) in trained.into_iter().zip(&rates) {
+                trials.push(ProbeTrial {
+                    lr,
+                    weight_decay,
+                    standardize,
+                    val_top1: f64::NAN,
+                });
+                probes.push(p);
+            }
+        }
+        ProbeGrid {
+            correct: vec![0; trials.len()],
+            trials,
+            probes,
+            held_labels: held_out.iter().map(|&i| labels[i]).collect(),
+            held_out,
+            scored: 0,
         }
     }
-    let chosen = *tried
-        .iter()
-        .reduce(|best, t| if t.val_top1 > best.val_top1 { t } else { best })
-        .expect("a non-empty search grid");
-    let pc = ProbeConfig {
-        lr: chosen.lr,
-        weight_decay: chosen.weight_decay,
-        standardize: chosen.standardize,
-        ..cfg.clone()
-    };
-    (
-        train_probe(train, labels, classes, &pc),
-        ProbeChoice { chosen, tried },
-    )
+
+    /// The held-out positions in `train`, in the order [`ProbeGrid::score`] takes them.
+    pub fn held_out(&self) -> &[usize] {
+        &self.held_out
+    }
+
+    /// Scores every setting on held-out images `range` (positions in
+    /// [`ProbeGrid::held_out`]): `feats` is `[b, d]`, or `[b, v, d]` views whose softmax is
+    /// averaged.
+    ///
+    /// # Panics
+    /// If `range` does not continue where the last call stopped, runs past the held-out
+    /// images, or does not match the rows of `feats`.
+    pub fn score(&mut self, range: std::ops::Range<usize>, feats: &Tensor) {
+        assert_eq!(
+            range.start, self.scored,
+            "held-out images are scored in order"
+        );
+        let labels = &self.held_labels[range.clone()];
+        for (c, p) in self.correct.iter_mut().zip(&self.probes) {
+            *c += p.correct(feats, labels);
+        }
+        self.scored = range.end;
+    }
+
+    /// The best setting by held-out accuracy (the first in grid order on ties: standardise,
+    /// then rate, then decay), trained on all of `train`, with every setting's score.
+    ///
+    /// # Panics
+    /// If some held-out image was not scored; as [`train_probe`].
+    pub fn choose(
+        self,
+        train: &Tensor,
+        labels: &[u32],
+        classes: usize,
+        cfg: &ProbeConfig,
+    ) -> (Probe, ProbeChoice) {
+        let m = self.held_labels.len();
+        assert_eq!(self.scored, m, "every held-out image must be scored");
+        let tried: Vec<ProbeTrial> = self
+            .trials
+            .iter()
+            .zip(&self.correct)
+            .map(|(t, &c)| ProbeTrial {
+                val_top1: c as f64 / m as f64,
+                ..*t
+            })
+            .collect();
+        let chosen = *tried
+            .iter()
+            .reduce(|best, t| if t.val_top1 > best.val_top1 { t } else { best })
+            .expect("a non-empty search grid");
+        let pc = ProbeConfig {
+            lr: chosen.lr,
+            weight_decay: chosen.weight_decay,
+            standardize: chosen.standardize,
+            ..cfg.clone()
+        };
+        (
+            train_probe(train, labels, classes, &pc),
+            ProbeChoice { chosen, tried },
+        )
+    }
 }
 
 /// Trains one linear probe per `(lr, weight_decay)` of `grid` at once, each as
@@ -618,7 +727,6 @@ pub fn train_probe_grid(
     );
     let train = train.to_kind(Kind::Float);
     let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
-    tch::manual_seed(cfg.seed as i64);
     let (mean, std) = if cfg.standardize {
         column_stats(&train)
     } else {
@@ -628,16 +736,9 @@ pub fn train_probe_grid(
         )
     };
     // The initialisation of a single probe, repeated: [g * c, d] weights, [g * c] biases.
-    let init = nn::VarStore::new(Device::Cpu);
-    let lin = nn::linear(init.root() / "probe", d, c, Default::default());
-    let mut w = lin.ws.detach().repeat([g, 1]).set_requires_grad(true);
-    let mut b = lin
-        .bs
-        .as_ref()
-        .expect("a bias")
-        .detach()
-        .repeat([g])
-        .set_requires_grad(true);
+    let (w0, b0) = probe_init(d, c, cfg.seed);
+    let mut w = w0.repeat([g, 1]).set_requires_grad(true);
+    let mut b = b0.repeat([g]).set_requires_grad(true);
     let per = |v: Vec<f64>| {
         Tensor::from_slice(&v)
             .to_kind(Kind::Float)
@@ -750,7 +851,6 @@ pub fn train_probes_augmented(
         len: indices.len(),
         seed: pc.seed,
     };
-    tch::manual_seed(pc.seed as i64);
     let mut fits: Vec<Option<ProbeFit>> = layers.iter().map(|_| None).collect();
     for epoch in 0..pc.epochs {
         let lr = probe_lr(pc, epoch);
@@ -973,7 +1073,6 @@ mod tests {
         let d = *train.size().last().expect("2-d features");
         let train = train.to_kind(Kind::Float);
         let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
-        tch::manual_seed(cfg.seed as i64);
         let stats = cfg.standardize.then(|| column_stats(&train));
         let mut fit = ProbeFit::new(d, classes, stats, cfg);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
@@ -1146,6 +1245,60 @@ mod tests {
             let top1 = p.correct(&views, &val_y) as f64 / 60.0;
             assert!((t.val_top1 - top1).abs() < 1e-9, "{t:?}: {top1}");
         }
+        // Streamed in pieces, as `uic eval` feeds ten-crop batches: the same choice.
+        let mut grid = ProbeGrid::fit(&x, &labels, 3, &cfg, &search);
+        assert_eq!(grid.held_out(), &val_idx[..]);
+        grid.score(0..25, &views.narrow(0, 0, 25));
+        grid.score(25..60, &views.narrow(0, 25, 35));
+        assert_eq!(grid.choose(&x, &labels, 3, &cfg).1, on_views);
+    }
+
+    #[test]
+    fn probes_do_not_depend_on_libtorch_global_generator() {
+        // Another thread reseeds and draws from libtorch's global generator all along, as
+        // parallel tests and callers do; the probe must come out the same every time.
+        let (n, d) = (90, 6);
+        let x = (Tensor::arange(n * d, (Kind::Float, Device::Cpu)).view([n, d]) * 0.37).sin();
+        let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        let cfg = ProbeConfig {
+            epochs: 2,
+            batch_size: 16,
+            ..Default::default()
+        };
+        let want = train_probe(&x, &labels, 3, &cfg).probabilities(&x);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let got: Vec<Tensor> = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tch::manual_seed(7);
+                    let _ = Tensor::randn([256], (Kind::Float, Device::Cpu));
+                }
+            });
+            let got = (0..20)
+                .map(|_| train_probe(&x, &labels, 3, &cfg).probabilities(&x))
+                .collect();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            got
+        });
+        for g in &got {
+            assert!(g.equal(&want));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "every held-out image must be scored")]
+    fn probe_grid_refuses_to_choose_before_every_held_out_image_is_scored() {
+        let labels: Vec<u32> = (0..40).map(|i| (i % 2) as u32).collect();
+        let x = Tensor::randn([40, 2], (Kind::Float, Device::Cpu));
+        let cfg = ProbeConfig {
+            epochs: 1,
+            ..Default::default()
+        };
+        let search = ProbeSearch::decades(vec![false]);
+        let mut grid = ProbeGrid::fit(&x, &labels, 2, &cfg, &search);
+        let first = rows(&x, &grid.held_out()[..3]);
+        grid.score(0..3, &first);
+        grid.choose(&x, &labels, 2, &cfg);
     }
 
     #[test]
