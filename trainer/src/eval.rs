@@ -1135,22 +1135,33 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tuned_probe_keeps_the_best_held_out_setting() {
-        tch::manual_seed(1);
-        let n = 300;
-        // Three separable classes on three axes.
+    /// `n` points of three classes in turn, each `sep` along its own axis plus Gaussian
+    /// noise of deviation `spread` (from libtorch's global generator).
+    fn three_blobs(n: usize, spread: f64, sep: f64) -> (Tensor, Vec<u32>) {
         let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
         let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
-        let x = Tensor::randn([n as i64, 3], (Kind::Float, Device::Cpu)) * 0.3
-            + y.one_hot(3).to_kind(Kind::Float) * 2.0;
-        let (tr, te) = (x.narrow(0, 0, 240), x.narrow(0, 240, 60));
-        let cfg = ProbeConfig {
+        let x = Tensor::randn([n as i64, 3], (Kind::Float, Device::Cpu)) * spread
+            + y.one_hot(3).to_kind(Kind::Float) * sep;
+        (x, labels)
+    }
+
+    /// A five-epoch probe in batches of 32, rate divided at epoch 3.
+    fn short_probe() -> ProbeConfig {
+        ProbeConfig {
             epochs: 5,
             milestones: vec![3],
             batch_size: 32,
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn tuned_probe_keeps_the_best_held_out_setting() {
+        tch::manual_seed(1);
+        // Three separable classes on three axes.
+        let (x, labels) = three_blobs(300, 0.3, 2.0);
+        let (tr, te) = (x.narrow(0, 0, 240), x.narrow(0, 240, 60));
+        let cfg = short_probe();
         // An infinite rate makes the weights NaN: that setting must lose.
         let search = ProbeSearch {
             lrs: vec![f64::INFINITY, 0.1],
@@ -1192,17 +1203,9 @@ mod tests {
     fn tuned_probe_scores_held_out_images_on_their_views() {
         tch::manual_seed(3);
         let n = 240;
-        let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
-        let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
         // Overlapping classes, so that held-out scores differ between settings.
-        let x = Tensor::randn([n as i64, 3], (Kind::Float, Device::Cpu))
-            + y.one_hot(3).to_kind(Kind::Float) * 1.5;
-        let cfg = ProbeConfig {
-            epochs: 5,
-            milestones: vec![3],
-            batch_size: 32,
-            ..Default::default()
-        };
+        let (x, labels) = three_blobs(n, 1.0, 1.5);
+        let cfg = short_probe();
         let search = ProbeSearch {
             lrs: vec![0.01, 1.0],
             weight_decays: vec![0.0, 0.1],
