@@ -228,11 +228,11 @@ fn linear(
                     .map(|f| eval::train_probe(f, &d.train_labels, d.classes, pc))
                     .collect(),
                 Some(s) => {
-                    let grids: Vec<eval::ProbeGrid> = train
+                    let mut grids: Vec<eval::ProbeGrid> = train
                         .iter()
                         .map(|f| eval::ProbeGrid::fit(f, &d.train_labels, d.classes, pc, s))
                         .collect();
-                    let grids = score_held_out(model, cfg, d, layers, &train, grids, test)?;
+                    score_held_out(model, cfg, d, layers, &train, &mut grids, test)?;
                     let mut probes = Vec::with_capacity(layers.len());
                     for ((g, f), choice) in grids.into_iter().zip(&train).zip(&mut choices) {
                         let (p, c) = g.choose(f, &d.train_labels, d.classes, pc);
@@ -276,19 +276,21 @@ fn score_held_out(
     d: &Data,
     layers: &[Layer],
     train: &[Tensor],
-    mut grids: Vec<eval::ProbeGrid>,
+    grids: &mut [eval::ProbeGrid],
     test: ProbeTest,
-) -> Result<Vec<eval::ProbeGrid>> {
-    let held = grids[0].held_out().to_vec();
+) -> Result<()> {
     match test {
         ProbeTest::Center => {
-            let idx = Tensor::from_slice(&held.iter().map(|&i| i as i64).collect::<Vec<_>>());
             for (g, f) in grids.iter_mut().zip(train) {
-                g.score(0..held.len(), &f.index_select(0, &idx));
+                g.score_rows(f);
             }
         }
         ProbeTest::TenCrop => {
-            let images: Vec<usize> = held.iter().map(|&i| d.train_idx[i]).collect();
+            let images: Vec<usize> = grids[0]
+                .held_out()
+                .iter()
+                .map(|&i| d.train_idx[i])
+                .collect();
             eval::extract_each(
                 model,
                 cfg,
@@ -304,7 +306,7 @@ fn score_held_out(
             )?;
         }
     }
-    Ok(grids)
+    Ok(())
 }
 
 fn evaluate(

@@ -517,19 +517,19 @@ pub struct ProbeChoice {
 
 /// The positions in `0..n` that [`tune_probe`] fits on and holds out to score on: a split
 /// seeded by `cfg.seed`, `search.val_frac` held out, each part sorted.
-pub fn tune_split(n: usize, cfg: &ProbeConfig, search: &ProbeSearch) -> (Vec<usize>, Vec<usize>) {
+fn tune_split(n: usize, cfg: &ProbeConfig, search: &ProbeSearch) -> (Vec<usize>, Vec<usize>) {
     split(n, 1.0 - search.val_frac, cfg.seed ^ 0x7072_6f62_6576_616c)
 }
 
 /// Chooses the probe's learning rate, weight decay and standardisation from `search` by
-/// training on part of `train` and scoring on the rest ([`tune_split`]; the first best
+/// training on part of `train` and scoring on the rest ([`ProbeGrid::held_out`]; the first best
 /// setting in grid order wins), then trains the chosen probe on all of `train`. Each feature
 /// set gets the setting that suits it, so a badly scaled or overfitting one is not
 /// under-trained by a rate chosen for another. [`ProbeGrid`] does the same in steps, for
 /// held-out views streamed batch by batch.
 ///
 /// The held-out images are scored on their rows of `train`, or, with `val_views`, on those
-/// views: `[m, v, d]` for the `m` held-out positions of [`tune_split`] in order, their
+/// views: `[m, v, d]` for the `m` positions of [`ProbeGrid::held_out`] in order, their
 /// softmax averaged over the `v` views. Pass the views the test uses (ten crops), so the
 /// setting is chosen for the test it will face.
 ///
@@ -545,12 +545,10 @@ pub fn tune_probe(
     val_views: Option<&Tensor>,
 ) -> (Probe, ProbeChoice) {
     let mut grid = ProbeGrid::fit(train, labels, classes, cfg, search);
-    let m = grid.held_out().len();
-    let views = match val_views {
-        Some(v) => v.shallow_clone(),
-        None => rows(train, grid.held_out()),
-    };
-    grid.score(0..m, &views);
+    match val_views {
+        Some(v) => grid.score(0..grid.held_out().len(), v),
+        None => grid.score_rows(train),
+    }
     grid.choose(train, labels, classes, cfg)
 }
 
@@ -561,7 +559,7 @@ fn rows(x: &Tensor, idx: &[usize]) -> Tensor {
 }
 
 /// [`tune_probe`] in steps: every setting of a [`ProbeSearch`] trained on the fitting part
-/// of [`tune_split`] ([`ProbeGrid::fit`]), scored on the held-out images as their features
+/// of a seeded split of the training images ([`ProbeGrid::fit`]), scored on the held-out images as their features
 /// arrive, in order and in any number of pieces ([`ProbeGrid::score`]), then the best one
 /// retrained on all the training images ([`ProbeGrid::choose`]). Held-out views (ten crops of
 /// conv layers) need never be all in memory.
@@ -656,6 +654,16 @@ impl ProbeGrid {
             *c += p.correct(feats, labels);
         }
         self.scored = range.end;
+    }
+
+    /// Scores every setting on all the held-out images at once, on their rows of the
+    /// training features `train` (`[n, d]`, as given to [`ProbeGrid::fit`]).
+    ///
+    /// # Panics
+    /// As [`ProbeGrid::score`].
+    pub fn score_rows(&mut self, train: &Tensor) {
+        let x = rows(train, &self.held_out);
+        self.score(0..self.held_out.len(), &x);
     }
 
     /// The best setting by held-out accuracy (the first in grid order on ties: standardise,
