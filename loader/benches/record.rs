@@ -1,7 +1,7 @@
 //! Record-file access: open (full validation), random sample access, and checksum verify.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use uic::loader::{NewSample, RecordFile, RecordWriter, WriterOptions};
+use uic_loader::{NewSample, RecordFile, RecordWriter, WriterOptions};
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();

@@ -3,10 +3,10 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use rand::SeedableRng;
-use uic::loader::crop::{random_resized_crop, CropDecoder, RrcConfig};
-use uic::loader::jpeg::{Decoder, EncodeOptions, Encoder, PixelFormat, Scale, Subsampling};
-use uic::loader::pipeline::hwc_to_chw;
-use uic::loader::StorageMode;
+use uic_loader::crop::{random_resized_crop, CropDecoder, RrcConfig};
+use uic_loader::jpeg::{Decoder, EncodeOptions, Encoder, PixelFormat, Scale, Subsampling};
+use uic_loader::pipeline::hwc_to_chw;
+use uic_loader::StorageMode;
 
 fn photo(w: u32, h: u32) -> Vec<u8> {
     let mut v = Vec::with_capacity((w * h * 3) as usize);

@@ -10,7 +10,7 @@ use std::time::Instant;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use uic::loader::{NewSample, RecordFile, RecordWriter, WriterOptions};
+use uic_loader::{NewSample, RecordFile, RecordWriter, WriterOptions};
 
 const GROUP: u64 = 8 << 20;
 const WINDOW_BLOCKS: usize = 2;

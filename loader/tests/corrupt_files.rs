@@ -4,9 +4,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use uic::loader::convert::{convert, ConvertOptions};
-use uic::loader::format::{Header, ENTRY_LEN, HEADER_LEN};
-use uic::loader::{Error, RecordFile};
+use uic_loader::convert::{convert, ConvertOptions};
+use uic_loader::format::{Header, ENTRY_LEN, HEADER_LEN};
+use uic_loader::{Error, RecordFile};
 
 fn good_file(dir: &Path) -> (PathBuf, Vec<u8>) {
     let input = dir.join("in");

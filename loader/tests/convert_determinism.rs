@@ -2,8 +2,8 @@
 
 mod common;
 
-use uic::loader::convert::{convert, ConvertOptions};
-use uic::loader::StorageMode;
+use uic_loader::convert::{convert, ConvertOptions};
+use uic_loader::StorageMode;
 
 #[test]
 fn output_is_byte_identical_for_1_2_and_5_threads() {

@@ -8,9 +8,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use uic::loader::convert::{convert, report_path, ConvertOptions};
-use uic::loader::jpeg::PixelFormat;
-use uic::loader::RecordFile;
+use uic_loader::convert::{convert, report_path, ConvertOptions};
+use uic_loader::jpeg::PixelFormat;
+use uic_loader::RecordFile;
 
 /// Builds the zoo; returns the input root.
 fn zoo(dir: &Path) -> std::path::PathBuf {

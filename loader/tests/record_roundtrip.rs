@@ -4,9 +4,9 @@ mod common;
 
 use std::os::unix::ffi::OsStrExt;
 
-use uic::loader::convert::{convert, ConvertOptions};
-use uic::loader::jpeg::{Decoder, Scale};
-use uic::loader::{NewSample, RecordFile, RecordWriter, StorageMode, WriterOptions};
+use uic_loader::convert::{convert, ConvertOptions};
+use uic_loader::jpeg::{Decoder, Scale};
+use uic_loader::{NewSample, RecordFile, RecordWriter, StorageMode, WriterOptions};
 
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed
@@ -342,7 +342,7 @@ fn flat_folder_with_labels_csv_and_file_list() {
     let list = dir.path().join("list.txt");
     std::fs::write(&list, "ILSVRC_3.JPEG\nILSVRC_1.JPEG\n\nILSVRC_3.JPEG\n").unwrap();
     let opts = ConvertOptions {
-        sources: uic::loader::convert::SourceOptions {
+        sources: uic_loader::convert::SourceOptions {
             file_list: Some(list),
             ..Default::default()
         },

@@ -1,8 +1,8 @@
 //! Per-op cost of the augmentation kernels on one 224x224 RGB image.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use uic::augment::jitter::{adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation};
-use uic::augment::{gaussian_blur, grayscale, hflip, normalize, sobel, NormalizeConfig};
+use uic_augment::jitter::{adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation};
+use uic_augment::{gaussian_blur, grayscale, hflip, normalize, sobel, NormalizeConfig};
 
 fn bench(c: &mut Criterion) {
     let (w, h) = (224usize, 224usize);

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use uic::loader::jpeg::{EncodeOptions, Encoder, PixelFormat, Subsampling};
+use uic_loader::jpeg::{EncodeOptions, Encoder, PixelFormat, Subsampling};
 
 /// A smooth RGB test pattern.
 pub fn pattern(w: u32, h: u32, seed: u32) -> Vec<u8> {

@@ -6,9 +6,9 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use uic::loader::convert::{convert, ConvertOptions};
-use uic::loader::order::{Order, Random, Sequential};
-use uic::loader::{CropMode, Loader, LoaderConfig, RecordFile};
+use uic_loader::convert::{convert, ConvertOptions};
+use uic_loader::order::{Order, Random, Sequential};
+use uic_loader::{CropMode, Loader, LoaderConfig, RecordFile};
 
 fn dataset(dir: &Path) -> Arc<RecordFile> {
     let input = dir.join("in");
@@ -103,7 +103,7 @@ fn an_epoch_resumes_part_way_and_drop_last_drops() {
 
 #[test]
 fn the_strong_preset_is_deterministic_and_differs_from_paper() {
-    use uic::augment::{Augment, Preset};
+    use uic_augment::{Augment, Preset};
     let dir = tempfile::tempdir().unwrap();
     let file = dataset(dir.path());
     let idx: Vec<usize> = (0..file.len()).collect();
@@ -219,7 +219,7 @@ fn center_crop_mode_is_deterministic_and_bad_indices_are_errors() {
     let file = dataset(dir.path());
     let c = LoaderConfig {
         crop: CropMode::Center { resize: 36 },
-        augment: uic::augment::Augment::none(),
+        augment: uic_augment::Augment::none(),
         ..cfg(2)
     };
     let loader = Loader::new(file.clone(), c).unwrap();

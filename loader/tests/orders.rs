@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use uic::loader::order::{shard, ClassBalanced, Order, QuasiRandom, Random, Subset};
+use uic_loader::order::{shard, ClassBalanced, Order, QuasiRandom, Random, Subset};
 
 #[test]
 fn class_balanced_sampler_matches_the_hand_computed_distribution() {

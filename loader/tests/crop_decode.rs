@@ -3,9 +3,9 @@
 mod common;
 
 use rand::SeedableRng;
-use uic::loader::crop::{random_resized_crop, ten_crop, CropDecoder, Rect, RrcConfig};
-use uic::loader::jpeg::{Decoder, PixelFormat, Scale};
-use uic::loader::StorageMode;
+use uic_loader::crop::{random_resized_crop, ten_crop, CropDecoder, Rect, RrcConfig};
+use uic_loader::jpeg::{Decoder, PixelFormat, Scale};
+use uic_loader::StorageMode;
 
 fn smooth(w: u32, h: u32) -> Vec<u8> {
     let mut v = Vec::with_capacity((w * h * 3) as usize);
