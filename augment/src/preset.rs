@@ -6,6 +6,9 @@ use crate::{hflip, BlurConfig, FlipConfig, GrayscaleConfig, JitterConfig};
 
 /// Named pipelines (the crop is the loader's part: RandomResizedCrop, or centre for `eval`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Preset {
     /// RandomResizedCrop + flip.
     Paper,
@@ -13,20 +16,6 @@ pub enum Preset {
     Strong,
     /// Centre crop, nothing random.
     Eval,
-}
-
-impl std::str::FromStr for Preset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "paper" => Ok(Preset::Paper),
-            "strong" => Ok(Preset::Strong),
-            "eval" => Ok(Preset::Eval),
-            o => Err(format!(
-                "unknown preset {o:?} (expected paper, strong or eval)"
-            )),
-        }
-    }
 }
 
 /// The per-sample augmentations after the crop, in torchvision's order: flip, jitter,

@@ -27,6 +27,7 @@ pub const ENTRY_CONVERTED: u16 = 1;
 
 /// How the pixels of a sample are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum StorageMode {
     /// A JPEG file (baseline or progressive); decodes to RGB.
@@ -65,19 +66,6 @@ impl StorageMode {
 impl std::fmt::Display for StorageMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for StorageMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "jpeg" => Ok(StorageMode::Jpeg),
-            "raw" => Ok(StorageMode::Raw),
-            other => Err(format!(
-                "unknown storage mode {other:?} (expected jpeg or raw)"
-            )),
-        }
     }
 }
 

@@ -82,7 +82,7 @@ fn step(a: StepArgs) -> Result<ExitCode> {
     a.set.apply(&mut cfg);
     cfg.validate()?;
     uic_trainer::set_threads(&cfg);
-    let model = uic_trainer::init_model(&cfg)?;
+    let model = uic_trainer::Model::init(&cfg.model(), cfg.seed, cfg.device.resolve()?)?;
     let mut opt =
         uic_trainer::sgd::Sgd::new(model.named_parameters(), cfg.momentum, cfg.weight_decay);
     let (b, s) = (cfg.batch_size, cfg.input_size as usize);

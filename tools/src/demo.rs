@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use uic_loader::convert::{self, ConvertOptions};
 use uic_loader::synth::{self, SynthOptions};
 use uic_loader::RecordFile;
-use uic_trainer::{Arch, TrainConfig, TrainPreset, Trainer};
+use uic_trainer::{Arch, Preset, TrainConfig, Trainer};
 
 use crate::train::Bars;
 
@@ -89,7 +89,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         k: a.k.unwrap_or(2 * classes),
         epochs: a.epochs,
         batch_size: 64,
-        preset: TrainPreset::Paper,
+        preset: Preset::Paper,
         sobel: Some(false),
         seed: a.seed,
         ..TrainConfig::default()

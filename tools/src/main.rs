@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod bench;
 mod convert;
@@ -11,6 +11,7 @@ mod eval;
 #[cfg(feature = "cuda")]
 mod gpu;
 mod inspect;
+mod plot;
 mod plots;
 mod train;
 mod verify;
@@ -81,7 +82,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    // The settings' defaults come from `TrainConfig::default()`, written into the help here.
+    let cmd = Cli::command()
+        .mut_subcommand("train", train::with_defaults)
+        .mut_subcommand("bench", |b| b.mut_subcommand("step", train::with_defaults));
+    let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     uic_trainer::alloc::keep_freed_buffers();
     let result = match cli.command {
         Command::Convert(a) => convert::run(a),

@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::plot::{bar_chart, line_chart, Series};
 use anyhow::{Context, Result};
 use uic_trainer::checkpoint;
 use uic_trainer::labels::class_sizes;
 use uic_trainer::metrics::read_metrics;
-use uic_trainer::plot::{bar_chart, line_chart, Series};
 
 /// Writes `nmi.png`, `loss.png`, `lr.png` and `class_sizes.png` into `run`; returns the paths.
 pub fn write(run: &Path) -> Result<Vec<PathBuf>> {
@@ -91,8 +91,7 @@ pub fn write(run: &Path) -> Result<Vec<PathBuf>> {
 /// centre-cropped. `data` defaults to the file the run trained on.
 pub fn write_grid(run: &Path, data: Option<&Path>, rows: usize, cols: usize) -> Result<PathBuf> {
     use std::sync::Arc;
-    use uic_trainer::eval;
-    let (model, ck) = eval::load_model(run)?;
+    let (model, ck) = uic_trainer::checkpoint::load_model(run)?;
     let cfg = &ck.state.config;
     let data: PathBuf = data.map_or_else(|| PathBuf::from(&ck.state.data.path), Path::to_path_buf);
     let file = Arc::new(uic_loader::RecordFile::open(&data).with_context(|| {
@@ -102,7 +101,7 @@ pub fn write_grid(run: &Path, data: Option<&Path>, rows: usize, cols: usize) -> 
         )
     })?);
     let all: Vec<usize> = (0..file.len()).collect();
-    let (assign, entropy) = eval::predict(&model, cfg, &file, &all)?;
+    let (assign, entropy) = uic_trainer::infer::predict(&model, cfg, &file, &all)?;
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); cfg.k];
     for (i, &c) in assign.iter().enumerate() {
         members[c as usize].push(i);
@@ -150,6 +149,6 @@ pub fn write_grid(run: &Path, data: Option<&Path>, rows: usize, cols: usize) -> 
         }
     }
     let p = run.join("classes_grid.png");
-    uic_trainer::plot::image_grid(&p, &tiles, s, s, cols, &labels)?;
+    crate::plot::image_grid(&p, &tiles, s, s, cols, &labels)?;
     Ok(p)
 }

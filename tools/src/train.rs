@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use uic_trainer::checkpoint;
 use uic_trainer::{
-    Arch, EpochMetrics, InitLabels, Observer, Progress, Schedule, TrainConfig, TrainPreset, Trainer,
+    Arch, EpochMetrics, InitLabels, Observer, Preset, Progress, Schedule, TrainConfig, Trainer,
 };
 
 #[derive(Debug, clap::Args)]
@@ -34,51 +34,52 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// Settings that override the config file. Defaults are the paper's (see `TrainConfig`).
+/// Settings that override the config file. Defaults are the paper's: `TrainConfig::default()`,
+/// which [`with_defaults`] writes into the help.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct Overrides {
-    /// Backbone: alexnet, alexnet-small or resnet50 [default: alexnet].
+    /// Backbone.
     #[arg(long)]
     pub arch: Option<Arch>,
-    /// Channel multiplier of the AlexNets [default: 1].
+    /// Channel multiplier of the AlexNets.
     #[arg(long)]
     pub width: Option<f64>,
-    /// Crop side in pixels [default: 224].
+    /// Crop side in pixels.
     #[arg(long)]
     pub input_size: Option<u32>,
-    /// Least crop area of RandomResizedCrop [default: 0.08].
+    /// Least crop area of RandomResizedCrop.
     #[arg(long)]
     pub min_scale: Option<f64>,
-    /// Pseudo-classes [default: 3000].
+    /// Pseudo-classes.
     #[arg(long)]
     pub k: Option<usize>,
-    /// Epochs [default: 500].
+    /// Epochs.
     #[arg(long)]
     pub epochs: Option<u64>,
-    /// Batch size [default: 256].
+    /// Batch size.
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Passes over the data per epoch, for small sets [default: 1].
+    /// Passes over the data per epoch, for small sets.
     #[arg(long)]
     pub epoch_repeats: Option<u64>,
-    /// Base learning rate [default: 0.1].
+    /// Base learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
     /// Learning-rate schedule: linear (paper), cosine (official code) or constant.
     #[arg(long)]
     pub schedule: Option<Schedule>,
-    /// SGD momentum [default: 0.9].
+    /// SGD momentum.
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// Weight decay [default: 1e-4].
+    /// Weight decay.
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// Dropout in AlexNet's FC layers [default: 0.5].
+    /// Dropout in AlexNet's FC layers.
     #[arg(long)]
     pub dropout: Option<f64>,
     /// Augmentation: paper (crop + flip) or strong (+ jitter, grayscale, blur).
     #[arg(long)]
-    pub preset: Option<TrainPreset>,
+    pub preset: Option<Preset>,
     /// The fixed Sobel input layer [default: on for alexnet, off otherwise].
     #[arg(long, overrides_with = "no_sobel")]
     pub sobel: bool,
@@ -94,17 +95,17 @@ pub struct Overrides {
     /// Labeler: uic, or kmeans (DeepCluster-style: extra pass, PCA-256, k-means) to compare.
     #[arg(long)]
     pub labeler: Option<uic_trainer::Labeler>,
-    /// Further fine-tuning epochs with labels fixed by a centre-crop pass [default: 0].
+    /// Further fine-tuning epochs with labels fixed by a centre-crop pass.
     #[arg(long)]
     pub fft_epochs: Option<u64>,
-    /// Base learning rate of the fine-tuning epochs [default: 0.01].
+    /// Base learning rate of the fine-tuning epochs.
     #[arg(long)]
     pub fft_lr: Option<f64>,
-    /// Device: cpu or cuda (needs a build with `--features cuda`) [default: cpu].
+    /// Device: cpu or cuda (needs a build with `--features cuda`).
     #[arg(long)]
     pub device: Option<uic_trainer::DeviceChoice>,
     /// Decoder of the training batches: cpu (TurboJPEG) or nvjpeg (on the CUDA device; needs
-    /// a build with `--features nvjpeg`, --device cuda and the paper preset) [default: cpu].
+    /// a build with `--features nvjpeg`, --device cuda and the paper preset).
     #[arg(long)]
     pub decoder: Option<uic_trainer::Decoder>,
     /// bfloat16 autocast in the forward pass (for CUDA).
@@ -119,7 +120,7 @@ pub struct Overrides {
     /// libtorch threads [default: one per core].
     #[arg(long)]
     pub torch_threads: Option<usize>,
-    /// Seed of every random choice [default: 0].
+    /// Seed of every random choice.
     #[arg(long)]
     pub seed: Option<u64>,
 }
@@ -172,6 +173,30 @@ impl Overrides {
             c.channels_last = false;
         }
     }
+}
+
+/// Appends each setting's default, read from `TrainConfig::default()`, to its flag's help
+/// (`[default: 3000]`), so that the help cannot drift from the code. Switches (`--amp`) and
+/// settings whose default is not one value (thread counts, Sobel) say theirs in words.
+pub fn with_defaults(mut cmd: clap::Command) -> clap::Command {
+    let defaults = serde_json::to_value(TrainConfig::default()).expect("the config serialises");
+    let ids: Vec<String> = cmd
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
+    for id in ids {
+        let v = match defaults.get(&id) {
+            _ if matches!(id.as_str(), "threads" | "torch_threads") => continue,
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v @ serde_json::Value::Number(_)) => v.to_string(),
+            _ => continue,
+        };
+        cmd = cmd.mut_arg(&id, |a| {
+            let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+            a.help(format!("{help} [default: {v}]"))
+        });
+    }
+    cmd
 }
 
 /// The settings of this invocation: the checkpoint's when resuming without --config, else

@@ -149,7 +149,12 @@ fn errors_are_one_clean_line_with_the_file() {
         "png",
     ]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("unknown storage mode"));
+    // clap's one-line refusal, naming the accepted modes.
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("invalid value 'png'") && err.contains("[possible values: jpeg, raw]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -201,5 +206,51 @@ fn bench_loader_json_pairs_each_epoch_with_a_limit_pass() {
         j["fraction_of_limit"].as_f64().unwrap(),
         sorted[1],
         "the median"
+    );
+}
+
+#[test]
+fn train_help_shows_the_code_defaults_and_each_enum_parses_one_way() {
+    let out = uic(&["train", "--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    // The defaults come from TrainConfig::default(), not from text that can drift.
+    let d = uic_trainer::TrainConfig::default();
+    for want in [
+        format!("[default: {}]", d.k),
+        format!("[default: {}]", d.epochs),
+        format!("[default: {}]", d.input_size),
+        format!("[default: {}]", serde_json::json!(d.weight_decay)),
+        format!("[default: {}]", d.arch),
+        "[default: linear]".to_string(),
+        "[default: paper]".to_string(),
+    ] {
+        assert!(help.contains(&want), "no {want} in:\n{help}");
+    }
+    assert!(help.contains("alexnet-small"), "{help}");
+    // A wrong value is clap's one-line error naming the accepted ones.
+    let out = uic(&["train", "--data", "x", "--out", "y", "--arch", "vgg"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("invalid value 'vgg'") && err.contains("alexnet-small"),
+        "{err}"
+    );
+    // The preset of evaluation is not a training preset.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = uic(&[
+        "train",
+        "--data",
+        tmp.path().join("none.uicr").to_str().unwrap(),
+        "--out",
+        tmp.path().join("run").to_str().unwrap(),
+        "--preset",
+        "eval",
+    ]);
+    assert_clean_error(&out);
+    assert!(
+        text(&out.stderr).contains("preset eval"),
+        "{}",
+        text(&out.stderr)
     );
 }

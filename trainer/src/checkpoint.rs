@@ -16,6 +16,8 @@
 //! Atomicity: a new checkpoint is written to `DIR/.checkpoint.tmp/` and synced; then the old
 //! one is renamed to `DIR/.checkpoint.old/`, the new one to `DIR/checkpoint/`, and the old one
 //! removed. A crash at any point leaves one complete checkpoint, which [`find`] picks.
+//!
+//! [`load_model`] rebuilds a checkpoint's model for evaluation and plotting.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -232,6 +234,26 @@ pub fn load_labels(dir: &Path) -> Result<Vec<u32>> {
         return Err(Error::checkpoint(dir, "negative label in `labels`"));
     }
     Ok(v.into_iter().map(|l| l as u32).collect())
+}
+
+/// Loads the model of a checkpoint: `dir` is a run folder or its `checkpoint/` folder.
+///
+/// # Errors
+/// No checkpoint, another format version, or weights that do not fit the architecture.
+pub fn load_model(dir: &Path) -> Result<(Model, Checkpoint)> {
+    let ck = if dir.join("state.json").is_file() {
+        read(dir)?
+    } else {
+        find(dir)?.ok_or_else(|| {
+            Error::checkpoint(
+                dir,
+                "no checkpoint here (expected state.json or checkpoint/state.json)",
+            )
+        })?
+    };
+    let mut model = Model::new(&ck.state.config.model(), Device::Cpu)?;
+    load_weights(&ck.dir, &mut model)?;
+    Ok((model, ck))
 }
 
 #[cfg(test)]

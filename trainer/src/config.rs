@@ -1,9 +1,11 @@
 //! Every setting of a training run, with the paper's defaults. Loaded from TOML; the `uic`
-//! command overrides single fields from its flags.
+//! command overrides single fields from its flags. [`set_threads`] applies the libtorch thread
+//! count.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use uic_augment::Preset;
 
 use crate::error::{Error, Result};
 use crate::model::{Arch, ModelConfig};
@@ -11,6 +13,7 @@ use crate::schedule::Schedule;
 
 /// Where the labels of the first epoch come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum InitLabels {
     /// Uniformly random (the official code).
@@ -20,21 +23,9 @@ pub enum InitLabels {
     Inference,
 }
 
-impl std::str::FromStr for InitLabels {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "random" => Ok(InitLabels::Random),
-            "inference" => Ok(InitLabels::Inference),
-            o => Err(format!(
-                "unknown initial labels {o:?} (expected random or inference)"
-            )),
-        }
-    }
-}
-
 /// How the pseudo-labels of each epoch are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Labeler {
     /// UIC: the argmax of the previous epoch's training forward pass (4 bytes per image).
@@ -45,19 +36,9 @@ pub enum Labeler {
     Kmeans,
 }
 
-impl std::str::FromStr for Labeler {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "uic" => Ok(Labeler::Uic),
-            "kmeans" => Ok(Labeler::Kmeans),
-            o => Err(format!("unknown labeler {o:?} (expected uic or kmeans)")),
-        }
-    }
-}
-
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// The CPU.
@@ -65,17 +46,6 @@ pub enum DeviceChoice {
     Cpu,
     /// The first CUDA device (needs a build with the `cuda` feature).
     Cuda,
-}
-
-impl std::str::FromStr for DeviceChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cpu" => Ok(DeviceChoice::Cpu),
-            "cuda" => Ok(DeviceChoice::Cuda),
-            o => Err(format!("unknown device {o:?} (expected cpu or cuda)")),
-        }
-    }
 }
 
 impl DeviceChoice {
@@ -103,6 +73,7 @@ impl DeviceChoice {
 
 /// Which decoder feeds training batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Decoder {
     /// TurboJPEG on the loader's CPU threads.
@@ -111,39 +82,6 @@ pub enum Decoder {
     /// nvJPEG on the CUDA device, crop and resize there (a build with the `nvjpeg` feature,
     /// `--device cuda`, and the `paper` preset: the colour steps have no GPU kernels).
     Nvjpeg,
-}
-
-impl std::str::FromStr for Decoder {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cpu" => Ok(Decoder::Cpu),
-            "nvjpeg" => Ok(Decoder::Nvjpeg),
-            o => Err(format!("unknown decoder {o:?} (expected cpu or nvjpeg)")),
-        }
-    }
-}
-
-/// Augmentation preset names the trainer accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum TrainPreset {
-    /// RandomResizedCrop + flip.
-    #[default]
-    Paper,
-    /// RandomResizedCrop + flip + colour jitter + grayscale + blur.
-    Strong,
-}
-
-impl std::str::FromStr for TrainPreset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "paper" => Ok(TrainPreset::Paper),
-            "strong" => Ok(TrainPreset::Strong),
-            o => Err(format!("unknown preset {o:?} (expected paper or strong)")),
-        }
-    }
 }
 
 /// A training run's settings. Unknown TOML keys are errors, so a typo never goes unnoticed.
@@ -178,7 +116,7 @@ pub struct TrainConfig {
     /// Dropout in AlexNet's FC layers.
     pub dropout: f64,
     /// Augmentation preset.
-    pub preset: TrainPreset,
+    pub preset: Preset,
     /// The fixed Sobel input layer; unset means on for AlexNet, off otherwise.
     pub sobel: Option<bool>,
     /// An MLP before the classifier layer.
@@ -231,7 +169,7 @@ impl Default for TrainConfig {
             momentum: 0.9,
             weight_decay: 1e-4,
             dropout: 0.5,
-            preset: TrainPreset::Paper,
+            preset: Preset::Paper,
             sobel: None,
             mlp_head: false,
             init_labels: InitLabels::Random,
@@ -321,6 +259,12 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout {} not in [0, 1)", self.dropout));
         }
+        if self.preset == Preset::Eval {
+            return bad(
+                "preset eval is the centre crop of evaluation; training takes paper or strong"
+                    .into(),
+            );
+        }
         if self.epochs + self.fft_epochs == 0 {
             return bad("epochs = 0: nothing to train".into());
         }
@@ -338,7 +282,7 @@ impl TrainConfig {
             if self.device != DeviceChoice::Cuda {
                 return bad("decoder nvjpeg needs --device cuda".into());
             }
-            if self.preset != TrainPreset::Paper {
+            if self.preset != Preset::Paper {
                 return bad(format!(
                     "decoder nvjpeg does the paper preset only (crop and flip), not {:?}: \
                      the colour steps run on the CPU decoder",
@@ -348,6 +292,17 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// Sets libtorch's intra-op threads from the config (0: one per core).
+pub fn set_threads(cfg: &TrainConfig) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let t = if cfg.torch_threads == 0 {
+        cores
+    } else {
+        cfg.torch_threads
+    };
+    tch::set_num_threads(t as i32);
 }
 
 #[cfg(test)]

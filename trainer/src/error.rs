@@ -5,14 +5,15 @@ use std::path::PathBuf;
 /// Everything that can go wrong while training or evaluating.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A libtorch call failed.
+    /// A libtorch call failed (its message is in this one, so it is not also a source).
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// The data pipeline failed.
     #[error(transparent)]
     Loader(#[from] uic_loader::Error),
-    /// Reading or writing a file failed.
-    #[error("cannot {op} {}: {source}", path.display())]
+    /// Reading or writing a file failed; the cause is the source (shown after a colon by
+    /// `{:#}` in `anyhow`, and by any error report that walks the chain).
+    #[error("cannot {op} {}", path.display())]
     Io {
         /// What was being done ("write", "read", ...).
         op: &'static str,
@@ -24,6 +25,10 @@ pub enum Error {
     /// A setting is invalid, alone or with the data it is used on.
     #[error("invalid setting: {0}")]
     Config(String),
+    /// Something that should not happen did: a worker thread panicked, a loader stopped
+    /// early. A bug to report, not a user's mistake.
+    #[error("internal error, please report it: {0}")]
+    Internal(String),
     /// A checkpoint is missing, incomplete, from another run or from another version.
     #[error("checkpoint {}: {reason}", path.display())]
     Checkpoint {
@@ -50,6 +55,12 @@ pub enum Error {
 /// The trainer's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<tch::TchError> for Error {
+    fn from(e: tch::TchError) -> Self {
+        Error::Torch(e)
+    }
+}
+
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -64,5 +75,27 @@ impl Error {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each message says its cause once, whether printed alone or with its source chain.
+    #[test]
+    fn causes_are_not_repeated_along_the_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = Error::io("read", "/x/y", io);
+        let mut chain = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            chain += &format!(": {s}");
+            src = s.source();
+        }
+        assert_eq!(chain, "cannot read /x/y: gone");
+        let t = Error::from(tch::TchError::Torch("bad shape".into()));
+        assert!(std::error::Error::source(&t).is_none());
+        assert_eq!(t.to_string(), "libtorch: Internal torch error: bad shape");
     }
 }

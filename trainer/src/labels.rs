@@ -149,6 +149,11 @@ pub fn class_sizes(labels: &[u32], k: usize) -> Vec<usize> {
     sizes
 }
 
+/// The number of classes of true labels `0..C`: the largest label plus one (0 for none).
+pub fn class_count<'a>(labels: impl IntoIterator<Item = &'a u32>) -> usize {
+    labels.into_iter().max().map_or(0, |&m| m as usize + 1)
+}
+
 /// Refills every empty class the way DeepCluster and UIC do: take the class with the most
 /// members (the lowest index on ties), split its members into two halves at random, and
 /// move one half (`size / 2` members) to the empty class. Returns how many classes were

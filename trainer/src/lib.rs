@@ -8,7 +8,13 @@
 //!   and atomic [`checkpoint`]s that a resumed run continues exactly;
 //! - [`Model`]: AlexNet-BN, the small AlexNet, ResNet-50, with the fixed Sobel input layer;
 //! - [`TrainConfig`]: every setting, from TOML or code;
+//! - [`eval`]: the paper's evaluation (kNN, linear probes, NMI) as a library call with a
+//!   typed [`eval::EvalReport`];
 //! - [`nmi`]: normalised mutual information, arithmetic and geometric.
+//!
+//! The modules form layers, each using only those above it:
+//! `error`, `seeds`, `schedule`, `nmi`, `labels`, `sgd` → `model` → `config` → `data`,
+//! `metrics`, `checkpoint` → `infer` (features and predictions) → `train`, `eval`, `kmeans`.
 //!
 //! This crate links libtorch 2.11.0 (tch 0.24.0) and re-exports `tch` so that dependants
 //! use the exact same version.
@@ -27,31 +33,32 @@ pub mod alloc;
 pub mod amp;
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 mod error;
 pub mod eval;
-mod feed;
+pub mod infer;
 pub mod kmeans;
 pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod nmi;
-pub mod plot;
 pub mod schedule;
+mod seeds;
 pub mod sgd;
 mod train;
 
 pub use tch;
 
-pub use config::{Decoder, DeviceChoice, InitLabels, Labeler, TrainConfig, TrainPreset};
+pub use config::{set_threads, Decoder, DeviceChoice, InitLabels, Labeler, TrainConfig};
+pub use data::{eval_loader_config, train_loader_config};
 pub use error::{Error, Result};
+pub use infer::Layer;
 pub use labels::LabelTable;
 pub use metrics::{EpochMetrics, Phase};
 pub use model::{Arch, Model, ModelConfig};
 pub use schedule::Schedule;
-pub use train::{
-    eval_loader_config, init_model, set_threads, train_loader_config, train_step, Observer,
-    Progress, Quiet, Trainer,
-};
+pub use train::{train_step, Observer, Progress, Quiet, Trainer};
+pub use uic_augment::Preset;
 
 /// The PyTorch release this crate's tch (0.24.0) is built against.
 pub const LIBTORCH_VERSION: &str = "2.11.0";

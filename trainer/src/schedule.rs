@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// How the learning rate moves from its base value to 0 over a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Schedule {
     /// `lr (1 - t / T)`: the paper's linear decay.
@@ -13,20 +14,6 @@ pub enum Schedule {
     Cosine,
     /// `lr` throughout.
     Constant,
-}
-
-impl std::str::FromStr for Schedule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "linear" => Ok(Schedule::Linear),
-            "cosine" => Ok(Schedule::Cosine),
-            "constant" => Ok(Schedule::Constant),
-            o => Err(format!(
-                "unknown schedule {o:?} (expected linear, cosine or constant)"
-            )),
-        }
-    }
 }
 
 impl Schedule {

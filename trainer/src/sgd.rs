@@ -44,29 +44,16 @@ impl Sgd {
             // without a temporary (tch has no `add_` with `alpha`).
             let (mut wd, mut neg_lr) = (None, None);
             for ((_, p), buf) in self.params.iter_mut().zip(&mut self.buffers) {
-                let mut g = p.grad();
+                let g = p.grad();
                 if !g.defined() {
                     continue;
                 }
                 let opts = (p.kind(), p.device());
-                if self.weight_decay != 0.0 {
-                    let w = wd.get_or_insert_with(|| {
-                        Tensor::from(self.weight_decay)
-                            .to_kind(opts.0)
-                            .to_device(opts.1)
-                    });
-                    let _ = g.addcmul_(p, w);
-                }
-                let b = match buf {
-                    Some(b) => {
-                        let _ = b.g_mul_scalar_(self.momentum).g_add_(&g);
-                        b
-                    }
-                    None => buf.insert(g.detach().copy()),
-                };
-                let l = neg_lr
-                    .get_or_insert_with(|| Tensor::from(-lr).to_kind(opts.0).to_device(opts.1));
-                let _ = p.addcmul_(b, l);
+                let scalar = |x: f64| Tensor::from(x).to_kind(opts.0).to_device(opts.1);
+                let w = (self.weight_decay != 0.0)
+                    .then(|| &*wd.get_or_insert_with(|| scalar(self.weight_decay)));
+                let l = neg_lr.get_or_insert_with(|| scalar(-lr));
+                update(p, g, buf, self.momentum, w, l);
             }
         });
     }
@@ -114,6 +101,33 @@ impl Sgd {
             None => Ok(()),
         }
     }
+}
+
+/// The update rule of [`Sgd::step`] for one parameter `p` with gradient `g`, in place:
+/// `g += wd p; buf = g (first step) or momentum buf + g; p += neg_lr buf`. `wd` and `neg_lr`
+/// broadcast against `p`: 0-d tensors for one rate, or one row each for a stack of
+/// parameters that each have their own (the probe grid's). `g` is changed in place (it is
+/// the parameter's gradient, zeroed before the next backward pass). Call it under
+/// [`tch::no_grad`].
+pub fn update(
+    p: &mut Tensor,
+    mut g: Tensor,
+    buf: &mut Option<Tensor>,
+    momentum: f64,
+    wd: Option<&Tensor>,
+    neg_lr: &Tensor,
+) {
+    if let Some(w) = wd {
+        let _ = g.addcmul_(p, w);
+    }
+    let b = match buf {
+        Some(b) => {
+            let _ = b.g_mul_scalar_(momentum).g_add_(&g);
+            b
+        }
+        None => buf.insert(g.detach().copy()),
+    };
+    let _ = p.addcmul_(b, neg_lr);
 }
 
 #[cfg(test)]

@@ -16,9 +16,11 @@ pub use alexnet::{AlexNet, AlexNetConfig};
 pub use resnet::ResNet50;
 
 use crate::error::{Error, Result};
+use crate::seeds::torch_seed;
 
 /// The backbone architectures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Arch {
     /// AlexNet with BatchNorm (conv1-5, fc6-7), the paper's main model.
@@ -28,20 +30,6 @@ pub enum Arch {
     AlexnetSmall,
     /// ResNet-50.
     Resnet50,
-}
-
-impl std::str::FromStr for Arch {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "alexnet" => Ok(Arch::Alexnet),
-            "alexnet-small" => Ok(Arch::AlexnetSmall),
-            "resnet50" => Ok(Arch::Resnet50),
-            o => Err(format!(
-                "unknown architecture {o:?} (expected alexnet, alexnet-small or resnet50)"
-            )),
-        }
-    }
 }
 
 impl std::fmt::Display for Arch {
@@ -195,6 +183,25 @@ impl Model {
             sobel,
             cfg: cfg.clone(),
         })
+    }
+
+    /// A freshly initialised model, exactly as a run with `seed` starts: libtorch seeded
+    /// from `seed`, the weights drawn on the CPU whatever the device (so they do not depend
+    /// on it), then moved to `device`. A training run and the untrained baseline of its
+    /// evaluation both start here.
+    ///
+    /// # Errors
+    /// Settings out of range.
+    pub fn init(cfg: &ModelConfig, seed: u64, device: Device) -> Result<Self> {
+        tch::manual_seed(torch_seed(seed, u64::MAX));
+        let mut m = Model::new(cfg, Device::Cpu)?;
+        if device != Device::Cpu {
+            m.to_device(device);
+            // Fixed input shapes: let cuDNN time its algorithms once and keep the fastest (as
+            // `torch.backends.cudnn.benchmark = True` in PyTorch's ImageNet example).
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
+        Ok(m)
     }
 
     /// The settings it was built with.

@@ -34,7 +34,7 @@ pub(crate) struct DeviceBatch {
     pub(crate) substituted: usize,
 }
 
-/// One batch, ready for [`crate::train_step`].
+/// One batch, ready for [`super::step::train_step`].
 #[derive(Debug)]
 pub(crate) enum StepInput {
     /// Pixels in one of the CPU loader's slots (returned to it on drop).
@@ -88,7 +88,7 @@ impl StepInput {
     }
 
     /// Runs `f` on the `N x 3 x h x w` `u8` pixels. A CPU batch is lent to libtorch without
-    /// a copy, so nothing `f` returns may hold the tensor ([`crate::train_step`] returns
+    /// a copy, so nothing `f` returns may hold the tensor ([`super::step::train_step`] returns
     /// plain numbers; its input layer converts to float into new storage, so autograd saves
     /// nothing that points into the slot).
     pub(crate) fn with_pixels<R>(&self, h: i64, w: i64, f: impl FnOnce(&Tensor) -> R) -> R {
@@ -129,7 +129,7 @@ impl Feed {
         let (h, w) = size;
         let a = Ahead::start("uic-upload", vec![epoch], n, ahead, move |ep, b| {
             let batch = ep.next().ok_or_else(|| {
-                Error::Config(format!("the loader stopped before batch {b} of {n}"))
+                Error::Internal(format!("the loader stopped before batch {b} of {n}"))
             })?;
             // SAFETY: `host` is dropped right after the copy, before `batch`.
             let host = unsafe { lend(&batch, h, w) };
@@ -237,7 +237,7 @@ impl<S: Send + 'static> Ahead<S> {
                     }
                     state
                 })
-                .map_err(|e| Error::Config(format!("cannot start a {name} thread: {e}")))?;
+                .map_err(|e| Error::Internal(format!("cannot start a {name} thread: {e}")))?;
             a.workers.push(Worker {
                 rx: Some(rx),
                 handle: Some(handle),

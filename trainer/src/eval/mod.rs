@@ -1,0 +1,37 @@
+//! Evaluation of learned features: NMI of a checkpoint's assignment, linear probes on
+//! conv1-conv5 and the final features, and kNN accuracy; each against an untrained backbone
+//! of the same architecture (the trainer's own initialisation, from the same seed).
+//!
+//! [`protocol::evaluate`] runs the whole protocol of `uic eval` and returns a typed
+//! [`EvalReport`]. The parts, for other protocols:
+//! - [`split`]: the seeded train/test split;
+//! - [`knn`]: cosine kNN;
+//! - [`probe`], [`grid`]: linear probes, one or a grid of settings trained in one pass;
+//! - [`tune`]: probe settings chosen on held-out training images;
+//! - [`augmented`]: probes trained on fresh augmented views;
+//! - [`nmi_report`]: NMI of the model's own assignment.
+//!
+//! Features come from [`crate::infer`], in eval mode, on the centre crop, and for the
+//! probes' test set on ten crops whose softmax outputs are averaged, as in the paper.
+
+pub mod augmented;
+pub mod grid;
+pub mod knn;
+pub mod nmi_report;
+pub mod probe;
+pub mod protocol;
+pub mod report;
+pub mod split;
+pub mod tune;
+
+pub use augmented::train_probes_augmented;
+pub use grid::{linear_probe, train_probe, train_probe_grid};
+pub use knn::knn_top1;
+pub use nmi_report::{nmi_report, true_labels, NmiReport};
+pub use probe::{Probe, ProbeConfig};
+pub use protocol::{
+    evaluate, probe_layers, EvalData, ProbeTest, ProbeTrain, ProbeTune, Protocol, What,
+};
+pub use report::{EvalReport, Gains, Scores};
+pub use split::split;
+pub use tune::{tune_probe, ProbeChoice, ProbeGrid, ProbeSearch, ProbeTrial};

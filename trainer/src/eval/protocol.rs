@@ -1,0 +1,492 @@
+//! The evaluation protocol of `uic eval`, as a library call: [`evaluate`] a checkpoint on a
+//! labelled file, by kNN, linear probes and NMI, against the untrained backbone the run
+//! started from, and get an [`EvalReport`].
+//!
+//! The data ([`EvalData`]) is either a seeded split of one file (70/30 by default) or a
+//! training file and a test file. Probes follow the paper (32 epochs, rate 0.1 divided by
+//! 10 at epochs 10, 20 and 30, ten-crop testing) unless [`Protocol`] says otherwise; their
+//! milestones scale with fewer epochs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tch::{Device, Tensor};
+use uic_loader::RecordFile;
+
+use super::augmented::train_probes_augmented;
+use super::grid::train_probe;
+use super::knn::knn_top1;
+use super::nmi_report::{nmi_report, true_labels};
+use super::probe::{Probe, ProbeConfig};
+use super::report::{EvalReport, Scores};
+use super::split::split;
+use super::tune::{ProbeChoice, ProbeGrid, ProbeSearch};
+use crate::checkpoint::load_model;
+use crate::config::{set_threads, TrainConfig};
+use crate::error::{Error, Result};
+use crate::infer::{extract, extract_each, Layer};
+use crate::labels::class_count;
+use crate::model::{Arch, Model};
+
+/// Which scores to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum What {
+    /// kNN top-1 (k = --knn-k, cosine) on the final backbone features.
+    Knn,
+    /// Linear probes on conv1-conv5 and the final features, ten-crop testing.
+    Linear,
+    /// NMI of the centre-crop assignment against the true labels.
+    Nmi,
+    /// All three.
+    All,
+}
+
+impl What {
+    fn knn(self) -> bool {
+        matches!(self, What::Knn | What::All)
+    }
+    fn linear(self) -> bool {
+        matches!(self, What::Linear | What::All)
+    }
+    fn nmi(self) -> bool {
+        matches!(self, What::Nmi | What::All)
+    }
+}
+
+/// What `--probe-tune` chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ProbeTune {
+    /// Learning rate and weight decay; standardisation as `--standardize` says.
+    Rate,
+    /// Learning rate, weight decay, and whether to standardise.
+    All,
+}
+
+/// The test views of the linear probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ProbeTest {
+    /// Softmax averaged over ten crops (the paper).
+    TenCrop,
+    /// The centre crop.
+    Center,
+}
+
+/// The training views of the linear probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ProbeTrain {
+    /// Fresh RandomResizedCrop + flip views every epoch (the paper).
+    Augmented,
+    /// One centre crop per image.
+    Center,
+}
+
+/// How to evaluate; the defaults are `uic eval`'s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Protocol {
+    /// Which scores.
+    pub what: What,
+    /// Evaluate only the untrained backbone.
+    pub random_init_only: bool,
+    /// Share of the data that trains the probes when there is no test file.
+    pub train_frac: f64,
+    /// Seed of the split and of the probes.
+    pub seed: u64,
+    /// Neighbours of the kNN classifier.
+    pub knn_k: i64,
+    /// Features of the kNN classifier.
+    pub knn_layer: Layer,
+    /// Epochs of the linear probes.
+    pub probe_epochs: usize,
+    /// What the probes train on.
+    pub probe_train: ProbeTrain,
+    /// Standardise the features before the probes.
+    pub standardize: bool,
+    /// Tune each probe's setting on held-out training images.
+    pub probe_tune: Option<ProbeTune>,
+    /// How the probes are tested.
+    pub probe_test: ProbeTest,
+    /// Layers to probe; empty: [`probe_layers`] of the architecture.
+    pub layers: Vec<Layer>,
+    /// Loader and libtorch threads (0: one per core).
+    pub threads: usize,
+}
+
+impl Default for Protocol {
+    fn default() -> Self {
+        Protocol {
+            what: What::All,
+            random_init_only: false,
+            train_frac: 0.7,
+            seed: 0,
+            knn_k: 20,
+            knn_layer: Layer::Final,
+            probe_epochs: 32,
+            probe_train: ProbeTrain::Center,
+            standardize: false,
+            probe_tune: None,
+            probe_test: ProbeTest::TenCrop,
+            layers: Vec::new(),
+            threads: 0,
+        }
+    }
+}
+
+impl Protocol {
+    /// The probes' settings: the paper's, milestones scaled to `probe_epochs`.
+    pub fn probe_config(&self) -> ProbeConfig {
+        let scale = self.probe_epochs as f64 / 32.0;
+        ProbeConfig {
+            epochs: self.probe_epochs,
+            milestones: [10.0, 20.0, 30.0]
+                .iter()
+                .map(|m| (m * scale).round() as usize)
+                .collect(),
+            seed: self.seed,
+            standardize: self.standardize,
+            ..Default::default()
+        }
+    }
+
+    /// The grid the probes are tuned over, if they are.
+    pub fn probe_search(&self) -> Option<ProbeSearch> {
+        self.probe_tune.map(|t| {
+            ProbeSearch::decades(match t {
+                ProbeTune::Rate => vec![self.standardize],
+                ProbeTune::All => vec![false, true],
+            })
+        })
+    }
+
+    /// # Errors
+    /// Settings that contradict each other.
+    pub fn validate(&self) -> Result<()> {
+        if self.probe_tune == Some(ProbeTune::All) && self.standardize {
+            return Err(Error::Config(
+                "--probe-tune all chooses whether to standardise; drop --standardize".into(),
+            ));
+        }
+        if self.probe_tune.is_some() && self.probe_train == ProbeTrain::Augmented {
+            return Err(Error::Config(
+                "--probe-tune trains on centre crops; drop --probe-train augmented".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The layers a linear probe reads for `arch`: conv1-conv5 and the final features for the
+/// AlexNets, the final features for ResNet-50.
+pub fn probe_layers(arch: Arch) -> Vec<Layer> {
+    match arch {
+        Arch::Resnet50 => vec![Layer::Final],
+        _ => (1..=5).map(Layer::Conv).chain([Layer::Final]).collect(),
+    }
+}
+
+/// The labelled images an evaluation trains and tests on.
+#[derive(Debug)]
+pub struct EvalData {
+    /// The file the probes and kNN train on.
+    pub train_file: Arc<RecordFile>,
+    /// The file they are tested on (the same file for a split).
+    pub test_file: Arc<RecordFile>,
+    /// Training images, positions in `train_file`.
+    pub train_idx: Vec<usize>,
+    /// Test images, positions in `test_file`.
+    pub test_idx: Vec<usize>,
+    /// True labels of `train_idx`.
+    pub train_labels: Vec<u32>,
+    /// True labels of `test_idx`.
+    pub test_labels: Vec<u32>,
+    /// Classes of the labels of both.
+    pub classes: usize,
+}
+
+impl EvalData {
+    /// `data` whole for training and `test_data` for testing, or without a test file a
+    /// split of `data` seeded by `seed` with `train_frac` for training.
+    ///
+    /// # Errors
+    /// Unreadable or unlabelled files, or a split that leaves a side empty.
+    pub fn open(data: &Path, test_data: Option<&Path>, train_frac: f64, seed: u64) -> Result<Self> {
+        let file = Arc::new(RecordFile::open(data)?);
+        let all = true_labels(&file)?;
+        let (test_file, train_idx, test_idx) = match test_data {
+            Some(t) => {
+                let tf = Arc::new(RecordFile::open(t)?);
+                let n = tf.len();
+                (tf, (0..file.len()).collect(), (0..n).collect())
+            }
+            None => {
+                if !(train_frac > 0.0 && train_frac < 1.0) {
+                    return Err(Error::Config(format!(
+                        "--train-frac {train_frac} is not in (0, 1)"
+                    )));
+                }
+                let (tr, te) = split(file.len(), train_frac, seed);
+                (file.clone(), tr, te)
+            }
+        };
+        let test_all = true_labels(&test_file)?;
+        let train_labels: Vec<u32> = train_idx.iter().map(|&i| all[i]).collect();
+        let test_labels: Vec<u32> = test_idx.iter().map(|&i| test_all[i]).collect();
+        if train_labels.is_empty() || test_labels.is_empty() {
+            return Err(Error::Config(
+                "the split leaves no training or no test images".into(),
+            ));
+        }
+        Ok(EvalData {
+            classes: class_count(train_labels.iter().chain(&test_labels)),
+            train_file: file,
+            test_file,
+            train_idx,
+            test_idx,
+            train_labels,
+            test_labels,
+        })
+    }
+}
+
+/// Evaluates the checkpoint in `checkpoint` (a run folder or its `checkpoint/` folder) and
+/// the untrained backbone of its run, on `data` (and `test_data`) as `p` says.
+///
+/// # Errors
+/// No checkpoint, unreadable or unlabelled data, contradictory settings, a loader failure.
+pub fn evaluate(
+    checkpoint: &Path,
+    data: &Path,
+    test_data: Option<&Path>,
+    p: &Protocol,
+) -> Result<EvalReport> {
+    let t0 = Instant::now();
+    let (trained, ck) = load_model(checkpoint)?;
+    let mut cfg = ck.state.config.clone();
+    cfg.threads = p.threads;
+    cfg.torch_threads = p.threads;
+    set_threads(&cfg);
+    let d = EvalData::open(data, test_data, p.train_frac, p.seed)?;
+    p.validate()?;
+    let layers = if p.layers.is_empty() {
+        probe_layers(cfg.arch)
+    } else {
+        p.layers.clone()
+    };
+    // The run's own initialisation, on the CPU as the loaded checkpoint is.
+    let random = Model::init(&cfg.model(), cfg.seed, Device::Cpu)?;
+    let random_init = scores(&random, &cfg, p, &d, &layers)?;
+    let trained = match p.random_init_only {
+        true => None,
+        false => Some(scores(&trained, &cfg, p, &d, &layers)?),
+    };
+    Ok(EvalReport {
+        checkpoint: ck.dir.clone(),
+        epoch: ck.state.epoch,
+        arch: cfg.arch,
+        train_images: d.train_idx.len(),
+        test_images: d.test_idx.len(),
+        knn_layer: p.what.knn().then_some(p.knn_layer),
+        trained,
+        random_init,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The scores of one backbone.
+///
+/// # Errors
+/// A loader failure, or conv layers of a ResNet.
+pub fn scores(
+    model: &Model,
+    cfg: &TrainConfig,
+    p: &Protocol,
+    d: &EvalData,
+    layers: &[Layer],
+) -> Result<Scores> {
+    let mut s = Scores::default();
+    if p.what.knn() {
+        s.knn_top1 = Some(knn(model, cfg, d, p.knn_k, p.knn_layer)?);
+    }
+    if p.what.linear() {
+        let results = linear(model, cfg, p, d, layers)?;
+        let mut top1 = std::collections::BTreeMap::new();
+        for (l, acc, choice) in results {
+            top1.insert(l, acc);
+            if let Some(c) = choice {
+                s.linear_probe_choice.insert(l, c);
+            }
+        }
+        s.linear_top1 = Some(top1);
+    }
+    if p.what.nmi() {
+        s.nmi = Some(nmi_report(model, cfg, &d.test_file)?);
+    }
+    Ok(s)
+}
+
+/// kNN top-1 of `model` on the features of `layer`.
+fn knn(model: &Model, cfg: &TrainConfig, d: &EvalData, k: i64, layer: Layer) -> Result<f64> {
+    let tr = extract(model, cfg, &d.train_file, &d.train_idx, &[layer], false)?;
+    let te = extract(model, cfg, &d.test_file, &d.test_idx, &[layer], false)?;
+    Ok(knn_top1(&tr[0], &d.train_labels, &te[0], &d.test_labels, k))
+}
+
+/// Linear-probe top-1 of `model` per layer, with the setting each probe chose when tuned
+/// (centre-crop training only): probes train on augmented views or on centre crops, and
+/// test on ten crops or the centre crop, streamed batch by batch (so the ten-crop features
+/// of big layers are never all in memory).
+fn linear(
+    model: &Model,
+    cfg: &TrainConfig,
+    p: &Protocol,
+    d: &EvalData,
+    layers: &[Layer],
+) -> Result<Vec<(Layer, f64, Option<ProbeChoice>)>> {
+    let pc = p.probe_config();
+    let mut choices: Vec<Option<ProbeChoice>> = layers.iter().map(|_| None).collect();
+    let probes: Vec<Probe> = match p.probe_train {
+        ProbeTrain::Augmented => train_probes_augmented(
+            model,
+            cfg,
+            &d.train_file,
+            &d.train_idx,
+            &d.train_labels,
+            d.classes,
+            layers,
+            &pc,
+        )?,
+        ProbeTrain::Center => {
+            let train = extract(model, cfg, &d.train_file, &d.train_idx, layers, false)?;
+            match p.probe_search() {
+                None => train
+                    .iter()
+                    .map(|f| train_probe(f, &d.train_labels, d.classes, &pc))
+                    .collect(),
+                Some(s) => {
+                    let mut grids: Vec<ProbeGrid> = train
+                        .iter()
+                        .map(|f| ProbeGrid::fit(f, &d.train_labels, d.classes, &pc, &s))
+                        .collect();
+                    score_held_out(model, cfg, d, layers, &train, &mut grids, p.probe_test)?;
+                    let mut probes = Vec::with_capacity(layers.len());
+                    for ((g, f), choice) in grids.into_iter().zip(&train).zip(&mut choices) {
+                        let (probe, c) = g.choose(f, &d.train_labels, d.classes, &pc);
+                        *choice = Some(c);
+                        probes.push(probe);
+                    }
+                    probes
+                }
+            }
+        }
+    };
+    let mut correct = vec![0usize; layers.len()];
+    extract_each(
+        model,
+        cfg,
+        &d.test_file,
+        &d.test_idx,
+        layers,
+        p.probe_test == ProbeTest::TenCrop,
+        |range, feats| {
+            let labels = &d.test_labels[range];
+            for ((c, probe), f) in correct.iter_mut().zip(&probes).zip(feats) {
+                *c += probe.correct(&f.to_device(Device::Cpu), labels);
+            }
+        },
+    )?;
+    Ok(layers
+        .iter()
+        .zip(correct)
+        .zip(choices)
+        .map(|((&l, c), choice)| (l, c as f64 / d.test_labels.len() as f64, choice))
+        .collect())
+}
+
+/// Scores each layer's grid on its held-out training images, tested as the probes will be:
+/// centre crops are rows of `train`; ten crops are extracted again and streamed batch by
+/// batch.
+fn score_held_out(
+    model: &Model,
+    cfg: &TrainConfig,
+    d: &EvalData,
+    layers: &[Layer],
+    train: &[Tensor],
+    grids: &mut [ProbeGrid],
+    test: ProbeTest,
+) -> Result<()> {
+    match test {
+        ProbeTest::Center => {
+            for (g, f) in grids.iter_mut().zip(train) {
+                g.score_rows(f);
+            }
+        }
+        ProbeTest::TenCrop => {
+            let images: Vec<usize> = grids[0]
+                .held_out()
+                .iter()
+                .map(|&i| d.train_idx[i])
+                .collect();
+            extract_each(
+                model,
+                cfg,
+                &d.train_file,
+                &images,
+                layers,
+                true,
+                |r, feats| {
+                    for (g, f) in grids.iter_mut().zip(feats) {
+                        g.score(r.clone(), &f.to_device(Device::Cpu));
+                    }
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_milestones_scale_with_the_epochs() {
+        let p = Protocol::default();
+        assert_eq!(p.probe_config().milestones, [10, 20, 30]);
+        let short = Protocol {
+            probe_epochs: 3,
+            ..Protocol::default()
+        };
+        assert_eq!(short.probe_config().milestones, [1, 2, 3]);
+        assert_eq!(short.probe_config().epochs, 3);
+    }
+
+    #[test]
+    fn contradictory_probe_settings_are_refused() {
+        let both = Protocol {
+            probe_tune: Some(ProbeTune::All),
+            standardize: true,
+            ..Protocol::default()
+        };
+        assert!(both
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("drop --standardize"));
+        let augmented = Protocol {
+            probe_tune: Some(ProbeTune::Rate),
+            probe_train: ProbeTrain::Augmented,
+            ..Protocol::default()
+        };
+        assert!(augmented.validate().is_err());
+        let tune_all = Protocol {
+            probe_tune: Some(ProbeTune::All),
+            ..Protocol::default()
+        };
+        assert_eq!(tune_all.probe_search().unwrap().standardize, [false, true]);
+        assert!(Protocol::default().validate().is_ok());
+    }
+}
