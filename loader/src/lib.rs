@@ -38,6 +38,7 @@ pub mod pipeline;
 pub mod planes;
 mod reader;
 pub mod synth;
+pub mod temp;
 mod writer;
 
 pub use error::{Error, Result};

@@ -85,7 +85,14 @@ impl RecordFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).at("cannot open", &path)?;
-        let len = file.metadata().at("cannot stat", &path)?.len();
+        let meta = file.metadata().at("cannot stat", &path)?;
+        if meta.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a folder, not a record file",
+                path.display()
+            )));
+        }
+        let len = meta.len();
         let p = path.clone();
         let bad = move |reason: String| Error::Format {
             path: p.clone(),

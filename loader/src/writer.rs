@@ -15,6 +15,7 @@ use crate::format::{
     align_up, encode_strings, Entry, Header, StorageMode, CHECKSUM_CRC32C, DEFAULT_ALIGN,
     ENTRY_CONVERTED, FLAG_HAS_LABELS, HEADER_LEN, NO_LABEL, VERSION,
 };
+use crate::temp::{self, temp_path};
 
 /// Settings of a new record file.
 #[derive(Debug, Clone)]
@@ -129,13 +130,23 @@ impl RecordWriter {
                 opts.classes.len()
             )));
         }
-        let name = path.file_name().ok_or_else(|| {
+        path.file_name().ok_or_else(|| {
             Error::InvalidArgument(format!("output {} has no file name", path.display()))
         })?;
-        let mut tmp_name = name.to_os_string();
-        tmp_name.push(format!(".tmp{}", std::process::id()));
-        let tmp_path = path.with_file_name(tmp_name);
+        // Named here, or the error would name the temporary file.
+        match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(dir) if !dir.is_dir() => {
+                return Err(Error::InvalidArgument(format!(
+                    "cannot create {}: the folder {} does not exist",
+                    path.display(),
+                    dir.display()
+                )))
+            }
+            _ => {}
+        }
+        let tmp_path = temp_path(&path);
         let file = File::create(&tmp_path).at("cannot create", &tmp_path)?;
+        temp::register(&tmp_path);
         let mut out = BufWriter::with_capacity(1 << 20, file);
         // A zero header until finish(): the file cannot be mistaken for a valid one.
         let data_offset = align_up(HEADER_LEN as u64, opts.align as u64);
@@ -291,6 +302,7 @@ impl RecordWriter {
         file.write_all(&header.encode()).at("cannot write", &tmp)?;
         file.sync_all().at("cannot sync", &tmp)?;
         std::fs::rename(&tmp, &self.path).at("cannot rename temporary file onto", &self.path)?;
+        temp::unregister(&tmp);
         self.finished = true;
         sync_parent_dir(&self.path);
         Ok(WrittenFile {
@@ -319,6 +331,7 @@ impl Drop for RecordWriter {
     fn drop(&mut self) {
         if !self.finished {
             let _ = std::fs::remove_file(&self.tmp_path);
+            temp::unregister(&self.tmp_path);
         }
     }
 }
@@ -339,15 +352,15 @@ pub(crate) fn sync_parent_dir(path: &Path) {
 /// # Errors
 /// Any I/O error, with the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+    let tmp = temp_path(path);
+    temp::register(&tmp);
     let result = (|| {
         let mut f = File::create(&tmp).at("cannot create", &tmp)?;
         f.write_all(bytes).at("cannot write", &tmp)?;
         f.sync_all().at("cannot sync", &tmp)?;
         std::fs::rename(&tmp, path).at("cannot rename temporary file onto", path)
     })();
+    temp::unregister(&tmp);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     } else {

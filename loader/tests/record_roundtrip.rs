@@ -355,3 +355,49 @@ fn flat_folder_with_labels_csv_and_file_list() {
     assert_eq!(f.source_path(0), b"ILSVRC_3.JPEG");
     assert!(!f.has_labels());
 }
+
+#[test]
+fn a_labels_csv_inside_the_input_folder_is_not_an_image_nor_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("val");
+    for i in 0..3 {
+        common::write(
+            &input.join(format!("ILSVRC_{i}.JPEG")),
+            &common::jpeg(20, 20, i),
+        );
+    }
+    // As ImageNet's validation folder often holds its labels file; named through `..` so
+    // that only the resolved paths match.
+    let csv = input.join("LOC_val_solution.csv");
+    std::fs::write(
+        &csv,
+        "file,wnid\nILSVRC_0.JPEG,n01\nILSVRC_1.JPEG,n02\nILSVRC_2.JPEG,n01\n",
+    )
+    .unwrap();
+    let mut opts = ConvertOptions::default();
+    opts.sources.labels_csv = Some(input.join("../val/LOC_val_solution.csv"));
+    opts.sources.label_column = Some("wnid".into());
+    let report = convert(&input, &dir.path().join("val.uicr"), &opts, &|_| {}).unwrap();
+    assert_eq!(report.kept, 3);
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    // Another CSV in the folder is still reported: only the labels file is exempt.
+    std::fs::write(input.join("notes.csv"), "x\n").unwrap();
+    let report = convert(&input, &dir.path().join("val.uicr"), &opts, &|_| {}).unwrap();
+    let skipped: Vec<&str> = report.skipped.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(skipped, ["notes.csv"]);
+}
+
+#[test]
+fn a_folder_is_not_a_record_file_and_a_missing_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = RecordFile::open(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("is a folder, not a record file"), "{e}");
+    let out = dir.path().join("missing/x.uicr");
+    let e = RecordWriter::create(&out, WriterOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the folder") && e.contains("missing") && !e.contains("x.uicr.tmp"),
+        "{e}"
+    );
+}

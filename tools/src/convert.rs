@@ -64,6 +64,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
         ..Default::default()
     };
+    for (p, pid) in uic_loader::temp::remove_stale(&a.output) {
+        eprintln!(
+            "removed {}, left by an interrupted conversion (process {pid})",
+            p.display()
+        );
+    }
+    crate::interrupt::on_interrupt(|| {
+        for p in uic_loader::temp::remove_live() {
+            eprintln!("interrupted: removed the partial {}", p.display());
+        }
+    });
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} images, {per_sec}, eta {eta}")
             .expect("static template"),

@@ -1,4 +1,5 @@
-//! `uic`: convert image folders into record files, inspect and verify them, run the demo.
+//! `uic`: convert image folders into record files, inspect and verify them, train UIC on them,
+//! evaluate and plot a run, benchmark the loader and the training step, and run the demo.
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ mod eval;
 #[cfg(feature = "cuda")]
 mod gpu;
 mod inspect;
+mod interrupt;
 mod plot;
 mod plots;
 mod train;
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         .mut_subcommand("bench", |b| b.mut_subcommand("step", train::with_defaults));
     let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     uic_trainer::alloc::keep_freed_buffers();
+    interrupt::install();
     let result = match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),

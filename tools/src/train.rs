@@ -227,6 +227,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
             a.out.display()
         );
     }
+    let out = a.out.clone();
+    crate::interrupt::on_interrupt(move || {
+        // The checkpoint on disk is always complete (written atomically after each epoch).
+        let held = match checkpoint::find(&out) {
+            Ok(Some(ck)) => format!(
+                "the checkpoint in {} holds epoch {}",
+                out.display(),
+                ck.state.epoch
+            ),
+            _ => format!("no epoch finished; {} holds no checkpoint", out.display()),
+        };
+        eprintln!("interrupted: {held}; run the same command with --resume to continue");
+    });
     let mut obs = Bars::new(a.quiet);
     let result = t.run(&mut obs);
     obs.finish();
@@ -243,20 +256,30 @@ pub fn run(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line per epoch, and a bar within the epoch.
+/// One line per epoch, and on a terminal a bar within the epoch with the epoch's and the
+/// run's time to go. When stderr is not a terminal (a log file, `nohup`, `| tee`), only the
+/// plain lines: no bar, no escape codes.
 pub struct Bars {
     bar: Option<ProgressBar>,
+    /// When this process started training, and the epochs it has finished since.
+    start: Option<std::time::Instant>,
+    done_here: u64,
 }
 
 impl Bars {
     pub fn new(quiet: bool) -> Self {
-        let bar = (!quiet).then(|| {
+        use std::io::IsTerminal;
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             ProgressBar::new(0).with_style(
-                ProgressStyle::with_template("epoch {prefix} {bar:25} {pos}/{len} batches {msg}")
+                ProgressStyle::with_template("epoch {prefix} {bar:25} {pos}/{len} batches, {msg}")
                     .expect("static template"),
             )
         });
-        Bars { bar }
+        Bars {
+            bar,
+            start: None,
+            done_here: 0,
+        }
     }
 
     pub fn finish(&self) {
@@ -264,27 +287,58 @@ impl Bars {
             b.finish_and_clear();
         }
     }
+
+    /// Seconds left in the run at batch `p`, `epoch_elapsed` into the epoch with
+    /// `epoch_left` to go: the remaining epochs at the mean pace of those this process
+    /// finished (before the first one ends, at this epoch's pace).
+    fn run_eta(&self, p: &Progress, epoch_elapsed: f64, epoch_left: f64) -> f64 {
+        let per_epoch = match (self.start, self.done_here) {
+            (Some(t), n) if n > 0 => (t.elapsed().as_secs_f64() - epoch_elapsed) / n as f64,
+            _ => epoch_elapsed + epoch_left,
+        };
+        epoch_left + per_epoch * p.epochs.saturating_sub(p.epoch) as f64
+    }
+}
+
+/// `1h02m`, `3m05s`, `42s`.
+fn duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
 }
 
 impl Observer for Bars {
     fn batch(&mut self, p: &Progress) {
-        if let Some(b) = &self.bar {
-            b.set_prefix(format!("{}/{}", p.epoch, p.epochs));
-            b.set_length(p.batches as u64);
-            b.set_position(p.batch as u64);
-            b.set_message(format!(
-                "loss {:.3}, {:.0} img/s, data wait {:.0}%",
-                p.loss,
-                p.images_per_s,
-                100.0 * p.data_wait
-            ));
-        }
+        self.start.get_or_insert_with(std::time::Instant::now);
+        let Some(b) = &self.bar else { return };
+        // Length first: the first frame is never a full bar of `0/0`.
+        b.set_length(p.batches as u64);
+        b.set_position(p.batch as u64);
+        b.set_prefix(format!("{}/{}", p.epoch, p.epochs));
+        let elapsed = b.elapsed().as_secs_f64();
+        let epoch_left = elapsed / (p.batch as f64).max(1.0) * (p.batches - p.batch) as f64;
+        let run_left = self.run_eta(p, elapsed, epoch_left);
+        b.set_message(format!(
+            "loss {:.3}, {:.0} img/s, data wait {:.0}%, epoch ETA {}, run ETA {}",
+            p.loss,
+            p.images_per_s,
+            100.0 * p.data_wait,
+            duration(epoch_left),
+            duration(run_left)
+        ));
     }
 
     fn epoch(&mut self, m: &EpochMetrics) {
+        self.done_here += 1;
         let line = epoch_line(m);
         match &self.bar {
-            Some(b) => b.println(line),
+            Some(b) => {
+                b.println(line);
+                b.reset_elapsed();
+            }
             None => eprintln!("{line}"),
         }
     }

@@ -254,3 +254,98 @@ fn train_help_shows_the_code_defaults_and_each_enum_parses_one_way() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn inputs_below_the_least_size_of_an_architecture_are_one_clean_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    for size in ["8", "14"] {
+        let out = uic(&[
+            "train",
+            "--data",
+            tmp.path().join("none.uicr").to_str().unwrap(),
+            "--out",
+            tmp.path().join("run").to_str().unwrap(),
+            "--arch",
+            "alexnet-small",
+            "--input-size",
+            size,
+        ]);
+        assert_clean_error(&out);
+        let err = text(&out.stderr);
+        assert!(err.contains("below 15 px"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        // Refused before anything is created.
+        assert!(!tmp.path().join("run").exists());
+    }
+}
+
+/// Every `*.tmp*` file in `dir`.
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect()
+}
+
+#[test]
+fn an_interrupted_convert_leaves_no_temporary_file() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    let opts = uic_loader::synth::SynthOptions {
+        classes: 10,
+        per_class: 150,
+        size: 96,
+        seed: 1,
+    };
+    uic_loader::synth::write_image_folder(&images, &opts).unwrap();
+    let out = tmp.path().join("data.uicr");
+    // What a killed conversion left: removed and named by the next run.
+    let stale = tmp.path().join("data.uicr.tmp4194305");
+    std::fs::write(&stale, b"partial").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uic"))
+        .args([
+            "convert",
+            images.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .args(["--max-side", "64", "--threads", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt as soon as the record file is being written.
+    let t0 = Instant::now();
+    let pid = child.id().to_string();
+    while !temp_files(tmp.path())
+        .iter()
+        .any(|n| n.ends_with(&format!(".tmp{pid}")))
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the interrupt"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no temporary file appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("data.uicr.tmp4194305, left by an interrupted"),
+        "{err}"
+    );
+    assert!(err.contains("interrupted: removed the partial"), "{err}");
+    assert!(
+        temp_files(tmp.path()).is_empty(),
+        "{:?}",
+        temp_files(tmp.path())
+    );
+    assert!(!out.exists());
+}

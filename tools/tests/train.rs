@@ -197,11 +197,14 @@ fn resume_refuses_other_settings_and_other_data() {
     other_k.push("--resume".into());
     let out = uic().args(&other_k).output().unwrap();
     assert!(!out.status.success());
+    // The one setting that changed, with both values, in a few lines (no config dumps).
+    let err = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("settings differ"),
-        "{}",
-        text(&out.stderr)
+        err.contains("settings differ") && err.contains("k: checkpoint 8, now 6"),
+        "{err}"
     );
+    assert!(err.lines().count() <= 5, "{err}");
+    assert!(!err.contains("TrainConfig"), "{err}");
 
     // Resuming with only --data/--out/--resume/--epochs takes the checkpoint's settings.
     let out = run_ok(&[
@@ -621,4 +624,49 @@ fn decoder_nvjpeg_is_refused_with_a_reason() {
     };
     assert!(err.contains(reason), "{err}");
     assert!(!run.join("checkpoint").exists(), "nothing may be written");
+}
+
+#[test]
+fn a_redirected_log_has_one_plain_line_per_epoch_and_an_interrupt_says_how_to_resume() {
+    let (_tmp, data, run) = fresh();
+    // stderr is a pipe here, as under `> log 2>&1`, nohup or `| tee`: no --quiet.
+    let mut args = train_args_epochs(&data, &run, 2);
+    args.retain(|a| a != "--quiet");
+    let out = run_ok(&args);
+    let err = text(&out.stderr);
+    let epochs: Vec<&str> = err.lines().filter(|l| l.starts_with("epoch ")).collect();
+    assert_eq!(epochs.len(), 2, "{err}");
+    assert!(!err.contains('\x1b'), "escape codes in a log: {err:?}");
+
+    // Ctrl-C mid-run: exit 130, and a line naming the checkpoint's epoch and --resume.
+    let run2 = run.with_file_name("run2");
+    let mut child = uic()
+        .args(train_args_epochs(&data, &run2, 200))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while metrics_lines_or_0(&run2) < 1 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(t0.elapsed() < Duration::from_secs(120), "no epoch finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted: the checkpoint in") && err.contains("--resume"),
+        "{err}"
+    );
+}
+
+/// Lines of `run`'s metrics file, 0 before it exists.
+fn metrics_lines_or_0(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count())
 }

@@ -259,6 +259,13 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout {} not in [0, 1)", self.dropout));
         }
+        let least = self.arch.min_input_size();
+        if self.input_size < least {
+            return bad(format!(
+                "input_size {} is below {least} px, the least {} can take",
+                self.input_size, self.arch
+            ));
+        }
         if self.preset == Preset::Eval {
             return bad(
                 "preset eval is the centre crop of evaluation; training takes paper or strong"
@@ -291,6 +298,30 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl TrainConfig {
+    /// The settings that differ from `other`'s, by name: `(name, self's value, other's
+    /// value)`, values as TOML writes them (`none` for an unset option).
+    pub fn differences(&self, other: &TrainConfig) -> Vec<(String, String, String)> {
+        let table = |c: &TrainConfig| match toml::Value::try_from(c) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => toml::map::Map::new(),
+        };
+        let (a, b) = (table(self), table(other));
+        let show = |v: Option<&toml::Value>| match v {
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => "none".into(),
+        };
+        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| (k.clone(), show(a.get(k)), show(b.get(k))))
+            .collect()
     }
 }
 
@@ -354,5 +385,25 @@ mod tests {
                     .unwrap();
             assert!(c.validate().unwrap_err().to_string().contains("paper"));
         }
+    }
+
+    #[test]
+    fn differences_name_each_changed_setting_with_both_values() {
+        let a = TrainConfig::default();
+        let b = TrainConfig {
+            k: 10,
+            preset: Preset::Strong,
+            sobel: Some(false),
+            ..TrainConfig::default()
+        };
+        assert_eq!(
+            a.differences(&b),
+            [
+                ("k".to_string(), "3000".to_string(), "10".to_string()),
+                ("preset".into(), "paper".into(), "strong".into()),
+                ("sobel".into(), "none".into(), "false".into()),
+            ]
+        );
+        assert!(a.differences(&a.clone()).is_empty());
     }
 }

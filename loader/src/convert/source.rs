@@ -110,11 +110,13 @@ pub fn discover(root: &Path, opts: &SourceOptions) -> Result<Sources> {
             None,
         )
     } else if labels.is_some() {
-        (
-            Layout::FlatLabels,
-            walk_files(root, root, &mut skipped),
-            None,
-        )
+        let mut files = walk_files(root, root, &mut skipped);
+        // The labels file may sit among the images (ImageNet's LOC_val_solution.csv often
+        // does): it is not an image, and not a skipped one.
+        if let Some(rel) = opts.labels_csv.as_deref().and_then(|c| inside(root, c)) {
+            files.retain(|f| *f != rel);
+        }
+        (Layout::FlatLabels, files, None)
     } else {
         let subdirs = top_level_dirs(root, &mut skipped)?;
         if subdirs.is_empty() {
@@ -256,6 +258,13 @@ fn top_level_dirs(root: &Path, skipped: &mut Vec<ReportEntry>) -> Result<Vec<Pat
         }
     }
     Ok(dirs)
+}
+
+/// `file`'s path relative to `root` if it lies under it (both resolved, so `./x` and
+/// symlinks compare equal).
+fn inside(root: &Path, file: &Path) -> Option<PathBuf> {
+    let (root, file) = (root.canonicalize().ok()?, file.canonicalize().ok()?);
+    file.strip_prefix(&root).ok().map(Path::to_path_buf)
 }
 
 /// Every regular file under `dir`, sorted by path bytes, as paths relative to `root`.

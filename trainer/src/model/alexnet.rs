@@ -4,6 +4,8 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+use super::shape::window_out;
+
 /// Settings of an [`AlexNet`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AlexNetConfig {
@@ -115,19 +117,22 @@ pub(crate) fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
     )
 }
 
-/// Output side of a 3/2 max-pool.
+/// Output side of a 3/2 max-pool (0 where libtorch would refuse the input).
 fn pooled(s: i64, ceil: bool) -> i64 {
-    if ceil {
-        let o = (s - 3 + 1).div_euclid(2) + 1; // ceil((s - 3) / 2) + 1
-                                               // PyTorch drops a last window that would start in the padding.
-        if (o - 1) * 2 >= s {
-            o - 1
-        } else {
-            o
-        }
-    } else {
-        (s - 3).div_euclid(2) + 1
+    window_out(s, 3, 2, 0, ceil).unwrap_or(0)
+}
+
+/// The side of conv5's pooled output for input side `s`, or `None` where some layer gets
+/// less input than it needs (libtorch: "Output size is too small").
+pub(crate) fn trunk_side(small: bool, s: i64) -> Option<i64> {
+    let (k1, s1, p1) = if small { (5, 2, 2) } else { (11, 4, 2) };
+    let pool = |x| window_out(x, 3, 2, 0, small);
+    let mut x = pool(window_out(s, k1, s1, p1, false)?)?;
+    x = pool(window_out(x, 5, 1, 2, false)?)?;
+    for _ in 0..3 {
+        x = window_out(x, 3, 1, 1, false)?;
     }
+    pool(x)
 }
 
 impl AlexNet {

@@ -7,6 +7,7 @@
 
 mod alexnet;
 mod resnet;
+mod shape;
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
@@ -119,11 +120,7 @@ impl Model {
         if !(cfg.width > 0.0 && cfg.width <= 8.0) {
             return Err(Error::Config(format!("width {} not in (0, 8]", cfg.width)));
         }
-        let min_side = match cfg.arch {
-            Arch::Alexnet => 63,
-            Arch::AlexnetSmall => 8,
-            Arch::Resnet50 => 32,
-        };
+        let min_side = cfg.arch.min_input_size();
         if cfg.input_size < min_side {
             return Err(Error::Config(format!(
                 "input size {} is below {min_side} px, the least {} can take",

@@ -5,6 +5,7 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 use super::alexnet::{bn2d, conv_init};
+use super::shape::window_out;
 
 /// torchvision's initialisation: `kaiming_normal_(mode="fan_out", nonlinearity="relu")`.
 fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
@@ -63,6 +64,18 @@ impl Bottleneck {
         };
         (y + shortcut).relu()
     }
+}
+
+/// The side of layer4's output for input side `s`, or `None` where some layer gets less
+/// input than it needs.
+pub(crate) fn trunk_side(s: i64) -> Option<i64> {
+    let mut x = window_out(window_out(s, 7, 2, 3, false)?, 3, 2, 1, false)?;
+    // The first block of layer2..layer4 halves the side (3x3 conv, padding 1, and its 1x1
+    // shortcut); every other conv keeps it.
+    for _ in 0..3 {
+        x = window_out(x, 3, 2, 1, false)?.min(window_out(x, 1, 2, 0, false)?);
+    }
+    Some(x)
 }
 
 /// ResNet-50 without its classifier: `conv1`, `bn1`, `layer1`..`layer4`, average pool.

@@ -194,12 +194,17 @@ impl Trainer {
         theirs.device = self.cfg.device;
         theirs.decoder = self.cfg.decoder;
         if theirs != self.cfg {
+            let changed: Vec<String> = theirs
+                .differences(&self.cfg)
+                .into_iter()
+                .map(|(k, was, now)| format!("{k}: checkpoint {was}, now {now}"))
+                .collect();
             return Err(Error::checkpoint(
                 &ck.dir,
                 format!(
-                    "its settings differ from this run's; only epochs, fft_epochs, thread \
-                     counts, the device and the decoder may change on resume.\n  checkpoint: {theirs:?}\n  this run:   {:?}",
-                    self.cfg
+                    "its settings differ from this run's ({}); only epochs, fft_epochs, thread \
+                     counts, the device and the decoder may change on resume",
+                    changed.join("; ")
                 ),
             ));
         }
