@@ -157,6 +157,18 @@ fn loader(a: LoaderArgs) -> Result<ExitCode> {
         bail!("{} holds no samples", a.file.display());
     }
     let n = file.len();
+    if a.epochs == 0 {
+        bail!("--epochs 0 times nothing; give at least 1");
+    }
+    if a.size == 0 {
+        bail!("--size 0: the crops need at least one pixel");
+    }
+    if a.batch_size == 0 || a.batch_size > n {
+        bail!(
+            "--batch-size {} for {n} images: give 1 to {n}, as `uic train` requires",
+            a.batch_size
+        );
+    }
     let rrc = RrcConfig::default();
     let out = (a.size, a.size);
 

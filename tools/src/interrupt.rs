@@ -18,7 +18,11 @@ pub fn install() {
         {
             f();
         }
-        std::process::exit(130);
+        // `_exit`, not `exit`: running libtorch's and the C++ runtime's exit-time destructors
+        // while its worker threads still run can crash the process instead of ending it.
+        // stderr is unbuffered; nothing that stdout still buffers matters after a Ctrl-C.
+        // SAFETY: `_exit` ends the process at once; nothing after it runs.
+        unsafe { libc::_exit(130) }
     });
 }
 

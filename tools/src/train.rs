@@ -240,7 +240,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         };
         eprintln!("interrupted: {held}; run the same command with --resume to continue");
     });
-    let mut obs = Bars::new(a.quiet);
+    let file = uic_loader::RecordFile::open(&a.data)?;
+    if let Some(w) = upscale_warning(&file, t.config().input_size) {
+        eprintln!("{w}");
+    }
+    let mut obs = Bars::new(a.quiet).with_chance(chance_nmi(&file, t.config().k));
     let result = t.run(&mut obs);
     obs.finish();
     result?;
@@ -256,11 +260,52 @@ pub fn run(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A warning when `input_size` is well above the stored images' median shorter side: every
+/// crop would be upscaled, which costs time and adds nothing.
+fn upscale_warning(file: &uic_loader::RecordFile, input_size: u32) -> Option<String> {
+    let mut sides: Vec<u32> = (0..file.len())
+        .map(|i| {
+            let s = file.sample(i);
+            s.width.min(s.height)
+        })
+        .collect();
+    if sides.is_empty() {
+        return None;
+    }
+    let mid = sides.len() / 2;
+    let median = *sides.select_nth_unstable(mid).1;
+    (f64::from(input_size) > 1.5 * f64::from(median)).then(|| {
+        format!(
+            "warning: --input-size {input_size} is {:.1}x the images' median shorter side \
+             ({median} px): every crop is upscaled. Choose an --input-size at most about \
+             {median} (README, \"Your own images\")",
+            f64::from(input_size) / f64::from(median.max(1))
+        )
+    })
+}
+
+/// The NMI that uniformly random labels in `k` classes would score against the file's
+/// true labels (none without them): the floor against which `nmi_true` means something,
+/// high when `k` is close to the number of images.
+fn chance_nmi(file: &uic_loader::RecordFile, k: usize) -> Option<f64> {
+    use rand::{Rng, SeedableRng};
+    let truth = file.labels()?;
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
+    let random: Vec<u32> = truth.iter().map(|_| rng.gen_range(0..k as u32)).collect();
+    Some(uic_trainer::nmi::nmi(
+        &random,
+        &truth,
+        uic_trainer::nmi::Normalization::Arithmetic,
+    ))
+}
+
 /// One line per epoch, and on a terminal a bar within the epoch with the epoch's and the
 /// run's time to go. When stderr is not a terminal (a log file, `nohup`, `| tee`), only the
 /// plain lines: no bar, no escape codes.
 pub struct Bars {
     bar: Option<ProgressBar>,
+    /// Chance-level NMI, shown beside `nmi_true`.
+    chance: Option<f64>,
     /// When this process started training, and the epochs it has finished since.
     start: Option<std::time::Instant>,
     done_here: u64,
@@ -277,9 +322,16 @@ impl Bars {
         });
         Bars {
             bar,
+            chance: None,
             start: None,
             done_here: 0,
         }
+    }
+
+    /// Shows `chance` (the NMI of random labels) next to each epoch's `nmi_true`.
+    pub fn with_chance(mut self, chance: Option<f64>) -> Self {
+        self.chance = chance;
+        self
     }
 
     pub fn finish(&self) {
@@ -333,7 +385,7 @@ impl Observer for Bars {
 
     fn epoch(&mut self, m: &EpochMetrics) {
         self.done_here += 1;
-        let line = epoch_line(m);
+        let line = epoch_line(m, self.chance);
         match &self.bar {
             Some(b) => {
                 b.println(line);
@@ -351,9 +403,12 @@ impl Observer for Bars {
     }
 }
 
-pub fn epoch_line(m: &EpochMetrics) -> String {
-    let truth = match (m.nmi_true, m.nmi_true_geometric) {
-        (Some(a), Some(g)) => format!(" nmi_true {a:.3} (geometric {g:.3})"),
+pub fn epoch_line(m: &EpochMetrics, chance: Option<f64>) -> String {
+    let truth = match (m.nmi_true, m.nmi_true_geometric, chance) {
+        (Some(a), Some(g), Some(c)) => {
+            format!(" nmi_true {a:.3} (geometric {g:.3}, chance {c:.3})")
+        }
+        (Some(a), Some(g), None) => format!(" nmi_true {a:.3} (geometric {g:.3})"),
         _ => String::new(),
     };
     format!(

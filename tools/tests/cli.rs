@@ -207,6 +207,18 @@ fn bench_loader_json_pairs_each_epoch_with_a_limit_pass() {
         sorted[1],
         "the median"
     );
+    // Settings that would time nothing, or that `uic train` refuses, are one clean line.
+    for (flag, value, says) in [
+        ("--epochs", "0", "--epochs 0"),
+        ("--size", "0", "--size 0"),
+        ("--batch-size", "13", "--batch-size 13 for 12 images"),
+    ] {
+        let o = uic(&["bench", "loader", file.to_str().unwrap(), flag, value]);
+        assert_clean_error(&o);
+        let err = text(&o.stderr);
+        assert!(err.contains(says) && !err.contains("NaN"), "{err}");
+        assert!(!err.contains("LoaderConfig"), "{err}");
+    }
 }
 
 #[test]

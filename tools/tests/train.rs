@@ -637,6 +637,19 @@ fn a_redirected_log_has_one_plain_line_per_epoch_and_an_interrupt_says_how_to_re
     let epochs: Vec<&str> = err.lines().filter(|l| l.starts_with("epoch ")).collect();
     assert_eq!(epochs.len(), 2, "{err}");
     assert!(!err.contains('\x1b'), "escape codes in a log: {err:?}");
+    // nmi_true beside its chance level (the file has labels).
+    assert!(epochs.iter().all(|l| l.contains(", chance 0.")), "{err}");
+    assert!(!err.contains("upscaled"), "{err}");
+
+    // An --input-size well above the images' side (40 px) is said once, before training.
+    let mut big = train_args_epochs(&data, &run.with_file_name("big"), 1);
+    let s = big.iter().position(|a| a == "--input-size").unwrap();
+    big[s + 1] = "64".into();
+    let err = text(&run_ok(&big).stderr);
+    assert!(
+        err.contains("--input-size 64 is 1.6x the images' median shorter side (40 px)"),
+        "{err}"
+    );
 
     // Ctrl-C mid-run: exit 130, and a line naming the checkpoint's epoch and --resume.
     let run2 = run.with_file_name("run2");
