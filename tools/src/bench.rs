@@ -195,7 +195,7 @@ fn loader(a: LoaderArgs) -> Result<ExitCode> {
     // it on even ones), and the reported fraction is the median of those ratios.
     let cfg = LoaderConfig {
         batch_size: a.batch_size,
-        threads: a.threads,
+        threads: crate::threads::cap("--threads", a.threads),
         size: out,
         crop: CropMode::RandomResized(rrc),
         augment: Augment::preset(a.preset),

@@ -53,7 +53,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         mode: a.mode,
         max_side: a.max_side,
         quality: a.quality,
-        threads: a.threads,
+        threads: crate::threads::cap("--threads", a.threads),
         max_pixels: a.max_pixels,
         align: a.align,
         strict: a.strict,

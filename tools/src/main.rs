@@ -15,6 +15,7 @@ mod inspect;
 mod interrupt;
 mod plot;
 mod plots;
+mod threads;
 mod train;
 mod verify;
 

@@ -214,6 +214,8 @@ fn settings(a: &Args) -> Result<TrainConfig> {
         (None, None) => TrainConfig::default(),
     };
     a.set.apply(&mut cfg);
+    cfg.threads = crate::threads::cap("--threads", cfg.threads);
+    cfg.torch_threads = crate::threads::cap("--torch-threads", cfg.torch_threads);
     cfg.validate()?;
     Ok(cfg)
 }

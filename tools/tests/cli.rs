@@ -207,6 +207,26 @@ fn bench_loader_json_pairs_each_epoch_with_a_limit_pass() {
         sorted[1],
         "the median"
     );
+    // An absurd thread count is capped, with a note.
+    let o = uic(&[
+        "bench",
+        "loader",
+        file.to_str().unwrap(),
+        "--threads",
+        "100000",
+        "--batch-size",
+        "5",
+        "--epochs",
+        "1",
+        "--size",
+        "24",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(j["threads"], 4 * cores);
+    assert!(text(&o.stderr).contains("note: --threads 100000 capped at"));
     // Settings that would time nothing, or that `uic train` refuses, are one clean line.
     for (flag, value, says) in [
         ("--epochs", "0", "--epochs 0"),
