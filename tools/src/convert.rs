@@ -75,6 +75,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             eprintln!("interrupted: removed the partial {}", p.display());
         }
     });
+    // An existing output is replaced, as `cp` and `tar -f` do; the summary says so.
+    let replaces = a.output.is_file();
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} images, {per_sec}, eta {eta}")
             .expect("static template"),
@@ -85,7 +87,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     });
     bar.finish_and_clear();
     let report = report?;
-    eprintln!("{}: {}", a.output.display(), report.summary());
+    let replaced = if replaces {
+        " (replaced the existing file)"
+    } else {
+        ""
+    };
+    eprintln!("{}{replaced}: {}", a.output.display(), report.summary());
     eprintln!("report: {}", convert::report_path(&a.output).display());
     Ok(ExitCode::SUCCESS)
 }

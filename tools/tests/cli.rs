@@ -59,6 +59,20 @@ fn convert_inspect_verify_contract() {
         "summary line: {}",
         text(&o.stderr)
     );
+    assert!(!text(&o.stderr).contains("replaced"));
+    // Converting onto an existing file replaces it, and says so.
+    let again = uic(&[
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(again.status.success());
+    assert!(
+        text(&again.stderr).contains("out.uicr (replaced the existing file): kept 3"),
+        "{}",
+        text(&again.stderr)
+    );
 
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("out.uicr.report.json")).unwrap())

@@ -624,6 +624,22 @@ fn decoder_nvjpeg_is_refused_with_a_reason() {
     };
     assert!(err.contains(reason), "{err}");
     assert!(!run.join("checkpoint").exists(), "nothing may be written");
+    assert!(!run.exists(), "no run folder for a refused run");
+
+    // Settings refused only when the model is built (here: a device this build or machine
+    // lacks) leave no folder either.
+    if !cfg!(feature = "cuda") {
+        let mut args = train_args_epochs(&data, &run, 1);
+        args.extend(["--device".into(), "cuda".into()]);
+        let out = uic().args(&args).output().unwrap();
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("without CUDA"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(!run.exists(), "no run folder for a refused run");
+    }
 }
 
 #[test]

@@ -104,13 +104,14 @@ impl Trainer {
         cfg.validate()?;
         let file = Arc::new(RecordFile::open(data)?);
         check_fits(&cfg, file.len())?;
-        let existing = open_out(out, resume)?;
         let data_id = DataId {
             path: data.display().to_string(),
             samples: file.len() as u64,
             file_len: file.header().file_len,
         };
+        // Everything that can refuse the settings runs before the output folder is made.
         let mut t = Trainer::build(cfg, file, data_id, out)?;
+        let existing = open_out(out, resume)?;
         match existing {
             Some(ck) => t.restore(ck)?,
             None => t.start_fresh()?,
@@ -336,7 +337,8 @@ impl Trainer {
 fn check_fits(cfg: &TrainConfig, n: usize) -> Result<()> {
     if n < cfg.k {
         return Err(Error::Config(format!(
-            "k = {} pseudo-classes for {n} images: use k well below the number of images",
+            "k = {} pseudo-classes for {n} images: use k well below the number of images \
+             (README, \"Your own images\")",
             cfg.k
         )));
     }
