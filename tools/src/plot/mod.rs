@@ -271,7 +271,11 @@ fn line_frame(series: &[Series<'_>]) -> (Frame, f64, f64) {
     } else {
         (ext(|p| p.0), ext(|p| p.1))
     };
-    let (x0, x1, xs) = axis_range(xa, xb);
+    let (x0, x1, mut xs) = axis_range(xa, xb);
+    // Epochs are whole: a run of a few epochs gets ticks 1, 2, 3, not 1, 1.5, 2.
+    if !fin.is_empty() && fin.iter().all(|p| p.0.fract() == 0.0) && xs < 1.0 {
+        xs = 1.0;
+    }
     let (y0, y1, ys) = axis_range(ya, yb);
     let labels: Vec<String> = ticks_with_step(y0, y1, ys)
         .iter()
@@ -533,6 +537,22 @@ mod tests {
     }
     fn close(a: &[f64], b: &[f64]) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9)
+    }
+
+    #[test]
+    fn whole_x_values_get_whole_ticks() {
+        let pts = [(1.0, 0.1), (2.0, 0.3), (3.0, 0.2)];
+        let (_, xs, _) = line_frame(&[Series {
+            name: "a",
+            points: &pts,
+        }]);
+        assert_eq!(xs, 1.0);
+        let half = [(0.5, 0.1), (1.5, 0.3)];
+        let (_, xs, _) = line_frame(&[Series {
+            name: "a",
+            points: &half,
+        }]);
+        assert!(xs < 1.0, "{xs}");
     }
 
     #[test]
