@@ -284,16 +284,7 @@ fn train_help_shows_the_code_defaults_and_each_enum_parses_one_way() {
     );
     // The preset of evaluation is not a training preset.
     let tmp = tempfile::tempdir().unwrap();
-    let out = uic(&[
-        "train",
-        "--data",
-        tmp.path().join("none.uicr").to_str().unwrap(),
-        "--out",
-        tmp.path().join("run").to_str().unwrap(),
-        "--preset",
-        "eval",
-    ]);
-    assert_clean_error(&out);
+    let out = train_refused(tmp.path(), &["--preset", "eval"]);
     assert!(
         text(&out.stderr).contains("preset eval"),
         "{}",
@@ -301,22 +292,31 @@ fn train_help_shows_the_code_defaults_and_each_enum_parses_one_way() {
     );
 }
 
+/// `uic train` on a data file that does not exist, in `dir`, with `extra` flags: settings
+/// refused before the data is opened; asserts a clean error.
+fn train_refused(dir: &Path, extra: &[&str]) -> Output {
+    let (data, run) = (dir.join("none.uicr"), dir.join("run"));
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = uic(&args);
+    assert_clean_error(&out);
+    out
+}
+
 #[test]
 fn inputs_below_the_least_size_of_an_architecture_are_one_clean_line() {
     let tmp = tempfile::tempdir().unwrap();
     for size in ["8", "14"] {
-        let out = uic(&[
-            "train",
-            "--data",
-            tmp.path().join("none.uicr").to_str().unwrap(),
-            "--out",
-            tmp.path().join("run").to_str().unwrap(),
-            "--arch",
-            "alexnet-small",
-            "--input-size",
-            size,
-        ]);
-        assert_clean_error(&out);
+        let out = train_refused(
+            tmp.path(),
+            &["--arch", "alexnet-small", "--input-size", size],
+        );
         let err = text(&out.stderr);
         assert!(err.contains("below 15 px"), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
