@@ -1,0 +1,223 @@
+// A plain C interface over libtorch's c10d: a TCPStore rendezvous and a ProcessGroupGloo,
+// with the four collectives data-parallel training needs. Every entry point catches every
+// C++ exception and returns its message instead (the caller frees it with
+// uic_c10d_free_string); nothing throws across the C boundary.
+//
+// Tensors arrive as `at::Tensor*`, which is what a tch::Tensor holds (torch_api.h:
+// `typedef torch::Tensor *tensor`), so collectives act in place on the caller's tensors.
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+struct uic_c10d_group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  std::chrono::milliseconds timeout;
+};
+
+namespace {
+
+char* copy_string(const std::string& s) {
+  char* p = static_cast<char*>(std::malloc(s.size() + 1));
+  if (p != nullptr) {
+    std::memcpy(p, s.data(), s.size());
+    p[s.size()] = '\0';
+  }
+  return p;
+}
+
+// Runs `f`, turning any exception into a message in `*err` and a return of -1.
+template <class F>
+int guarded(char** err, F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const c10::Error& e) {
+    *err = copy_string(e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    *err = copy_string(e.what());
+  } catch (...) {
+    *err = copy_string("an unknown C++ exception");
+  }
+  return -1;
+}
+
+// Waits for every work item, so that none is left running on tensors the caller frees,
+// then rethrows the first failure.
+void wait_all(
+    std::vector<c10::intrusive_ptr<c10d::Work>>& works,
+    std::chrono::milliseconds timeout) {
+  std::exception_ptr first;
+  for (auto& w : works) {
+    try {
+      w->wait(timeout);
+    } catch (...) {
+      if (!first) {
+        first = std::current_exception();
+      }
+    }
+  }
+  if (first) {
+    std::rethrow_exception(first);
+  }
+}
+
+std::vector<at::Tensor> tensors_of(at::Tensor* const* ts, size_t n) {
+  std::vector<at::Tensor> v;
+  v.reserve(n);
+  for (size_t i = 0; i < n; i++) {
+    v.push_back(*ts[i]);
+  }
+  return v;
+}
+
+} // namespace
+
+extern "C" {
+
+// Joins (or, as rank 0 without `agent_store`, hosts) the TCPStore at host:port, prefixes its
+// keys with `prefix` when it is not empty, and connects a Gloo group of `world` ranks over
+// the network device bound to `device_host` (or to GLOO_SOCKET_IFNAME's interface, or to
+// this machine's hostname, when `device_host` is empty). Returns NULL and sets `*err` on
+// failure.
+uic_c10d_group* uic_c10d_new(
+    const char* host,
+    uint16_t port,
+    int rank,
+    int world,
+    int agent_store,
+    const char* prefix,
+    const char* device_host,
+    int64_t timeout_ms,
+    char** err) {
+  uic_c10d_group* g = nullptr;
+  guarded(err, [&] {
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    c10d::TCPStoreOptions so;
+    so.port = port;
+    so.isServer = agent_store == 0 && rank == 0;
+    so.numWorkers = static_cast<size_t>(world);
+    so.waitWorkers = false;
+    so.timeout = timeout;
+    c10::intrusive_ptr<c10d::Store> store =
+        c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
+    if (prefix != nullptr && prefix[0] != '\0') {
+      store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), store);
+    }
+    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    if (device_host != nullptr && device_host[0] != '\0') {
+      opts->devices.push_back(
+          c10d::ProcessGroupGloo::createDeviceForHostname(device_host));
+    } else if (ifname != nullptr && ifname[0] != '\0') {
+      opts->devices.push_back(
+          c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    } else {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    auto pg =
+        c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
+    g = new uic_c10d_group{store, pg, timeout};
+  });
+  return g;
+}
+
+// Hosts a TCPStore on 0.0.0.0:port for `world` clients, as torchrun's agent does; the
+// ranks then join it with `agent_store` set. Returns NULL and sets `*err` on failure.
+void* uic_c10d_store_host(uint16_t port, int world, int64_t timeout_ms, char** err) {
+  c10d::TCPStore* s = nullptr;
+  guarded(err, [&] {
+    c10d::TCPStoreOptions so;
+    so.port = port;
+    so.isServer = true;
+    so.numWorkers = static_cast<size_t>(world);
+    so.waitWorkers = false;
+    so.timeout = std::chrono::milliseconds(timeout_ms);
+    auto store = c10::make_intrusive<c10d::TCPStore>(std::string("127.0.0.1"), so);
+    s = store.release();
+  });
+  return s;
+}
+
+void uic_c10d_store_free(void* s) {
+  if (s != nullptr) {
+    c10::intrusive_ptr<c10d::TCPStore>::reclaim(static_cast<c10d::TCPStore*>(s));
+  }
+}
+
+void uic_c10d_free(uic_c10d_group* g) {
+  delete g;
+}
+
+void uic_c10d_free_string(char* s) {
+  std::free(s);
+}
+
+// Sums each of the `n` tensors across ranks, in place. Each tensor is reduced as one
+// bucket; the buckets run concurrently on the group's threads.
+int uic_c10d_allreduce_sum(
+    uic_c10d_group* g,
+    at::Tensor* const* ts,
+    size_t n,
+    char** err) {
+  return guarded(err, [&] {
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    works.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+      std::vector<at::Tensor> one{*ts[i]};
+      works.push_back(g->pg->allreduce(one));
+    }
+    wait_all(works, g->timeout);
+  });
+}
+
+// Overwrites each of the `n` tensors with rank `root`'s.
+int uic_c10d_broadcast(
+    uic_c10d_group* g,
+    at::Tensor* const* ts,
+    size_t n,
+    int root,
+    char** err) {
+  return guarded(err, [&] {
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    works.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+      std::vector<at::Tensor> one{*ts[i]};
+      works.push_back(g->pg->broadcast(one, o));
+    }
+    wait_all(works, g->timeout);
+  });
+}
+
+// Gathers every rank's `input` into `output`, of shape [world, input's shape...]: rank r's
+// copy lands in output[r].
+int uic_c10d_allgather(
+    uic_c10d_group* g,
+    at::Tensor* output,
+    at::Tensor* input,
+    char** err) {
+  return guarded(err, [&] {
+    std::vector<std::vector<at::Tensor>> outs{output->unbind(0)};
+    std::vector<at::Tensor> ins = tensors_of(&input, 1);
+    std::vector<c10::intrusive_ptr<c10d::Work>> works{g->pg->allgather(outs, ins)};
+    wait_all(works, g->timeout);
+  });
+}
+
+int uic_c10d_barrier(uic_c10d_group* g, char** err) {
+  return guarded(err, [&] {
+    std::vector<c10::intrusive_ptr<c10d::Work>> works{g->pg->barrier()};
+    wait_all(works, g->timeout);
+  });
+}
+
+} // extern "C"

@@ -1,0 +1,59 @@
+//! The shim's C interface (`csrc/shim.cpp`).
+
+use std::os::raw::c_char;
+
+/// `uic_c10d_group`: a store and a ProcessGroupGloo.
+#[repr(C)]
+pub(crate) struct Group {
+    _private: [u8; 0],
+}
+
+/// `at::Tensor`, what a `tch::Tensor` points at.
+#[repr(C)]
+pub(crate) struct AtTensor {
+    _private: [u8; 0],
+}
+
+extern "C" {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn uic_c10d_new(
+        host: *const c_char,
+        port: u16,
+        rank: i32,
+        world: i32,
+        agent_store: i32,
+        prefix: *const c_char,
+        device_host: *const c_char,
+        timeout_ms: i64,
+        err: *mut *mut c_char,
+    ) -> *mut Group;
+    pub(crate) fn uic_c10d_free(g: *mut Group);
+    pub(crate) fn uic_c10d_store_host(
+        port: u16,
+        world: i32,
+        timeout_ms: i64,
+        err: *mut *mut c_char,
+    ) -> *mut std::ffi::c_void;
+    pub(crate) fn uic_c10d_store_free(s: *mut std::ffi::c_void);
+    pub(crate) fn uic_c10d_free_string(s: *mut c_char);
+    pub(crate) fn uic_c10d_allreduce_sum(
+        g: *mut Group,
+        ts: *const *mut AtTensor,
+        n: usize,
+        err: *mut *mut c_char,
+    ) -> i32;
+    pub(crate) fn uic_c10d_broadcast(
+        g: *mut Group,
+        ts: *const *mut AtTensor,
+        n: usize,
+        root: i32,
+        err: *mut *mut c_char,
+    ) -> i32;
+    pub(crate) fn uic_c10d_allgather(
+        g: *mut Group,
+        output: *mut AtTensor,
+        input: *mut AtTensor,
+        err: *mut *mut c_char,
+    ) -> i32;
+    pub(crate) fn uic_c10d_barrier(g: *mut Group, err: *mut *mut c_char) -> i32;
+}

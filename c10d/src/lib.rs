@@ -1,0 +1,311 @@
+//! Data-parallel collectives through libtorch's own c10d: a `TCPStore` rendezvous and a
+//! `ProcessGroupGloo`, reached through a small C++ shim (`csrc/shim.cpp`) that turns every
+//! C++ exception into an [`Error`] carrying its message.
+//!
+//! Gloo reduces CPU tensors, and CUDA tensors through host staging. Every call blocks until
+//! its collective has finished on this rank, or fails after the group's timeout; a peer
+//! that exits makes the pending call fail at once ("Connection closed by peer").
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! let group = uic_c10d::Group::connect(&uic_c10d::Rendezvous::loopback(29500, 0, 2))?;
+//! let mut t = [tch::Tensor::from_slice(&[1.0f32, 2.0])];
+//! group.allreduce_sum(&mut t)?; // every rank now holds the sum
+//! # Ok::<(), uic_c10d::Error>(())
+//! ```
+
+mod env;
+mod ffi;
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::os::raw::c_char;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use tch::Tensor;
+
+pub use env::{Launch, LaunchSource};
+
+/// A failed collective or rendezvous: the operation, and c10d's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// What was attempted (`"rendezvous"`, `"allreduce"`, ...).
+    pub op: &'static str,
+    /// c10d's (or gloo's) message, without the C++ backtrace.
+    pub message: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}", self.op, self.message.trim_end())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Where and how the ranks meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendezvous {
+    /// The store's host (torchrun's `MASTER_ADDR`).
+    pub host: String,
+    /// The store's port (`MASTER_PORT`).
+    pub port: u16,
+    /// This process's rank, `0..world`.
+    pub rank: usize,
+    /// Number of ranks.
+    pub world: usize,
+    /// The store is already hosted by a launcher's agent (torchrun's
+    /// `TORCHELASTIC_USE_AGENT_STORE=True`): every rank connects as a client, and keys live
+    /// under [`prefix`](Self::prefix). Otherwise rank 0 hosts the store.
+    pub agent_store: bool,
+    /// Prefix of every store key (torchrun: `/worker/attempt_<restart count>`), or empty.
+    pub prefix: String,
+    /// Address the Gloo device binds to; `None`: the interface in `GLOO_SOCKET_IFNAME`, else
+    /// the address this machine's hostname resolves to (as PyTorch does).
+    pub bind: Option<String>,
+    /// Limit on the rendezvous and on every collective.
+    pub timeout: Duration,
+}
+
+impl Rendezvous {
+    /// Ranks on this machine meeting at 127.0.0.1:`port`, with a one-minute timeout.
+    pub fn loopback(port: u16, rank: usize, world: usize) -> Self {
+        Rendezvous {
+            host: "127.0.0.1".into(),
+            port,
+            rank,
+            world,
+            agent_store: false,
+            prefix: String::new(),
+            bind: Some("127.0.0.1".into()),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A connected process group (Gloo). Collectives must be called in the same order on
+/// every rank.
+#[derive(Debug)]
+pub struct Group {
+    raw: NonNull<ffi::Group>,
+    rank: usize,
+    world: usize,
+}
+
+// The shim's group is a ProcessGroupGloo, whose calls are thread-safe; `Group` is moved
+// between threads, never shared (every collective takes `&self` but the trainer uses one
+// group from one thread at a time).
+unsafe impl Send for Group {}
+
+/// Takes the message the shim allocated.
+fn take_message(err: *mut c_char) -> String {
+    if err.is_null() {
+        return "no message (out of memory?)".into();
+    }
+    // SAFETY: the shim returns a NUL-terminated string from malloc, ours to free once.
+    let s = unsafe { CStr::from_ptr(err) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { ffi::uic_c10d_free_string(err) };
+    s
+}
+
+fn check(op: &'static str, rc: i32, err: *mut c_char) -> Result<(), Error> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error {
+            op,
+            message: take_message(err),
+        })
+    }
+}
+
+impl Group {
+    /// Meets the other ranks and connects the group; blocks until all `world` ranks have
+    /// arrived, or fails after `r.timeout`.
+    ///
+    /// # Errors
+    /// A refused or timed-out rendezvous, an address that cannot be bound, bad arguments.
+    pub fn connect(r: &Rendezvous) -> Result<Group, Error> {
+        let bad = |m: String| Error {
+            op: "rendezvous",
+            message: m,
+        };
+        if r.world == 0 || r.rank >= r.world {
+            return Err(bad(format!(
+                "rank {} is not below world size {}",
+                r.rank, r.world
+            )));
+        }
+        let cstr = |s: &str| CString::new(s).map_err(|_| bad(format!("{s:?} holds a NUL byte")));
+        let host = cstr(&r.host)?;
+        let prefix = cstr(&r.prefix)?;
+        let bind = cstr(r.bind.as_deref().unwrap_or(""))?;
+        let ms = i64::try_from(r.timeout.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let mut err = std::ptr::null_mut();
+        // SAFETY: valid C strings that outlive the call; `err` is written only on failure.
+        let raw = unsafe {
+            ffi::uic_c10d_new(
+                host.as_ptr(),
+                r.port,
+                r.rank as i32,
+                r.world as i32,
+                i32::from(r.agent_store),
+                prefix.as_ptr(),
+                bind.as_ptr(),
+                ms,
+                &mut err,
+            )
+        };
+        match NonNull::new(raw) {
+            Some(raw) => Ok(Group {
+                raw,
+                rank: r.rank,
+                world: r.world,
+            }),
+            None => Err(bad(take_message(err))),
+        }
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of ranks.
+    pub fn world(&self) -> usize {
+        self.world
+    }
+
+    /// Sums every tensor across ranks, in place. Each tensor is one bucket (Gloo wants one
+    /// shape per call); the buckets are reduced concurrently.
+    ///
+    /// # Errors
+    /// A peer that left, a timeout, or tensors that differ across ranks.
+    pub fn allreduce_sum(&self, tensors: &mut [Tensor]) -> Result<(), Error> {
+        let ptrs = tensor_ptrs(tensors);
+        let mut err = std::ptr::null_mut();
+        // SAFETY: the pointers are live tensors of `tensors`, borrowed mutably for the call.
+        let rc = unsafe {
+            ffi::uic_c10d_allreduce_sum(self.raw.as_ptr(), ptrs.as_ptr(), ptrs.len(), &mut err)
+        };
+        check("allreduce", rc, err)
+    }
+
+    /// Overwrites every tensor with rank `root`'s, in place.
+    ///
+    /// # Errors
+    /// As [`allreduce_sum`](Self::allreduce_sum), and a root outside the group.
+    pub fn broadcast(&self, tensors: &mut [Tensor], root: usize) -> Result<(), Error> {
+        if root >= self.world {
+            return Err(Error {
+                op: "broadcast",
+                message: format!("root {root} is not below world size {}", self.world),
+            });
+        }
+        let ptrs = tensor_ptrs(tensors);
+        let mut err = std::ptr::null_mut();
+        // SAFETY: as in `allreduce_sum`.
+        let rc = unsafe {
+            ffi::uic_c10d_broadcast(
+                self.raw.as_ptr(),
+                ptrs.as_ptr(),
+                ptrs.len(),
+                root as i32,
+                &mut err,
+            )
+        };
+        check("broadcast", rc, err)
+    }
+
+    /// Every rank's `input` (same shape and type on every rank), stacked along a new first
+    /// dimension in rank order: `[world, ..input.size()]`.
+    ///
+    /// # Errors
+    /// As [`allreduce_sum`](Self::allreduce_sum).
+    pub fn allgather(&self, input: &Tensor) -> Result<Tensor, Error> {
+        let input = input.contiguous();
+        let mut shape = vec![self.world as i64];
+        shape.extend(input.size());
+        let output = Tensor::empty(&shape, (input.kind(), input.device()));
+        let mut err = std::ptr::null_mut();
+        // SAFETY: both tensors live through the call; the shim writes only into `output`.
+        let rc = unsafe {
+            ffi::uic_c10d_allgather(
+                self.raw.as_ptr(),
+                output.as_ptr() as *mut _,
+                input.as_ptr() as *mut _,
+                &mut err,
+            )
+        };
+        check("allgather", rc, err)?;
+        Ok(output)
+    }
+
+    /// Waits until every rank has reached its barrier.
+    ///
+    /// # Errors
+    /// As [`allreduce_sum`](Self::allreduce_sum).
+    pub fn barrier(&self) -> Result<(), Error> {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: a live group.
+        let rc = unsafe { ffi::uic_c10d_barrier(self.raw.as_ptr(), &mut err) };
+        check("barrier", rc, err)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: the group was made by `uic_c10d_new` and is freed once.
+        unsafe { ffi::uic_c10d_free(self.raw.as_ptr()) }
+    }
+}
+
+/// A `TCPStore` server, as torchrun's agent hosts one: ranks started with
+/// [`Rendezvous::agent_store`] join it as clients. For launchers and tests.
+#[derive(Debug)]
+pub struct StoreServer {
+    raw: NonNull<std::ffi::c_void>,
+}
+
+// A TCPStore serves from its own thread; the handle only keeps it alive.
+unsafe impl Send for StoreServer {}
+
+impl StoreServer {
+    /// Listens on `port` (all interfaces) for `world` ranks.
+    ///
+    /// # Errors
+    /// The port cannot be bound.
+    pub fn host(port: u16, world: usize, timeout: Duration) -> Result<StoreServer, Error> {
+        let ms = i64::try_from(timeout.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let mut err = std::ptr::null_mut();
+        // SAFETY: plain values; `err` is written only on failure.
+        let raw = unsafe { ffi::uic_c10d_store_host(port, world as i32, ms, &mut err) };
+        NonNull::new(raw)
+            .map(|raw| StoreServer { raw })
+            .ok_or_else(|| Error {
+                op: "hosting the store",
+                message: take_message(err),
+            })
+    }
+}
+
+impl Drop for StoreServer {
+    fn drop(&mut self) {
+        // SAFETY: made by `uic_c10d_store_host`, freed once.
+        unsafe { ffi::uic_c10d_store_free(self.raw.as_ptr()) }
+    }
+}
+
+fn tensor_ptrs(tensors: &mut [Tensor]) -> Vec<*mut ffi::AtTensor> {
+    tensors
+        .iter_mut()
+        .map(|t| t.as_mut_ptr() as *mut ffi::AtTensor)
+        .collect()
+}

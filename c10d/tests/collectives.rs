@@ -1,0 +1,172 @@
+//! The shim's collectives between two ranks on 127.0.0.1 (two threads, each with its own
+//! group: Gloo does not care whether its peers share a process), with exact values.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use tch::{Kind, Tensor};
+use uic_c10d::{Group, Launch, Rendezvous, StoreServer};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `f(group)` on ranks 0 and 1 of a fresh group and returns their results.
+fn on_two_ranks<T: Send + 'static>(f: fn(&Group) -> T) -> Vec<T> {
+    let port = free_port();
+    let hs: Vec<_> = (0..2)
+        .map(|rank| {
+            std::thread::spawn(move || {
+                let mut r = Rendezvous::loopback(port, rank, 2);
+                r.timeout = Duration::from_secs(30);
+                let g = Group::connect(&r).expect("rendezvous");
+                assert_eq!((g.rank(), g.world()), (rank, 2));
+                f(&g)
+            })
+        })
+        .collect();
+    hs.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// A tensor's values as f64 (exact for the small integers and halves used here).
+fn values(t: &Tensor) -> Vec<f64> {
+    Vec::try_from(&t.flatten(0, -1).to_kind(Kind::Double)).unwrap()
+}
+
+#[test]
+fn allreduce_sums_every_bucket_exactly() {
+    let got = on_two_ranks(|g| {
+        let r = g.rank() as f32;
+        // Two buckets of different shapes and a third of another type.
+        let mut ts = [
+            Tensor::from_slice(&[1.0f32 + r, 10.0 * r, -0.5]),
+            Tensor::from_slice(&[r; 6]).view([2, 3]),
+            Tensor::from_slice(&[3i64 + g.rank() as i64]),
+        ];
+        g.allreduce_sum(&mut ts).unwrap();
+        (values(&ts[0]), values(&ts[1]), ts[1].size(), values(&ts[2]))
+    });
+    for (a, b, shape, c) in got {
+        assert_eq!(a, [3.0, 10.0, -1.0]);
+        assert_eq!(b, [1.0; 6]);
+        assert_eq!(shape, [2, 3]);
+        assert_eq!(c, [7.0]);
+    }
+}
+
+#[test]
+fn broadcast_copies_the_roots_tensors() {
+    let got = on_two_ranks(|g| {
+        let mut ts = [
+            Tensor::from_slice(&[g.rank() as f64 + 0.25; 4]),
+            Tensor::zeros([2], (Kind::Int64, tch::Device::Cpu)) + g.rank() as i64 * 5,
+        ];
+        g.broadcast(&mut ts, 1).unwrap();
+        (values(&ts[0]), values(&ts[1]))
+    });
+    for (a, b) in got {
+        assert_eq!(a, [1.25; 4]);
+        assert_eq!(b, [5.0, 5.0]);
+    }
+}
+
+#[test]
+fn allgather_stacks_the_ranks_in_order() {
+    let got = on_two_ranks(|g| {
+        let r = g.rank() as i64;
+        let t = Tensor::from_slice(&[r, r * 10, r * 100]).view([3, 1]);
+        let out = g.allgather(&t).unwrap();
+        g.barrier().unwrap();
+        (out.size(), values(&out))
+    });
+    for (shape, v) in got {
+        assert_eq!(shape, [2, 3, 1]);
+        assert_eq!(v, [0.0, 0.0, 0.0, 1.0, 10.0, 100.0]);
+    }
+}
+
+#[test]
+fn a_missing_peer_is_an_error_within_the_timeout() {
+    let mut r = Rendezvous::loopback(free_port(), 0, 2);
+    r.timeout = Duration::from_secs(2);
+    let t = Instant::now();
+    let e = Group::connect(&r).unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(e.op, "rendezvous");
+    assert!(!e.message.is_empty());
+    assert!(
+        !e.message.contains("frame #"),
+        "a C++ backtrace leaked: {e}"
+    );
+}
+
+#[test]
+fn a_peer_that_leaves_fails_the_pending_collective() {
+    let got = on_two_ranks(|g| {
+        if g.rank() == 1 {
+            return None; // leaves: its group is dropped, its connections close
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        let mut ts = [Tensor::from_slice(&[1.0f32])];
+        let e = g.allreduce_sum(&mut ts).unwrap_err();
+        Some((e, t.elapsed()))
+    });
+    let (e, took) = got[0].clone().unwrap();
+    assert_eq!(e.op, "allreduce");
+    assert!(
+        took < Duration::from_secs(29),
+        "waited {took:?}: the timeout, not the closed peer"
+    );
+    assert!(e.to_string().starts_with("allreduce failed: "), "{e}");
+}
+
+#[test]
+fn bad_arguments_are_refused_before_any_network() {
+    let e = Group::connect(&Rendezvous::loopback(1, 2, 2)).unwrap_err();
+    assert_eq!(e.message, "rank 2 is not below world size 2");
+}
+
+#[test]
+fn ranks_join_an_agents_store_under_torchruns_prefix() {
+    // torchrun's agent hosts the store on MASTER_PORT; the ranks must not try to host it
+    // too (that fails with EADDRINUSE), and their keys live under the restart's prefix.
+    let port = free_port();
+    let _agent = StoreServer::host(port, 2, Duration::from_secs(30)).unwrap();
+    let hs: Vec<_> = (0..2)
+        .map(|rank| {
+            std::thread::spawn(move || {
+                let vars = [
+                    ("RANK", rank.to_string()),
+                    ("WORLD_SIZE", "2".to_string()),
+                    ("LOCAL_RANK", rank.to_string()),
+                    ("MASTER_ADDR", "127.0.0.1".to_string()),
+                    ("MASTER_PORT", port.to_string()),
+                    ("TORCHELASTIC_RUN_ID", "test".to_string()),
+                    ("TORCHELASTIC_USE_AGENT_STORE", "True".to_string()),
+                    ("TORCHELASTIC_RESTART_COUNT", "1".to_string()),
+                ];
+                let launch = Launch::from_vars(|k| {
+                    vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+                })
+                .unwrap()
+                .unwrap();
+                let g = Group::connect(&launch.rendezvous(Duration::from_secs(30))).unwrap();
+                let mut t = [Tensor::from_slice(&[rank as f32 + 1.0])];
+                g.allreduce_sum(&mut t).unwrap();
+                values(&t[0])
+            })
+        })
+        .collect();
+    for h in hs {
+        assert_eq!(h.join().unwrap(), [3.0]);
+    }
+}
