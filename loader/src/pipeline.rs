@@ -263,6 +263,39 @@ impl Loader {
     /// # Errors
     /// An index past the end of the file.
     pub fn epoch(&self, epoch: u64, indices: Vec<usize>, start_batch: usize) -> Result<Epoch> {
+        self.start(epoch, indices, None, start_batch)
+    }
+
+    /// As [`epoch`](Self::epoch), for one shard of a larger epoch: `positions[j]` is
+    /// `indices[j]`'s place in the whole epoch's order, and seeds its random draws, so that
+    /// a sample gets the same view whichever process or shard loads it (data parallelism).
+    ///
+    /// # Errors
+    /// An index past the end of the file, or not one position per index.
+    pub fn epoch_at(
+        &self,
+        epoch: u64,
+        indices: Vec<usize>,
+        positions: Vec<usize>,
+        start_batch: usize,
+    ) -> Result<Epoch> {
+        if positions.len() != indices.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} positions for {} samples",
+                positions.len(),
+                indices.len()
+            )));
+        }
+        self.start(epoch, indices, Some(positions), start_batch)
+    }
+
+    fn start(
+        &self,
+        epoch: u64,
+        indices: Vec<usize>,
+        positions: Option<Vec<usize>>,
+        start_batch: usize,
+    ) -> Result<Epoch> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= self.file.len()) {
             return Err(Error::InvalidArgument(format!(
                 "sample index {bad} past the {} samples",
@@ -274,6 +307,7 @@ impl Loader {
             file: self.file.clone(),
             cfg: self.cfg.clone(),
             indices,
+            positions,
             epoch,
             num_batches,
             cancel: AtomicBool::new(false),
@@ -317,6 +351,8 @@ struct Shared {
     file: Arc<RecordFile>,
     cfg: LoaderConfig,
     indices: Vec<usize>,
+    /// Each sample's place in the whole epoch, when this is a shard of it.
+    positions: Option<Vec<usize>>,
     epoch: u64,
     num_batches: usize,
     cancel: AtomicBool,
@@ -432,7 +468,8 @@ fn sample_into(
     let cfg = &shared.cfg;
     let idx = shared.indices[pos];
     let s = shared.file.sample(idx);
-    let mut rng = sample_rng(cfg.seed, shared.epoch, (pos * cfg.views + v) as u64);
+    let at = shared.positions.as_ref().map_or(pos, |p| p[pos]);
+    let mut rng = sample_rng(cfg.seed, shared.epoch, (at * cfg.views + v) as u64);
     let crop = match cfg.crop {
         CropMode::RandomResized(rrc) => random_resized_crop(s.width, s.height, &rrc, &mut rng),
         CropMode::Center { resize } => {
