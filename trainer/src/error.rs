@@ -37,6 +37,21 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A collective between the ranks of a data-parallel run failed: another rank stopped,
+    /// hung past the timeout, or the network failed.
+    #[error(
+        "rank {rank} of {world}: {what}: {error} (another rank stopped or hung: see its output)"
+    )]
+    Collective {
+        /// This process's rank.
+        rank: usize,
+        /// Number of ranks.
+        world: usize,
+        /// What the ranks were doing.
+        what: String,
+        /// c10d's error.
+        error: uic_c10d::Error,
+    },
     /// The loss became NaN or infinite; the last good checkpoint is kept.
     #[error(
         "the loss is {value} at epoch {epoch}, batch {batch}: training stopped; the last good \

@@ -34,6 +34,7 @@ pub mod amp;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod dist;
 mod error;
 pub mod eval;
 pub mod infer;
@@ -51,13 +52,14 @@ pub use tch;
 
 pub use config::{set_threads, Decoder, DeviceChoice, InitLabels, Labeler, TrainConfig};
 pub use data::{eval_loader_config, train_loader_config};
+pub use dist::Dist;
 pub use error::{Error, Result};
 pub use infer::Layer;
 pub use labels::LabelTable;
 pub use metrics::{EpochMetrics, Phase};
 pub use model::{Arch, Model, ModelConfig};
 pub use schedule::Schedule;
-pub use train::{train_step, Observer, Progress, Quiet, Trainer};
+pub use train::{train_step, train_step_with, Observer, Progress, Quiet, Sync, Trainer};
 pub use uic_augment::Preset;
 
 /// The PyTorch release this crate's tch (0.24.0) is built against.

@@ -58,6 +58,30 @@ impl Sgd {
         });
     }
 
+    /// The parameters, in the optimiser's (name) order.
+    pub fn parameters(&self) -> Vec<Tensor> {
+        self.params.iter().map(|(_, p)| p.shallow_clone()).collect()
+    }
+
+    /// Whether any momentum buffer exists (any step was taken).
+    pub fn has_momentum(&self) -> bool {
+        self.buffers.iter().any(Option::is_some)
+    }
+
+    /// Every parameter's momentum buffer, zeros made where there is none yet (the same
+    /// update: a zero buffer becomes `0 * momentum + d = d`, as a missing one does), for
+    /// copying a state between processes.
+    pub fn momentum_buffers(&mut self) -> Vec<Tensor> {
+        self.params
+            .iter()
+            .zip(&mut self.buffers)
+            .map(|((_, p), b)| {
+                b.get_or_insert_with(|| p.detach().zeros_like())
+                    .shallow_clone()
+            })
+            .collect()
+    }
+
     /// Drops the momentum of the parameters whose name starts with `prefix` (after their
     /// re-initialisation).
     pub fn reset_state(&mut self, prefix: &str) {

@@ -226,6 +226,14 @@ impl Model {
         self.vs.device()
     }
 
+    /// Every variable (parameters and batch-norm buffers), in name order: the state that
+    /// data-parallel ranks share.
+    pub fn state_tensors(&self) -> Vec<Tensor> {
+        let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter().map(|(_, t)| t).collect()
+    }
+
     /// Trainable parameters by name, for the optimiser.
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v: Vec<(String, Tensor)> = self

@@ -12,9 +12,10 @@ use tch::{Device, Tensor};
 use uic_loader::order::{ClassBalanced, Order};
 
 use super::feed::{Feed, StepInput};
-use super::step::train_step;
+use super::step::{train_step_with, Sync};
 use super::{Observer, Progress, Trainer};
 use crate::config::Labeler;
+use crate::dist::shard;
 use crate::error::{Error, Result};
 use crate::infer::{self, Layer};
 use crate::labels::size_stats;
@@ -44,6 +45,16 @@ struct Steps {
     waited: Duration,
     /// The rate of the epoch's first step.
     first_lr: f64,
+    /// Data-parallel runs: the epoch's order, and this rank's (position, argmax) records,
+    /// exchanged in the repair phase.
+    shared: Option<SharedLabels>,
+}
+
+/// One rank's argmaxes of a data-parallel epoch, by position in the global order.
+struct SharedLabels {
+    order: Vec<usize>,
+    positions: Vec<usize>,
+    preds: Vec<i64>,
 }
 
 impl Trainer {
@@ -60,7 +71,8 @@ impl Trainer {
         tch::manual_seed(torch_seed(self.cfg.seed, e));
         let before = before.unwrap_or_else(|| self.labels.targets().to_vec());
         let labelling = self.make_labels(e, phase)?;
-        let steps = self.train_steps(e, phase, labelling.kmeans, start, obs)?;
+        let mut steps = self.train_steps(e, phase, labelling.kmeans, start, obs)?;
+        self.combine_ranks(&mut steps)?;
         let empty_fixed = self.repair(e, phase, &labelling);
         Ok(self.epoch_metrics(e, phase, &before, &steps, empty_fixed, &labelling, start))
     }
@@ -101,9 +113,19 @@ impl Trainer {
         let total_steps = phase_epochs * self.steps_per_epoch();
         let order = self.epoch_order(e);
         self.labels.begin_epoch();
+        let (rank, world) = self.rank();
+        let global_len = order.len();
+        let mut shared = match &self.dist {
+            None => None,
+            Some(_) => Some(SharedLabels {
+                positions: shard(&order, self.cfg.batch_size, rank, world).1,
+                order: order.clone(),
+                preds: Vec::new(),
+            }),
+        };
         let (h, w) = (self.cfg.input_size as i64, self.cfg.input_size as i64);
         let first_lr = self.cfg.schedule.lr(base_lr, self.step, total_steps);
-        let mut feed = self.feed(e, order)?;
+        let mut feed = self.feed(e, order, shared.as_ref().map(|s| s.positions.clone()))?;
         let batches = feed.num_batches();
         let (mut seen, mut loss_sum, mut agree) = (0usize, 0f64, 0usize);
         let mut done = 0usize;
@@ -121,8 +143,16 @@ impl Trainer {
             );
             let y = Tensor::from_slice(&targets);
             let lr = self.cfg.schedule.lr(base_lr, self.step, total_steps);
+            let sync = self.dist.as_ref().map(|d| Sync {
+                dist: d,
+                share: n as f64
+                    / (global_len - done * self.cfg.batch_size).min(self.cfg.batch_size) as f64,
+                step: self.step,
+            });
             let (lv, pred) = batch
-                .with_pixels(h, w, |x| train_step(&self.model, &mut self.opt, x, &y, lr))
+                .with_pixels(h, w, |x| {
+                    train_step_with(&self.model, &mut self.opt, x, &y, lr, sync)
+                })
                 .map_err(|err| match err {
                     Error::NonFinite { value, .. } => Error::NonFinite {
                         epoch: e + 1,
@@ -134,7 +164,10 @@ impl Trainer {
             self.step += 1;
             agree += pred.iter().zip(&targets).filter(|(a, b)| a == b).count();
             if phase == Phase::Uic && !kmeans {
-                self.labels.record(batch.indices(), &pred);
+                match &mut shared {
+                    None => self.labels.record(batch.indices(), &pred),
+                    Some(s) => s.preds.extend_from_slice(&pred),
+                }
             }
             seen += n;
             loss_sum += lv * n as f64;
@@ -146,7 +179,8 @@ impl Trainer {
                 batch: done,
                 batches,
                 loss: loss_sum / seen as f64,
-                images_per_s: seen as f64 / secs,
+                // This rank's rate times the ranks: the global rate, near enough for a bar.
+                images_per_s: (seen * world) as f64 / secs,
                 data_wait: feed.waited().as_secs_f64() / secs,
             });
         }
@@ -164,7 +198,52 @@ impl Trainer {
             agree,
             waited,
             first_lr,
+            shared,
         })
+    }
+
+    /// Data-parallel runs: the epoch's counts summed over the ranks (the wait: the worst
+    /// rank's), and every rank's argmaxes recorded into the label table in the order of the
+    /// global epoch, as one process would have recorded them.
+    fn combine_ranks(&mut self, s: &mut Steps) -> Result<()> {
+        let Some(d) = &self.dist else { return Ok(()) };
+        let substituted = self
+            .loader
+            .stats()
+            .substituted
+            .load(std::sync::atomic::Ordering::Relaxed) as f64;
+        let mine = [
+            s.seen as f64,
+            s.loss_sum,
+            s.agree as f64,
+            s.waited.as_secs_f64(),
+            substituted,
+        ];
+        let all = d.allgather_f64(&mine, "summing the epoch's counts")?;
+        s.seen = all.iter().map(|v| v[0] as usize).sum();
+        s.loss_sum = all.iter().map(|v| v[1]).sum();
+        s.agree = all.iter().map(|v| v[2] as usize).sum();
+        s.waited = Duration::from_secs_f64(all.iter().map(|v| v[3]).fold(0.0, f64::max));
+        self.substituted_elsewhere =
+            all.iter().map(|v| v[4] as u64).sum::<u64>() - substituted as u64;
+        let Some(shared) = s.shared.take() else {
+            return Ok(());
+        };
+        let recorded = &shared.positions[..shared.preds.len()];
+        let all = d.gather_by_position(
+            recorded,
+            &shared.preds,
+            shared.order.len(),
+            "gathering the epoch's labels",
+        )?;
+        let (idx, preds): (Vec<u32>, Vec<i64>) = all
+            .iter()
+            .enumerate()
+            .filter(|(_, &p)| p >= 0)
+            .map(|(pos, &p)| (shared.order[pos] as u32, p))
+            .unzip();
+        self.labels.record(&idx, &preds);
+        Ok(())
     }
 
     /// Phase 3: in UIC epochs, the empty classes refilled and the label buffers swapped.
@@ -224,13 +303,21 @@ impl Trainer {
                 .stats()
                 .substituted
                 .load(std::sync::atomic::Ordering::Relaxed)
-                + self.substituted_outside_loader,
+                + self.substituted_outside_loader
+                + self.substituted_elsewhere,
             labeling_seconds: labelling.seconds,
         }
     }
 
     fn steps_per_epoch(&self) -> u64 {
-        self.loader.num_batches(self.epoch_len()) as u64
+        match &self.dist {
+            None => self.loader.num_batches(self.epoch_len()) as u64,
+            Some(d) => {
+                let (n, b) = (self.epoch_len(), self.cfg.batch_size);
+                // As `dist::shard` cuts them: a partial last batch only if every rank gets 2.
+                (n / b + usize::from(n % b >= 2 * d.world())) as u64
+            }
+        }
     }
 
     /// Samples an epoch visits: the data `epoch_repeats` times.
@@ -252,7 +339,7 @@ impl Trainer {
 
     /// Starts epoch `e`'s batches in `order` from the configured decoder: nvJPEG workers,
     /// or the CPU loader (with an uploader thread when the model is on a GPU).
-    fn feed(&mut self, e: u64, order: Vec<usize>) -> Result<Feed> {
+    fn feed(&mut self, e: u64, order: Vec<usize>, positions: Option<Vec<usize>>) -> Result<Feed> {
         let ahead = self.cfg.batches_ahead;
         #[cfg(feature = "nvjpeg")]
         if !self.gpu_loaders.is_empty() {
@@ -269,7 +356,13 @@ impl Trainer {
             })?;
             return Ok(Feed::Nvjpeg(a));
         }
-        let epoch = self.loader.epoch(e, order, 0)?;
+        let epoch = match positions {
+            None => self.loader.epoch(e, order, 0)?,
+            Some(p) => {
+                let local = p.iter().map(|&i| order[i]).collect();
+                self.loader.epoch_at(e, local, p, 0)?
+            }
+        };
         let device = self.model.device();
         if device == Device::Cpu {
             return Ok(Feed::Cpu(epoch));

@@ -11,7 +11,7 @@ mod epoch;
 pub(crate) mod feed;
 mod step;
 
-pub use step::train_step;
+pub use step::{train_step, train_step_with, Sync};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use uic_loader::{Loader, RecordFile};
 use crate::checkpoint::{self, DataId, State};
 use crate::config::{set_threads, InitLabels, TrainConfig};
 use crate::data::train_loader_config;
+use crate::dist::{self, Dist};
 use crate::error::{Error, Result};
 use crate::infer;
 use crate::labels::LabelTable;
@@ -28,6 +29,7 @@ use crate::metrics::{self, EpochMetrics, Phase};
 use crate::model::Model;
 use crate::seeds::{stream_rng, STREAM_INIT};
 use crate::sgd::Sgd;
+use tch::Tensor;
 
 /// What a running epoch reports after each batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,9 +83,13 @@ pub struct Trainer {
     gpu_loaders: Vec<uic_loader::nvjpeg::NvJpegLoader>,
     /// Samples replaced by grey in batches that did not come from `loader` (nvJPEG's).
     substituted_outside_loader: u64,
+    /// Samples replaced by grey on the other ranks (data-parallel runs), up to the last epoch.
+    substituted_elsewhere: u64,
     epoch: u64,
     step: u64,
     last_metrics: Option<EpochMetrics>,
+    /// The data-parallel group, when this is one rank of several.
+    dist: Option<Dist>,
 }
 
 /// nvJPEG decoder threads (`decoder = nvjpeg`): one thread's per-image kernel launches
@@ -101,7 +107,28 @@ impl Trainer {
     /// Invalid settings, unreadable data, a folder that already holds a run (without
     /// `resume`), or a checkpoint from another run or data file.
     pub fn new(cfg: TrainConfig, data: &Path, out: &Path, resume: bool) -> Result<Self> {
+        Trainer::new_in(cfg, data, out, resume, None)
+    }
+
+    /// [`Trainer::new`] as one rank of a data-parallel run (`dist`), or of none. Every rank
+    /// checks that all were started with the same settings and data; rank 0 alone opens
+    /// `out` (and restores its checkpoint, written by any number of ranks), then sends the
+    /// run's state to the others.
+    ///
+    /// # Errors
+    /// As [`Trainer::new`]; settings that differ between ranks, a batch size the ranks
+    /// cannot share, and [`Error::Collective`].
+    pub fn new_in(
+        cfg: TrainConfig,
+        data: &Path,
+        out: &Path,
+        resume: bool,
+        dist: Option<Dist>,
+    ) -> Result<Self> {
         cfg.validate()?;
+        if let Some(d) = &dist {
+            check_distributed(&cfg, d.world())?;
+        }
         let file = Arc::new(RecordFile::open(data)?);
         check_fits(&cfg, file.len())?;
         let data_id = DataId {
@@ -109,23 +136,50 @@ impl Trainer {
             samples: file.len() as u64,
             file_len: file.header().file_len,
         };
-        // Everything that can refuse the settings runs before the output folder is made.
-        let mut t = Trainer::build(cfg, file, data_id, out)?;
-        let existing = open_out(out, resume)?;
-        match existing {
-            Some(ck) => t.restore(ck)?,
-            None => t.start_fresh()?,
+        if let Some(d) = &dist {
+            d.check_same(run_hash(&cfg, &data_id, &file), "settings or data file")?;
         }
-        Ok(t)
+        // Everything that can refuse the settings runs before the output folder is made.
+        let mut t = Trainer::build(cfg, file, data_id, out, dist)?;
+        let rank = t.dist.as_ref().map_or(0, Dist::rank);
+        let opened = if rank == 0 {
+            open_out(out, resume).and_then(|existing| match existing {
+                Some(ck) => t.restore(ck),
+                None => t.start_fresh(),
+            })
+        } else {
+            Ok(())
+        };
+        if t.dist.is_some() {
+            t.share_state(opened.is_ok())?;
+        }
+        opened.map(|()| t)
     }
 
     /// The run's parts at epoch 0: threads, model, optimiser, loaders, random labels.
-    fn build(cfg: TrainConfig, file: Arc<RecordFile>, data_id: DataId, out: &Path) -> Result<Self> {
+    fn build(
+        cfg: TrainConfig,
+        file: Arc<RecordFile>,
+        data_id: DataId,
+        out: &Path,
+        dist: Option<Dist>,
+    ) -> Result<Self> {
         let n = file.len();
         set_threads(&cfg);
-        let model = Model::init(&cfg.model(), cfg.seed, cfg.device.resolve()?)?;
+        let device = match (cfg.device.resolve()?, &dist) {
+            (tch::Device::Cuda(_), Some(d)) => tch::Device::Cuda(d.local_rank()),
+            (device, _) => device,
+        };
+        let model = Model::init(&cfg.model(), cfg.seed, device)?;
         let opt = Sgd::new(model.named_parameters(), cfg.momentum, cfg.weight_decay);
-        let loader = Loader::new(file.clone(), train_loader_config(&cfg, n))?;
+        let mut loader_cfg = train_loader_config(&cfg, n);
+        if let Some(d) = &dist {
+            // Each rank loads its share of every global batch; the shards decide the batches
+            // (see `dist::shard`), the loader only cuts them.
+            loader_cfg.batch_size = cfg.batch_size / d.world();
+            loader_cfg.drop_last = false;
+        }
+        let loader = Loader::new(file.clone(), loader_cfg)?;
         #[cfg(feature = "nvjpeg")]
         let gpu_loaders = match cfg.decoder {
             crate::config::Decoder::Nvjpeg => (0..NVJPEG_WORKERS)
@@ -152,10 +206,57 @@ impl Trainer {
             #[cfg(feature = "nvjpeg")]
             gpu_loaders,
             substituted_outside_loader: 0,
+            substituted_elsewhere: 0,
             epoch: 0,
             step: 0,
             last_metrics: None,
+            dist,
         })
+    }
+
+    /// Rank 0's state (epoch, step, weights, BN buffers, momentum, labels) sent to every
+    /// rank, after rank 0 has restored or started the run (`ok`: it could).
+    fn share_state(&mut self, ok: bool) -> Result<()> {
+        let Some(d) = &self.dist else { return Ok(()) };
+        let meta = Tensor::from_slice(&[
+            i64::from(ok),
+            self.epoch as i64,
+            self.step as i64,
+            i64::from(self.opt.has_momentum()),
+        ]);
+        d.broadcast(std::slice::from_ref(&meta), "starting the run")?;
+        let meta: Vec<i64> = Vec::try_from(&meta)?;
+        if meta[0] == 0 {
+            // Rank 0 reports its own error; the others name it.
+            return Err(Error::Config(
+                "rank 0 could not start the run (its output says why)".into(),
+            ));
+        }
+        if !ok {
+            return Ok(()); // rank 0: the caller returns the error
+        }
+        (self.epoch, self.step) = (meta[1] as u64, meta[2] as u64);
+        d.broadcast(&self.model.state_tensors(), "sending rank 0's weights")?;
+        if meta[3] == 1 {
+            d.broadcast(&self.opt.momentum_buffers(), "sending rank 0's momentum")?;
+        }
+        let labels: Vec<i64> = self
+            .labels
+            .targets()
+            .iter()
+            .map(|&l| i64::from(l))
+            .collect();
+        let labels = Tensor::from_slice(&labels);
+        d.broadcast(std::slice::from_ref(&labels), "sending rank 0's labels")?;
+        let labels: Vec<i64> = Vec::try_from(&labels)?;
+        self.labels
+            .set_targets(labels.into_iter().map(|l| l as u32).collect())?;
+        Ok(())
+    }
+
+    /// This rank's place: `(rank, world)`, `(0, 1)` without a group.
+    pub fn rank(&self) -> (usize, usize) {
+        self.dist.as_ref().map_or((0, 1), |d| (d.rank(), d.world()))
     }
 
     /// A new run: its `config.toml`, and no metrics of an earlier one.
@@ -293,6 +394,7 @@ impl Trainer {
             }
             let m = self.train_epoch(e, phase, before, obs)?;
             self.epoch += 1;
+            self.agree_after_epoch()?;
             self.save(&m)?;
             self.last_metrics = Some(m.clone());
             obs.epoch(&m);
@@ -303,6 +405,9 @@ impl Trainer {
     /// The checkpoint after an epoch, then its metrics line (in that order: a crash between
     /// the two loses a line that [`Trainer::restore`] writes again).
     fn save(&self, m: &EpochMetrics) -> Result<()> {
+        if self.rank().0 != 0 {
+            return Ok(());
+        }
         let state = State {
             format_version: checkpoint::FORMAT_VERSION,
             uic_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -327,9 +432,83 @@ impl Trainer {
     /// # Errors
     /// A loader or libtorch failure.
     pub fn predict_labels(&self) -> Result<Vec<u32>> {
-        let all: Vec<usize> = (0..self.file.len()).collect();
-        infer::assign(&self.model, &self.cfg, &self.file, &all)
+        let n = self.file.len();
+        let Some(d) = &self.dist else {
+            let all: Vec<usize> = (0..n).collect();
+            return infer::assign(&self.model, &self.cfg, &self.file, &all);
+        };
+        // Each rank predicts a contiguous share; all gather the whole.
+        let (r, w) = (d.rank(), d.world());
+        let mine: Vec<usize> = (n * r / w..n * (r + 1) / w).collect();
+        let local = infer::assign(&self.model, &self.cfg, &self.file, &mine)?;
+        let local: Vec<i64> = local.into_iter().map(i64::from).collect();
+        let all = d.gather_by_position(&mine, &local, n, "gathering the centre-crop labels")?;
+        all.into_iter()
+            .map(|l| u32::try_from(l).map_err(|_| Error::Internal("a sample had no label".into())))
+            .collect()
     }
+
+    /// After a data-parallel epoch: rank 0's BN statistics on every rank (each rank's are of
+    /// its own shares), then a check that all ranks hold bit-identical weights, buffers and
+    /// labels, which identical averaged gradients guarantee.
+    fn agree_after_epoch(&self) -> Result<()> {
+        let Some(d) = &self.dist else { return Ok(()) };
+        let buffers: Vec<Tensor> = self
+            .model
+            .state_tensors()
+            .into_iter()
+            .filter(|t| !t.requires_grad())
+            .collect();
+        d.broadcast(&buffers, "sending rank 0's batch-norm statistics")?;
+        let mut h = dist::hash_tensors(&self.model.state_tensors())?;
+        for l in self.labels.targets() {
+            h = dist::hash_bytes(h, &l.to_le_bytes());
+        }
+        d.check_same(
+            h,
+            &format!("weights or label table after epoch {}", self.epoch),
+        )
+    }
+}
+
+/// Refuses settings a data-parallel run of `world` ranks cannot keep the meaning of.
+fn check_distributed(cfg: &TrainConfig, world: usize) -> Result<()> {
+    if cfg.batch_size % world != 0 || cfg.batch_size / world < 2 {
+        return Err(Error::Config(format!(
+            "batch size {} cannot be shared by {world} ranks: --batch-size is the global batch, \
+             and must be a multiple of the rank count with at least 2 samples per rank",
+            cfg.batch_size
+        )));
+    }
+    if cfg.labeler == crate::config::Labeler::Kmeans {
+        return Err(Error::Config(
+            "the k-means labeler runs in one process only: use --labeler uic, or one rank".into(),
+        ));
+    }
+    if cfg.decoder == crate::config::Decoder::Nvjpeg {
+        return Err(Error::Config(
+            "the nvJPEG decoder runs in one process only for now: use --decoder cpu with \
+             several ranks"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What every rank must share: the settings that shape the run (not thread counts or the
+/// device), and the data file's size and first samples' bytes.
+fn run_hash(cfg: &TrainConfig, id: &DataId, file: &RecordFile) -> u64 {
+    let mut c = cfg.clone();
+    let d = TrainConfig::default();
+    (c.threads, c.torch_threads, c.batches_ahead) = (d.threads, d.torch_threads, d.batches_ahead);
+    let text = toml::to_string(&c).unwrap_or_default();
+    let mut h = dist::hash_bytes(dist::HASH_START, text.as_bytes());
+    h = dist::hash_bytes(h, &id.samples.to_le_bytes());
+    h = dist::hash_bytes(h, &id.file_len.to_le_bytes());
+    for i in 0..file.len().min(16) {
+        h = dist::hash_bytes(h, file.sample(i).data);
+    }
+    h
 }
 
 /// Refuses data too small for the settings: fewer images than pseudo-classes, or than one

@@ -3,6 +3,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::feed::upload_pinned;
+use crate::dist::Dist;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sgd::Sgd;
@@ -21,6 +22,34 @@ pub fn train_step(
     pixels: &Tensor,
     targets: &Tensor,
     lr: f64,
+) -> Result<(f64, Vec<i64>)> {
+    train_step_with(model, opt, pixels, targets, lr, None)
+}
+
+/// This rank's part of a data-parallel step: where it differs from [`train_step`].
+#[derive(Debug, Clone, Copy)]
+pub struct Sync<'a> {
+    /// The group.
+    pub dist: &'a Dist,
+    /// This rank's fraction of the global batch.
+    pub share: f64,
+    /// The global step (0-based), for error messages.
+    pub step: u64,
+}
+
+/// [`train_step`], and with `sync` a data-parallel step: between backward and the update,
+/// the gradients become the global batch's mean ([`Dist::average_gradients`]), and the
+/// returned loss is the global batch's. Every rank then makes the identical update.
+///
+/// # Errors
+/// As [`train_step`], and [`Error::Collective`].
+pub fn train_step_with(
+    model: &Model,
+    opt: &mut Sgd,
+    pixels: &Tensor,
+    targets: &Tensor,
+    lr: f64,
+    sync: Option<Sync<'_>>,
 ) -> Result<(f64, Vec<i64>)> {
     let device = model.device();
     let x = if pixels.device() == device {
@@ -41,7 +70,12 @@ pub fn train_step(
     loss.backward();
     // One synchronisation per step, after the whole step is queued: the loss and the
     // argmaxes come back together.
-    let lv = loss.double_value(&[]);
+    let lv = match sync {
+        None => loss.double_value(&[]),
+        Some(s) => s
+            .dist
+            .average_gradients(&opt.parameters(), &loss, s.share, s.step)?,
+    };
     if !lv.is_finite() {
         return Err(Error::NonFinite {
             epoch: 0,

@@ -1,0 +1,310 @@
+//! Data parallelism over a c10d process group ([`uic_c10d::Group`]).
+//!
+//! What a run keeps the same at every world size:
+//! - `batch_size` is the global batch; each global batch of the epoch's order is cut into
+//!   one contiguous share per rank ([`shard`]), and every sample keeps its global position,
+//!   so its augmentation draw does not depend on the world size either;
+//! - gradients are the whole batch's mean: each rank scales its gradients by its share of
+//!   the batch, and the buckets are summed ([`Dist::average_gradients`]);
+//! - the label table: every rank records (position, argmax) for its samples, and at the
+//!   epoch's end the ranks exchange them ([`Dist::gather_by_position`]), so each applies
+//!   the whole epoch's argmaxes in the order one process would have.
+//!
+//! BatchNorm statistics are per rank, as DDP's default; rank 0's are broadcast before each
+//! checkpoint. Only rank 0 touches the output folder.
+
+use tch::{Device, Kind, Tensor};
+use uic_c10d::Group;
+
+use crate::error::{Error, Result};
+
+/// Gradient bucket size: large enough that Gloo runs near its bandwidth, small enough that
+/// the buckets' copies overlap.
+const BUCKET_BYTES: usize = 25 << 20;
+
+/// This process's data-parallel group.
+#[derive(Debug)]
+pub struct Dist {
+    group: Group,
+    local_rank: usize,
+}
+
+impl Dist {
+    /// Wraps a connected group; `local_rank` (the rank on this node) picks the CUDA device.
+    pub fn new(group: Group, local_rank: usize) -> Self {
+        Dist { group, local_rank }
+    }
+
+    /// The rank on this node.
+    pub fn local_rank(&self) -> usize {
+        self.local_rank
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.group.rank()
+    }
+
+    /// Number of ranks.
+    pub fn world(&self) -> usize {
+        self.group.world()
+    }
+
+    /// The group.
+    pub fn group(&self) -> &Group {
+        &self.group
+    }
+
+    fn fail(&self, what: impl Into<String>) -> impl FnOnce(uic_c10d::Error) -> Error {
+        let (rank, world, what) = (self.rank(), self.world(), what.into());
+        move |error| Error::Collective {
+            rank,
+            world,
+            what,
+            error,
+        }
+    }
+
+    /// Replaces `tensors` with rank 0's, in place.
+    ///
+    /// # Errors
+    /// [`Error::Collective`], naming `what`.
+    pub fn broadcast(&self, tensors: &[Tensor], what: &str) -> Result<()> {
+        let mut ts: Vec<Tensor> = tensors.iter().map(Tensor::shallow_clone).collect();
+        tch::no_grad(|| self.group.broadcast(&mut ts, 0)).map_err(self.fail(what))
+    }
+
+    /// Every rank's `values` (the same length on each), in rank order.
+    ///
+    /// # Errors
+    /// [`Error::Collective`], naming `what`.
+    pub fn allgather_f64(&self, values: &[f64], what: &str) -> Result<Vec<Vec<f64>>> {
+        let t = self
+            .group
+            .allgather(&Tensor::from_slice(values))
+            .map_err(self.fail(what))?;
+        let flat: Vec<f64> = Vec::try_from(&t.flatten(0, -1))?;
+        Ok(flat
+            .chunks(values.len().max(1))
+            .map(<[f64]>::to_vec)
+            .collect())
+    }
+
+    /// Makes each parameter's gradient the whole global batch's mean gradient and returns
+    /// the global batch's mean loss. `share` is this rank's fraction of the global batch;
+    /// `loss` its mean loss. Parameters without a gradient are left alone (the same ones on
+    /// every rank, as every rank runs the same model).
+    ///
+    /// # Errors
+    /// [`Error::Collective`] (a rank left, or the timeout passed).
+    pub fn average_gradients(
+        &self,
+        params: &[Tensor],
+        loss: &Tensor,
+        share: f64,
+        step: u64,
+    ) -> Result<f64> {
+        let grads: Vec<Tensor> = params
+            .iter()
+            .map(Tensor::grad)
+            .filter(Tensor::defined)
+            .collect();
+        let device = grads.first().map_or(Device::Cpu, Tensor::device);
+        let mut buckets = Vec::new();
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        let mut bytes = usize::MAX;
+        for (i, g) in grads.iter().enumerate() {
+            let b = g.numel() * 4;
+            if bytes.saturating_add(b) > BUCKET_BYTES && !members.last().is_some_and(Vec::is_empty)
+            {
+                members.push(Vec::new());
+                bytes = 0;
+            }
+            members.last_mut().expect("a bucket").push(i);
+            bytes += b;
+        }
+        tch::no_grad(|| {
+            for m in &members {
+                let parts: Vec<Tensor> = m
+                    .iter()
+                    .map(|&i| grads[i].to_kind(Kind::Float).flatten(0, -1))
+                    .collect();
+                buckets.push(Tensor::cat(&parts, 0) * share);
+            }
+            // The loss travels with the gradients: one round trip, and every rank sees the
+            // same global loss, so a non-finite one stops all ranks at the same step.
+            buckets.push(
+                (loss.detach().to_kind(Kind::Double) * share)
+                    .reshape([1])
+                    .to_device(device),
+            );
+        });
+        self.group
+            .allreduce_sum(&mut buckets)
+            .map_err(self.fail(format!("averaging the gradients of step {}", step + 1)))?;
+        tch::no_grad(|| {
+            for (m, flat) in members.iter().zip(&buckets) {
+                let mut off = 0i64;
+                for &i in m {
+                    let mut g = grads[i].shallow_clone();
+                    let n = g.numel() as i64;
+                    g.copy_(&flat.narrow(0, off, n).view_as(&g));
+                    off += n;
+                }
+            }
+        });
+        Ok(buckets.last().expect("the loss bucket").double_value(&[0]))
+    }
+
+    /// Values known at scattered global positions on each rank, gathered into one vector
+    /// of `total` entries on every rank (`-1` where no rank had a value). Positions are
+    /// unique across ranks.
+    ///
+    /// # Errors
+    /// [`Error::Collective`], naming `what`.
+    pub fn gather_by_position(
+        &self,
+        positions: &[usize],
+        values: &[i64],
+        total: usize,
+        what: &str,
+    ) -> Result<Vec<i64>> {
+        assert_eq!(positions.len(), values.len(), "one value per position");
+        // Ranks may hold different counts: agree on the longest, pad with -1.
+        let counts = self.allgather_f64(&[positions.len() as f64], what)?;
+        let most = counts.iter().map(|c| c[0] as usize).max().unwrap_or(0);
+        let mut mine = vec![-1i64; 2 * most];
+        for (j, (&p, &v)) in positions.iter().zip(values).enumerate() {
+            mine[2 * j] = p as i64;
+            mine[2 * j + 1] = v;
+        }
+        let all = self
+            .group
+            .allgather(&Tensor::from_slice(&mine))
+            .map_err(self.fail(what))?;
+        let all: Vec<i64> = Vec::try_from(&all.flatten(0, -1))?;
+        let mut out = vec![-1i64; total];
+        for pair in all.chunks_exact(2) {
+            if pair[0] >= 0 {
+                let p = pair[0] as usize;
+                if p >= total {
+                    return Err(Error::Internal(format!(
+                        "{what}: position {p} past the {total} of the epoch"
+                    )));
+                }
+                out[p] = pair[1];
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses to go on unless every rank computed the same `hash` of `what`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first rank that differs from rank 0, or
+    /// [`Error::Collective`].
+    pub fn check_same(&self, hash: u64, what: &str) -> Result<()> {
+        // Two exact halves: an f64 holds 32-bit integers exactly.
+        let halves = [(hash >> 32) as f64, (hash & 0xffff_ffff) as f64];
+        let all = self.allgather_f64(&halves, &format!("comparing {what}"))?;
+        match all.iter().position(|h| h != &all[0]) {
+            None => Ok(()),
+            Some(r) => Err(Error::Config(format!(
+                "rank {r}'s {what} differ from rank 0's: start every rank with the same \
+                 settings and data file"
+            ))),
+        }
+    }
+}
+
+/// Rank `rank`'s part of an epoch `order` cut into global batches of `batch`: the samples
+/// and their positions in `order`. Each global batch is split into `world` contiguous
+/// shares that differ by at most one sample (lower ranks take the extra). A last, partial
+/// batch where some rank's share would hold fewer than 2 samples (which batch norm cannot
+/// train on) is dropped on every rank; with one rank that is a last batch of 1, as the
+/// single-process loader drops it.
+pub fn shard(order: &[usize], batch: usize, rank: usize, world: usize) -> (Vec<usize>, Vec<usize>) {
+    let (mut indices, mut positions) = (Vec::new(), Vec::new());
+    for (b, chunk) in order.chunks(batch).enumerate() {
+        if chunk.len() < batch && chunk.len() < 2 * world {
+            break;
+        }
+        let (base, extra) = (chunk.len() / world, chunk.len() % world);
+        let start = rank * base + rank.min(extra);
+        let len = base + usize::from(rank < extra);
+        indices.extend_from_slice(&chunk[start..start + len]);
+        positions.extend(b * batch + start..b * batch + start + len);
+    }
+    (indices, positions)
+}
+
+/// A 64-bit FNV-1a hash of `bytes`, continuing from `h` (start with [`HASH_START`]).
+pub(crate) fn hash_bytes(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// FNV-1a's offset basis.
+pub(crate) const HASH_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A hash of tensors' values (on the CPU, in order), for [`Dist::check_same`].
+pub(crate) fn hash_tensors<'a>(ts: impl IntoIterator<Item = &'a Tensor>) -> Result<u64> {
+    let mut h = HASH_START;
+    for t in ts {
+        let c = t
+            .detach()
+            .to_device(Device::Cpu)
+            .contiguous()
+            .to_kind(Kind::Float);
+        let v: Vec<f32> = Vec::try_from(&c.flatten(0, -1))?;
+        // Hash the bits 8 bytes at a time: FNV per byte would cost seconds on ResNet-50.
+        for pair in v.chunks(2) {
+            let lo = u64::from(pair[0].to_bits());
+            let hi = pair.get(1).map_or(0, |x| u64::from(x.to_bits()));
+            h = (h ^ (lo | hi << 32)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_each_batch_once_in_order() {
+        let order: Vec<usize> = (100..123).collect(); // 23 samples, batches of 8
+        let parts: Vec<_> = (0..2).map(|r| shard(&order, 8, r, 2)).collect();
+        assert_eq!(parts[0].1, [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19]);
+        assert_eq!(parts[1].1, [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22]);
+        for (idx, pos) in &parts {
+            for (i, p) in idx.iter().zip(pos) {
+                assert_eq!(*i, order[*p]);
+            }
+        }
+        // One rank: everything, but a last batch of one sample.
+        assert_eq!(shard(&order, 8, 0, 1).1.len(), 23);
+        assert_eq!(shard(&order[..17], 8, 0, 1).1.len(), 16);
+        // Two ranks: a last batch of 3 would leave one rank a single sample.
+        assert_eq!(shard(&order[..19], 8, 1, 2).1.len(), 8);
+        assert_eq!(shard(&order[..20], 8, 1, 2).1.len(), 10);
+    }
+
+    #[test]
+    fn tensor_hashes_see_one_changed_value() {
+        let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
+        let b = Tensor::from_slice(&[1.0f32, 2.0, 3.0000002]);
+        assert_eq!(
+            hash_tensors([&a]).unwrap(),
+            hash_tensors([&a.copy()]).unwrap()
+        );
+        assert_ne!(hash_tensors([&a]).unwrap(), hash_tensors([&b]).unwrap());
+        assert_ne!(
+            hash_bytes(HASH_START, b"k=3"),
+            hash_bytes(HASH_START, b"k=4")
+        );
+    }
+}
