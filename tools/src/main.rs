@@ -13,6 +13,7 @@ mod eval;
 mod gpu;
 mod inspect;
 mod interrupt;
+mod launch;
 mod plot;
 mod plots;
 mod threads;

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use uic_c10d::Launch;
 use uic_trainer::checkpoint;
+use uic_trainer::Dist;
 use uic_trainer::{
     Arch, EpochMetrics, InitLabels, Observer, Preset, Progress, Schedule, TrainConfig, Trainer,
 };
@@ -32,6 +34,36 @@ pub struct Args {
     /// No progress bar (one line per epoch only).
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub dist: DistArgs,
+}
+
+/// Data-parallel training. Under torchrun (`torchrun --no-python --nproc-per-node 8 uic
+/// train ...`) or SLURM's `srun`, the ranks come from their environment; without either,
+/// `--nproc-per-node` starts the ranks itself.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Several processes (data parallel)")]
+pub struct DistArgs {
+    /// Start this many ranks on this machine (a built-in launcher, for users without
+    /// torchrun). Under torchrun or srun, leave it out.
+    #[arg(long, value_name = "N")]
+    pub nproc_per_node: Option<usize>,
+    /// Collective backend: gloo (CPU and CUDA tensors) or nccl (CUDA).
+    #[arg(long, value_enum, default_value_t = Backend::Gloo)]
+    pub dist_backend: Backend,
+    /// Seconds a rank waits for the others (rendezvous and every collective) before it
+    /// stops with an error naming the operation.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub dist_timeout: u64,
+}
+
+/// A c10d backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Gloo: CPU tensors, and CUDA tensors through host memory.
+    Gloo,
+    /// NCCL: CUDA tensors over NVLink and InfiniBand.
+    Nccl,
 }
 
 /// Settings that override the config file. Defaults are the paper's: `TrainConfig::default()`,
@@ -220,9 +252,52 @@ fn settings(a: &Args) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
+/// This process's group, when a launcher started it as one rank of several.
+fn join_group(d: &DistArgs) -> Result<Option<Dist>> {
+    let Some(launch) = Launch::from_env().map_err(|e| anyhow::anyhow!("{e}"))? else {
+        return Ok(None);
+    };
+    if d.dist_backend == Backend::Nccl {
+        anyhow::bail!(
+            "--dist-backend nccl: this uic is built without NCCL; use --dist-backend gloo \
+             (it reduces CUDA tensors through host memory)"
+        );
+    }
+    if d.dist_timeout == 0 {
+        anyhow::bail!("--dist-timeout must be at least 1 second");
+    }
+    let r = launch.rendezvous(std::time::Duration::from_secs(d.dist_timeout));
+    let group = uic_c10d::Group::connect(&r).with_context(|| {
+        format!(
+            "rank {} of {} cannot join the others at {}:{}",
+            launch.rank, launch.world, launch.master_addr, launch.master_port
+        )
+    })?;
+    Ok(Some(Dist::new(group, launch.local_rank)))
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
+    let under_launcher = Launch::from_env()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .is_some();
+    match a.dist.nproc_per_node {
+        Some(0) => anyhow::bail!("--nproc-per-node must be at least 1"),
+        Some(n) if n > 1 && under_launcher => anyhow::bail!(
+            "--nproc-per-node {n}, but a launcher (torchrun, srun or RANK/WORLD_SIZE) already \
+             started this process as one rank: leave --nproc-per-node out"
+        ),
+        Some(n) if n > 1 => return crate::launch::run(n),
+        _ => {}
+    }
     let cfg = settings(&a)?;
-    let mut t = Trainer::new(cfg, &a.data, &a.out, a.resume)?;
+    let dist = join_group(&a.dist)?;
+    let rank = dist.as_ref().map_or(0, Dist::rank);
+    let mut t = Trainer::new_in(cfg, &a.data, &a.out, a.resume, dist)?;
+    if rank != 0 {
+        // Rank 0 reports, plots and writes; the others train and stay quiet.
+        t.run(&mut uic_trainer::Quiet)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.resume && t.epochs_done() == 0 {
         eprintln!(
             "no checkpoint in {}: starting from epoch 1",
