@@ -108,7 +108,25 @@ fn take_message(err: *mut c_char) -> String {
         .to_string_lossy()
         .into_owned();
     unsafe { ffi::uic_c10d_free_string(err) };
-    s
+    without_source_location(&s).to_string()
+}
+
+/// Gloo's messages start with the C++ source line that threw them
+/// (`[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:547] Connection closed by peer`),
+/// which says nothing to a user: drop it.
+fn without_source_location(m: &str) -> &str {
+    if let Some(rest) = m.strip_prefix('[') {
+        if let Some((loc, tail)) = rest.split_once("] ") {
+            let is_source = loc.rsplit_once(':').is_some_and(|(file, line)| {
+                (file.ends_with(".cc") || file.ends_with(".cpp") || file.ends_with(".h"))
+                    && line.chars().all(|c| c.is_ascii_digit())
+            });
+            if is_source {
+                return tail;
+            }
+        }
+    }
+    m
 }
 
 fn check(op: &'static str, rc: i32, err: *mut c_char) -> Result<(), Error> {
@@ -308,4 +326,21 @@ fn tensor_ptrs(tensors: &mut [Tensor]) -> Vec<*mut ffi::AtTensor> {
         .iter_mut()
         .map(|t| t.as_mut_ptr() as *mut ffi::AtTensor)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gloos_source_locations_are_dropped() {
+        use super::without_source_location as w;
+        assert_eq!(
+            w(
+                "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:547] Connection closed \
+               by peer [127.0.0.1]:1412"
+            ),
+            "Connection closed by peer [127.0.0.1]:1412"
+        );
+        assert_eq!(w("Operation timed out!"), "Operation timed out!");
+        assert_eq!(w("[rank 1] not a location"), "[rank 1] not a location");
+    }
 }

@@ -20,6 +20,31 @@ pub enum Command {
     /// batch: the trainer's ceiling without data loading. Compare with
     /// benches/peers/uic_step.py.
     Step(Box<StepArgs>),
+    /// Time the data-parallel gradient sync between ranks: a model's gradients, averaged in
+    /// buckets as `uic train` averages them, or a flat buffer of --mb megabytes. Run it as
+    /// several ranks: `--nproc-per-node 2`, torchrun or srun.
+    Sync(Box<SyncArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// Model settings, as for `uic train` (the gradients are the model's parameters').
+    #[command(flatten)]
+    pub set: crate::train::Overrides,
+    /// Allreduce one flat float32 buffer of this many megabytes (2^20 bytes) instead.
+    #[arg(long)]
+    pub mb: Option<f64>,
+    /// Timed syncs.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Untimed syncs first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Print one JSON object instead of text (rank 0).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dist: crate::train::DistArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,7 +97,98 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Loader(a) => loader(a),
         Command::Step(a) => step(*a),
+        Command::Sync(a) => sync(*a),
     }
+}
+
+fn sync(a: SyncArgs) -> Result<ExitCode> {
+    use uic_trainer::tch::{Kind, Tensor};
+    if let Some(code) = crate::train::launch_if_asked(&a.dist)? {
+        return Ok(code);
+    }
+    let Some(dist) = crate::train::join_group(&a.dist)? else {
+        bail!("bench sync needs several ranks: add --nproc-per-node 2, or run it under torchrun or srun");
+    };
+    let mut cfg = uic_trainer::TrainConfig::default();
+    a.set.apply(&mut cfg);
+    cfg.validate()?;
+    uic_trainer::set_threads(&cfg);
+    let device = cfg.device.resolve()?;
+    // What is reduced: the model's gradients (all ones), or one flat buffer.
+    let (what, params) = match a.mb {
+        Some(mb) => {
+            let n = (mb * f64::from(1u32 << 20) / 4.0).round().max(1.0) as i64;
+            (
+                format!("a {mb} MB buffer"),
+                vec![Tensor::ones([n], (Kind::Float, device))],
+            )
+        }
+        None => {
+            let model = uic_trainer::Model::init(&cfg.model(), cfg.seed, device)?;
+            let params: Vec<Tensor> = model
+                .named_parameters()
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect();
+            let total = params
+                .iter()
+                .fold(Tensor::zeros([], (Kind::Float, device)), |acc, p| {
+                    acc + p.sum(Kind::Float)
+                });
+            total.backward();
+            (format!("{} gradients", cfg.arch), params)
+        }
+    };
+    let bytes: i64 = params.iter().map(|p| p.numel() as i64 * 4).sum();
+    let loss = Tensor::from(1.0f64);
+    let mut times = Vec::with_capacity(a.iters);
+    for i in 0..a.warmup + a.iters {
+        let t = Instant::now();
+        match a.mb {
+            Some(_) => {
+                let mut ts = [params[0].shallow_clone()];
+                dist.group()
+                    .allreduce_sum(&mut ts)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            None => {
+                dist.average_gradients(&params, &loss, 1.0 / dist.world() as f64, i as u64)?;
+            }
+        }
+        if i >= a.warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    if dist.rank() != 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let gbps = bytes as f64 / median / 1e9;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "what": what,
+                "ranks": dist.world(),
+                "bytes": bytes,
+                "seconds_median": median,
+                "seconds_min": times[0],
+                "gb_per_s": gbps,
+            })
+        );
+    } else {
+        println!(
+            "sync of {what} ({:.1} MB) across {} ranks: {:.1} ms per sync (median of {}; \
+             fastest {:.1} ms), {gbps:.2} GB/s",
+            bytes as f64 / 1e6,
+            dist.world(),
+            median * 1e3,
+            times.len(),
+            times[0] * 1e3
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn step(a: StepArgs) -> Result<ExitCode> {

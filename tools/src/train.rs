@@ -253,7 +253,7 @@ fn settings(a: &Args) -> Result<TrainConfig> {
 }
 
 /// This process's group, when a launcher started it as one rank of several.
-fn join_group(d: &DistArgs) -> Result<Option<Dist>> {
+pub fn join_group(d: &DistArgs) -> Result<Option<Dist>> {
     let Some(launch) = Launch::from_env().map_err(|e| anyhow::anyhow!("{e}"))? else {
         return Ok(None);
     };
@@ -276,18 +276,26 @@ fn join_group(d: &DistArgs) -> Result<Option<Dist>> {
     Ok(Some(Dist::new(group, launch.local_rank)))
 }
 
-pub fn run(a: Args) -> Result<ExitCode> {
+/// With `--nproc-per-node N` (N > 1, no launcher around): runs N ranks of this command and
+/// returns their status; otherwise `None`, and this process goes on as it is.
+pub fn launch_if_asked(d: &DistArgs) -> Result<Option<ExitCode>> {
     let under_launcher = Launch::from_env()
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .is_some();
-    match a.dist.nproc_per_node {
+    match d.nproc_per_node {
         Some(0) => anyhow::bail!("--nproc-per-node must be at least 1"),
         Some(n) if n > 1 && under_launcher => anyhow::bail!(
             "--nproc-per-node {n}, but a launcher (torchrun, srun or RANK/WORLD_SIZE) already \
              started this process as one rank: leave --nproc-per-node out"
         ),
-        Some(n) if n > 1 => return crate::launch::run(n),
-        _ => {}
+        Some(n) if n > 1 => crate::launch::run(n).map(Some),
+        _ => Ok(None),
+    }
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    if let Some(code) = launch_if_asked(&a.dist)? {
+        return Ok(code);
     }
     let cfg = settings(&a)?;
     let dist = join_group(&a.dist)?;

@@ -335,6 +335,7 @@ fn a_killed_rank_stops_the_other_within_the_timeout_and_the_checkpoint_resumes()
     let e = text(&out.stderr);
     assert!(e.contains("error: rank 0 of 2: "), "{e}");
     assert!(e.contains("failed: "), "{e}");
+    assert!(!e.contains(".cc:"), "a C++ source location leaked: {e}");
     // The last checkpoint is whole and one rank continues it.
     let done = metrics(&run).len() as u64;
     assert!(done >= 1);
@@ -376,4 +377,39 @@ fn ctrl_c_on_the_launcher_stops_every_rank() {
         text(&out.stderr)
     );
     assert_eq!(ranks_alive(&run), 0, "a rank outlived the launcher");
+}
+
+#[test]
+fn bench_sync_reports_the_bytes_reduced_between_two_ranks() {
+    let out = wait(
+        uic()
+            .args([
+                "bench",
+                "sync",
+                "--nproc-per-node",
+                "2",
+                "--mb",
+                "1",
+                "--iters",
+                "2",
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(120),
+        "bench sync",
+    );
+    ok(&out, "bench sync");
+    let stdout = text(&out.stdout);
+    let line = stdout.strip_prefix("[rank 0] ").expect("rank 0's line");
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["bytes"], 1 << 20);
+    assert_eq!(v["ranks"], 2);
+    assert!(v["seconds_median"].as_f64().unwrap() > 0.0);
+    // One process alone has nothing to sync with.
+    let alone = uic().args(["bench", "sync", "--mb", "1"]).output().unwrap();
+    assert!(!alone.status.success());
+    assert!(text(&alone.stderr).contains("bench sync needs several ranks"));
 }

@@ -67,8 +67,11 @@ fn params(m: &Model) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// The parameters after each step (per step, per tensor, its values), and the losses.
+type Trace = (Vec<Vec<Vec<f32>>>, Vec<f64>);
+
 /// The ranks' parameters after each step, and their global losses.
-fn two_ranks() -> Vec<(Vec<Vec<Vec<f32>>>, Vec<f64>)> {
+fn two_ranks() -> Vec<Trace> {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -110,7 +113,7 @@ fn two_ranks() -> Vec<(Vec<Vec<Vec<f32>>>, Vec<f64>)> {
 }
 
 /// One process: both halves' gradients, averaged, then the same update.
-fn one_process() -> (Vec<Vec<Vec<f32>>>, Vec<f64>) {
+fn one_process() -> Trace {
     let (m, mut opt) = model();
     let (mut after, mut losses) = (Vec::new(), Vec::new());
     for s in 0..STEPS {

@@ -473,7 +473,7 @@ impl Trainer {
 
 /// Refuses settings a data-parallel run of `world` ranks cannot keep the meaning of.
 fn check_distributed(cfg: &TrainConfig, world: usize) -> Result<()> {
-    if cfg.batch_size % world != 0 || cfg.batch_size / world < 2 {
+    if cfg.batch_size.checked_rem(world) != Some(0) || cfg.batch_size / world < 2 {
         return Err(Error::Config(format!(
             "batch size {} cannot be shared by {world} ranks: --batch-size is the global batch, \
              and must be a multiple of the rank count with at least 2 samples per rank",
