@@ -124,7 +124,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         info.version, info.mode, info.align
     );
     println!(
-        "samples   {} ({} stored converted, not as the source bytes)",
+        "samples   {} ({} re-encoded or converted: stored bytes are not the source file's)",
         n, info.converted
     );
     let payload_pct = 100.0 * info.payload_bytes as f64 / info.file_bytes.max(1) as f64;

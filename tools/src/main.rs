@@ -1,5 +1,8 @@
-//! `uic`: convert image folders into record files, inspect and verify them, train UIC on them,
-//! evaluate and plot a run, benchmark the loader and the training step, and run the demo.
+//! `uic`: convert image folders into record files (`convert`), `inspect` and `verify` them,
+//! `train` UIC on them (one process, or data-parallel ranks under torchrun, srun or
+//! `--nproc-per-node`), `eval`uate and `plot` a run, `bench` the loader, the training step
+//! and the ranks' gradient sync, check a CUDA build on its GPU (`gpu-check`, with the `cuda`
+//! feature), and run the `demo`.
 
 use std::process::ExitCode;
 

@@ -149,6 +149,15 @@ pub fn write_grid(run: &Path, data: Option<&Path>, rows: usize, cols: usize) -> 
         }
     }
     let p = run.join("classes_grid.png");
-    crate::plot::image_grid(&p, &tiles, s, s, cols, &labels)?;
+    let caption = [
+        format!(
+            "The {} pseudo-classes the model is surest of (lowest mean entropy), one per row,",
+            classes.len()
+        ),
+        format!("each with its {cols} surest images, centre crops."),
+        "Row label: class number (n = images the model puts in it). Grey: no more images."
+            .to_string(),
+    ];
+    crate::plot::image_grid(&p, &tiles, s, s, cols, &labels, &caption)?;
     Ok(p)
 }

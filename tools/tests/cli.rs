@@ -395,3 +395,48 @@ fn an_interrupted_convert_leaves_no_temporary_file() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn the_summary_counts_skips_by_reason_and_says_re_encoded_apart_from_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_jpeg(&input.join("a.jpg"), 24, 20);
+    write_jpeg(&input.join("b.jpg"), 24, 20);
+    std::fs::write(input.join("c.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    std::fs::write(input.join("notes.txt"), b"hello").unwrap();
+    std::fs::write(input.join("more.md"), b"hello").unwrap();
+    let out_file = dir.path().join("o.uicr");
+    let out = uic(&[
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("kept 2 images (0 converted, 3 skipped)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "; skipped: 2 not an image file extension, 1 not a decodable JPEG; first skipped: "
+        ),
+        "{err}"
+    );
+    // A re-encode is said as such, not as "0 converted"; inspect uses the same two words.
+    let out = uic(&[
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+        "--max-side",
+        "16",
+    ]);
+    assert!(text(&out.stderr).contains("kept 2 images (all re-encoded, 0 converted, 3 skipped)"));
+    let inspect = text(&uic(&["inspect", out_file.to_str().unwrap()]).stdout);
+    assert!(
+        inspect.contains("2 re-encoded or converted: stored bytes are not the source file's"),
+        "{inspect}"
+    );
+}

@@ -6,7 +6,7 @@
 //!
 //! * [`line_chart`] - one coloured 2-px line per [`Series`], legend, nice ticks, grid.
 //! * [`bar_chart`] - bars for a list of values (e.g. a class-size histogram).
-//! * [`image_grid`] - tiles of raw RGB images with optional row captions.
+//! * [`image_grid`] - tiles of raw RGB images with optional row labels and a caption.
 //!
 //! `font.rs` holds the 5x7 font, `raster.rs` the clipped pixel and rectangle primitives.
 //!
@@ -479,7 +479,12 @@ fn grid_dims(
     )
 }
 
-/// Tiles RGB images (each `w*h*3` bytes, HWC) into a grid with `cols` columns, a 2-px white gap, and an optional text caption on the left of each row (`row_labels`, one per row, may be empty). Writes PNG.
+/// Height of one line of an image grid's caption.
+const CAPTION_LINE: usize = 10;
+
+/// Tiles RGB images (each `w*h*3` bytes, HWC) into a grid with `cols` columns, a 2-px white
+/// gap, an optional text label on the left of each row (`row_labels`, one per row, may be
+/// empty) and optional caption lines above the grid. Writes PNG.
 pub fn image_grid(
     path: &Path,
     images: &[&[u8]],
@@ -487,6 +492,7 @@ pub fn image_grid(
     h: usize,
     cols: usize,
     row_labels: &[String],
+    caption: &[String],
 ) -> io::Result<()> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_string());
     if w == 0 || h == 0 || cols == 0 {
@@ -496,11 +502,21 @@ pub fn image_grid(
         return Err(bad("image_grid: every image must be w*h*3 bytes"));
     }
     let (gw, gh, label_w, scale) = grid_dims(images.len(), w, h, cols, row_labels);
-    let mut img = RgbImage::from_pixel(gw as u32, gh as u32, WHITE);
+    let top = if caption.is_empty() {
+        0
+    } else {
+        4 + caption.len() * CAPTION_LINE
+    };
+    let widest_caption = caption.iter().map(|c| text_width(c, 1) as usize + 8).max();
+    let gw = gw.max(widest_caption.unwrap_or(0));
+    let mut img = RgbImage::from_pixel(gw as u32, (gh + top) as u32, WHITE);
+    for (i, line) in caption.iter().enumerate() {
+        draw_text(&mut img, 4, (4 + i * CAPTION_LINE) as i32, line, 1, BLACK);
+    }
     for (i, data) in images.iter().enumerate() {
         let (ox, oy) = (
             label_w + GAP + (i % cols) * (w + GAP),
-            GAP + (i / cols) * (h + GAP),
+            top + GAP + (i / cols) * (h + GAP),
         );
         for (j, px) in data.chunks_exact(3).enumerate() {
             img.put_pixel(
@@ -512,7 +528,7 @@ pub fn image_grid(
     }
     let rows = images.len().div_ceil(cols);
     for (r, lab) in row_labels.iter().take(rows).enumerate() {
-        let y = GAP + r * (h + GAP) + h / 2;
+        let y = top + GAP + r * (h + GAP) + h / 2;
         draw_text(
             &mut img,
             4,
@@ -660,20 +676,48 @@ mod tests {
         let red = [255u8, 0, 0].repeat(w * h);
         let imgs: Vec<&[u8]> = vec![&red; 5];
         let p = tmp("grid");
-        image_grid(&p, &imgs, w, h, 2, &[]).unwrap();
+        image_grid(&p, &imgs, w, h, 2, &[], &[]).unwrap();
         let img = image::open(&p).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (2 + 2 * (4 + 2), 2 + 3 * (3 + 2)));
         assert_eq!(*img.get_pixel(2, 2), Rgb([255, 0, 0]));
         assert_eq!(*img.get_pixel(1, 2), WHITE);
         let labels = vec!["ab".to_string(); 3];
-        image_grid(&p, &imgs, w, h, 2, &labels).unwrap();
+        image_grid(&p, &imgs, w, h, 2, &labels, &[]).unwrap();
         let (gw, gh, lw, _) = grid_dims(5, w, h, 2, &labels);
         assert_eq!((gw, gh, lw), (11 + 8 + 14, 17, 11 + 8));
         assert_eq!(
             image::open(&p).unwrap().to_rgb8().dimensions(),
             (gw as u32, gh as u32)
         );
-        assert!(image_grid(&p, &[&red[1..]], w, h, 2, &[]).is_err());
+        assert!(image_grid(&p, &[&red[1..]], w, h, 2, &[], &[]).is_err());
+        std::fs::remove_file(&p).ok();
+    }
+
+    #[test]
+    fn image_grid_caption_sits_above_the_tiles_and_widens_the_image() {
+        let (w, h) = (4, 3);
+        let red = [255u8, 0, 0].repeat(w * h);
+        let imgs: Vec<&[u8]> = vec![&red; 2];
+        let caption = vec![
+            "a caption wider than the tiles".to_string(),
+            "x".to_string(),
+        ];
+        let p = tmp("grid_caption");
+        image_grid(&p, &imgs, w, h, 2, &[], &caption).unwrap();
+        let img = image::open(&p).unwrap().to_rgb8();
+        let top = 4 + 2 * CAPTION_LINE;
+        let (gw, gh, _, _) = grid_dims(2, w, h, 2, &[]);
+        assert_eq!(
+            img.dimensions(),
+            (
+                (text_width(&caption[0], 1) as usize + 8).max(gw) as u32,
+                (gh + top) as u32
+            )
+        );
+        // Ink in the caption band, and the first tile below it.
+        assert!((0..img.width()).any(|x| (4..top as u32).any(|y| *img.get_pixel(x, y) == BLACK)));
+        assert_eq!(*img.get_pixel(2, (top + 2) as u32), Rgb([255, 0, 0]));
+        assert_eq!(*img.get_pixel(2, (top + 1) as u32), WHITE);
         std::fs::remove_file(&p).ok();
     }
 }
