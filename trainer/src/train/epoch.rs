@@ -68,7 +68,10 @@ impl Trainer {
         obs: &mut dyn Observer,
     ) -> Result<EpochMetrics> {
         let start = Instant::now();
-        tch::manual_seed(torch_seed(self.cfg.seed, e));
+        // Each rank its own dropout masks (rank 0 keeps the single-process run's), not one
+        // mask repeated on every rank's share of the batch.
+        let rank = self.rank().0 as i64;
+        tch::manual_seed(torch_seed(self.cfg.seed, e).wrapping_add(rank.wrapping_mul(0x9e37_79b9)));
         let before = before.unwrap_or_else(|| self.labels.targets().to_vec());
         let labelling = self.make_labels(e, phase)?;
         let mut steps = self.train_steps(e, phase, labelling.kmeans, start, obs)?;
