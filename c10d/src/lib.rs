@@ -91,6 +91,7 @@ pub struct Group {
     raw: NonNull<ffi::Group>,
     rank: usize,
     world: usize,
+    timeout: Duration,
 }
 
 // The shim's group is a ProcessGroupGloo, whose calls are thread-safe; `Group` is moved
@@ -109,6 +110,19 @@ fn take_message(err: *mut c_char) -> String {
         .into_owned();
     unsafe { ffi::uic_c10d_free_string(err) };
     without_source_location(&s).to_string()
+}
+
+/// `m`, with the timeout that passed when `m` says one did.
+fn with_timeout(m: &str, timeout: Duration) -> String {
+    if m.to_ascii_lowercase().contains("timed out") {
+        format!(
+            "{} (the timeout is {} s)",
+            m.trim_end_matches('!'),
+            timeout.as_secs_f64()
+        )
+    } else {
+        m.to_string()
+    }
 }
 
 /// Gloo's messages start with the C++ source line that threw them
@@ -141,6 +155,15 @@ fn check(op: &'static str, rc: i32, err: *mut c_char) -> Result<(), Error> {
 }
 
 impl Group {
+    /// [`check`], naming the group's timeout in a timeout's message (Gloo's says only
+    /// "Operation timed out!").
+    fn check(&self, op: &'static str, rc: i32, err: *mut c_char) -> Result<(), Error> {
+        check(op, rc, err).map_err(|mut e| {
+            e.message = with_timeout(&e.message, self.timeout);
+            e
+        })
+    }
+
     /// Meets the other ranks and connects the group; blocks until all `world` ranks have
     /// arrived, or fails after `r.timeout`.
     ///
@@ -184,6 +207,7 @@ impl Group {
                 raw,
                 rank: r.rank,
                 world: r.world,
+                timeout: r.timeout,
             }),
             None => Err(bad(take_message(err))),
         }
@@ -211,7 +235,7 @@ impl Group {
         let rc = unsafe {
             ffi::uic_c10d_allreduce_sum(self.raw.as_ptr(), ptrs.as_ptr(), ptrs.len(), &mut err)
         };
-        check("allreduce", rc, err)
+        self.check("allreduce", rc, err)
     }
 
     /// Overwrites every tensor with rank `root`'s, in place.
@@ -237,7 +261,7 @@ impl Group {
                 &mut err,
             )
         };
-        check("broadcast", rc, err)
+        self.check("broadcast", rc, err)
     }
 
     /// Every rank's `input` (same shape and type on every rank), stacked along a new first
@@ -260,7 +284,7 @@ impl Group {
                 &mut err,
             )
         };
-        check("allgather", rc, err)?;
+        self.check("allgather", rc, err)?;
         Ok(output)
     }
 
@@ -272,7 +296,7 @@ impl Group {
         let mut err = std::ptr::null_mut();
         // SAFETY: a live group.
         let rc = unsafe { ffi::uic_c10d_barrier(self.raw.as_ptr(), &mut err) };
-        check("barrier", rc, err)
+        self.check("barrier", rc, err)
     }
 }
 
@@ -342,5 +366,20 @@ mod tests {
         );
         assert_eq!(w("Operation timed out!"), "Operation timed out!");
         assert_eq!(w("[rank 1] not a location"), "[rank 1] not a location");
+    }
+
+    #[test]
+    fn a_timeout_says_how_long_it_was() {
+        use super::with_timeout;
+        use std::time::Duration;
+        let t = Duration::from_secs(60);
+        assert_eq!(
+            with_timeout("Operation timed out!", t),
+            "Operation timed out (the timeout is 60 s)"
+        );
+        assert_eq!(
+            with_timeout("Connection closed by peer", t),
+            "Connection closed by peer"
+        );
     }
 }

@@ -118,6 +118,16 @@ fn wait(c: Child, limit: Duration, what: &str) -> Output {
     }
 }
 
+/// `uic ARGS`, started with its output captured (to wait on with [`wait`]).
+fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Child {
+    uic()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn two_ranks(args: &[String]) -> (Output, Output) {
     let port = free_port();
     let r0 = rank(args, 0, 2, port);
@@ -190,16 +200,7 @@ fn two_ranks_train_as_one_run_the_launcher_agrees_and_one_rank_resumes() {
     let launched = tmp.path().join("launched");
     let mut args = train_args(&data, &launched, 3);
     args.extend(["--nproc-per-node".into(), "2".into()]);
-    let out = wait(
-        uic()
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-        Duration::from_secs(300),
-        "the launcher",
-    );
+    let out = wait(spawn(&args), Duration::from_secs(300), "the launcher");
     ok(&out, "the launcher");
     let err = text(&out.stderr);
     assert!(err.contains("[rank 0] done: 3 epochs"), "{err}");
@@ -263,16 +264,7 @@ fn ranks_started_differently_or_with_a_batch_they_cannot_share_are_refused() {
     let b = args.iter().position(|a| a == "--batch-size").unwrap();
     args[b + 1] = "15".into();
     args.extend(["--nproc-per-node".into(), "2".into()]);
-    let out = wait(
-        uic()
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-        Duration::from_secs(120),
-        "the launcher",
-    );
+    let out = wait(spawn(&args), Duration::from_secs(120), "the launcher");
     assert_eq!(out.status.code(), Some(1));
     let e = text(&out.stderr);
     assert!(
@@ -355,12 +347,7 @@ fn ctrl_c_on_the_launcher_stops_every_rank() {
     let run = tmp.path().join("run");
     let mut args = train_args(&data, &run, 200);
     args.extend(["--nproc-per-node".into(), "2".into()]);
-    let launcher = uic()
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let launcher = spawn(&args);
     wait_for_epoch(&run, Duration::from_secs(120));
     assert_eq!(ranks_alive(&run), 2);
     interrupt(&launcher, libc::SIGINT);
@@ -382,22 +369,17 @@ fn ctrl_c_on_the_launcher_stops_every_rank() {
 #[test]
 fn bench_sync_reports_the_bytes_reduced_between_two_ranks() {
     let out = wait(
-        uic()
-            .args([
-                "bench",
-                "sync",
-                "--nproc-per-node",
-                "2",
-                "--mb",
-                "1",
-                "--iters",
-                "2",
-                "--json",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+        spawn(&[
+            "bench",
+            "sync",
+            "--nproc-per-node",
+            "2",
+            "--mb",
+            "1",
+            "--iters",
+            "2",
+            "--json",
+        ]),
         Duration::from_secs(120),
         "bench sync",
     );

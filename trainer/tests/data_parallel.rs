@@ -70,8 +70,9 @@ fn params(m: &Model) -> Vec<Vec<f32>> {
 /// The parameters after each step (per step, per tensor, its values), and the losses.
 type Trace = (Vec<Vec<Vec<f32>>>, Vec<f64>);
 
-/// The ranks' parameters after each step, and their global losses.
-fn two_ranks() -> Vec<Trace> {
+/// Runs `f(rank, group)` on ranks 0 and 1 (threads) of a fresh group on 127.0.0.1, and
+/// returns their results in rank order.
+fn on_two_ranks<T: Send + 'static>(f: fn(usize, &Dist) -> T) -> Vec<T> {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -82,34 +83,40 @@ fn two_ranks() -> Vec<Trace> {
             std::thread::spawn(move || {
                 let mut r = Rendezvous::loopback(port, rank, 2);
                 r.timeout = Duration::from_secs(60);
-                let dist = Dist::new(Group::connect(&r).unwrap(), 0);
-                let (m, mut opt) = model();
-                let (mut after, mut losses) = (Vec::new(), Vec::new());
-                for s in 0..STEPS {
-                    let (x, y) = batch(s);
-                    let sync = Sync {
-                        dist: &dist,
-                        share: 0.5,
-                        step: s as u64,
-                    };
-                    let (loss, pred) = train_step_with(
-                        &m,
-                        &mut opt,
-                        &half(&x, rank as i64),
-                        &half(&y, rank as i64),
-                        LR,
-                        Some(sync),
-                    )
-                    .unwrap();
-                    assert_eq!(pred.len(), BATCH as usize / 2);
-                    after.push(params(&m));
-                    losses.push(loss);
-                }
-                (after, losses)
+                f(rank, &Dist::new(Group::connect(&r).unwrap(), 0))
             })
         })
         .collect();
     hs.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// The ranks' parameters after each step, and their global losses.
+fn two_ranks() -> Vec<Trace> {
+    on_two_ranks(|rank, dist| {
+        let (m, mut opt) = model();
+        let (mut after, mut losses) = (Vec::new(), Vec::new());
+        for s in 0..STEPS {
+            let (x, y) = batch(s);
+            let sync = Sync {
+                dist,
+                share: 0.5,
+                step: s as u64,
+            };
+            let (loss, pred) = train_step_with(
+                &m,
+                &mut opt,
+                &half(&x, rank as i64),
+                &half(&y, rank as i64),
+                LR,
+                Some(sync),
+            )
+            .unwrap();
+            assert_eq!(pred.len(), BATCH as usize / 2);
+            after.push(params(&m));
+            losses.push(loss);
+        }
+        (after, losses)
+    })
 }
 
 /// One process: both halves' gradients, averaged, then the same update.
@@ -172,26 +179,13 @@ fn two_ranks_on_half_batches_equal_one_process_averaging_the_halves() {
 
 #[test]
 fn ranks_with_different_state_are_refused_by_name() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let hs: Vec<_> = (0..2)
-        .map(|rank| {
-            std::thread::spawn(move || {
-                let mut r = Rendezvous::loopback(port, rank, 2);
-                r.timeout = Duration::from_secs(60);
-                let dist = Dist::new(Group::connect(&r).unwrap(), 0);
-                dist.check_same(42, "settings").unwrap();
-                dist.check_same(42 + rank as u64, "settings")
-                    .unwrap_err()
-                    .to_string()
-            })
-        })
-        .collect();
-    for h in hs {
-        let e = h.join().unwrap();
+    let errors = on_two_ranks(|rank, dist| {
+        dist.check_same(42, "settings").unwrap();
+        dist.check_same(42 + rank as u64, "settings")
+            .unwrap_err()
+            .to_string()
+    });
+    for e in errors {
         assert_eq!(
             e,
             "invalid setting: rank 1's settings differ from rank 0's: start every rank with \
