@@ -9,7 +9,8 @@
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -128,11 +129,11 @@ pub fn run(n: usize) -> Result<ExitCode> {
         }
     }
     let pids: Vec<u32> = children.iter().map(Child::id).collect();
-    let interrupted = Arc::new(Mutex::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
     {
         let (pids, interrupted) = (pids.clone(), interrupted.clone());
         crate::interrupt::on_interrupt_wait(move || {
-            *interrupted.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            interrupted.store(true, Ordering::SeqCst);
             signal(&pids, libc::SIGINT);
         });
     }
@@ -148,7 +149,7 @@ pub fn run(n: usize) -> Result<ExitCode> {
                 status[rank] = Some(s);
                 if !s.success() && first_failure.is_none() {
                     first_failure = Some((rank, s));
-                    let stopped = *interrupted.lock().unwrap_or_else(|e| e.into_inner());
+                    let stopped = interrupted.load(Ordering::SeqCst);
                     if !stopped {
                         eprintln!(
                             "uic: rank {rank} failed (status {}); stopping the other ranks",

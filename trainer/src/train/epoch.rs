@@ -118,17 +118,19 @@ impl Trainer {
         self.labels.begin_epoch();
         let (rank, world) = self.rank();
         let global_len = order.len();
-        let mut shared = match &self.dist {
-            None => None,
-            Some(_) => Some(SharedLabels {
-                positions: shard(&order, self.cfg.batch_size, rank, world).1,
-                order: order.clone(),
-                preds: Vec::new(),
-            }),
-        };
+        // This rank's samples and their positions in `order`, when there are several ranks.
+        let part = self
+            .dist
+            .is_some()
+            .then(|| shard(&order, self.cfg.batch_size, rank, world));
+        let mut shared = part.as_ref().map(|(_, positions)| SharedLabels {
+            positions: positions.clone(),
+            order: order.clone(),
+            preds: Vec::new(),
+        });
         let (h, w) = (self.cfg.input_size as i64, self.cfg.input_size as i64);
         let first_lr = self.cfg.schedule.lr(base_lr, self.step, total_steps);
-        let mut feed = self.feed(e, order, shared.as_ref().map(|s| s.positions.clone()))?;
+        let mut feed = self.feed(e, order, part)?;
         let batches = feed.num_batches();
         let (mut seen, mut loss_sum, mut agree) = (0usize, 0f64, 0usize);
         let mut done = 0usize;
@@ -341,8 +343,14 @@ impl Trainer {
     }
 
     /// Starts epoch `e`'s batches in `order` from the configured decoder: nvJPEG workers,
-    /// or the CPU loader (with an uploader thread when the model is on a GPU).
-    fn feed(&mut self, e: u64, order: Vec<usize>, positions: Option<Vec<usize>>) -> Result<Feed> {
+    /// or the CPU loader (with an uploader thread when the model is on a GPU). With `part`
+    /// (this rank's samples and their positions in `order`), only those.
+    fn feed(
+        &mut self,
+        e: u64,
+        order: Vec<usize>,
+        part: Option<(Vec<usize>, Vec<usize>)>,
+    ) -> Result<Feed> {
         let ahead = self.cfg.batches_ahead;
         #[cfg(feature = "nvjpeg")]
         if !self.gpu_loaders.is_empty() {
@@ -359,12 +367,9 @@ impl Trainer {
             })?;
             return Ok(Feed::Nvjpeg(a));
         }
-        let epoch = match positions {
+        let epoch = match part {
             None => self.loader.epoch(e, order, 0)?,
-            Some(p) => {
-                let local = p.iter().map(|&i| order[i]).collect();
-                self.loader.epoch_at(e, local, p, 0)?
-            }
+            Some((local, positions)) => self.loader.epoch_at(e, local, positions, 0)?,
         };
         let device = self.model.device();
         if device == Device::Cpu {
