@@ -10,13 +10,19 @@ use uic_loader::StorageMode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Input folder: ImageFolder when it has class subfolders; flat otherwise (labels from --labels).
-    pub input: PathBuf,
+    /// Input: a folder (ImageFolder when it has class subfolders; flat otherwise, labels from
+    /// --labels), or tar archives read in place: the ImageNet train tar (a tar of per-class
+    /// tars), a tar of images with --labels, or WebDataset shards (several files, or a brace
+    /// pattern such as 'shard-{000000..000099}.tar', quoted).
+    #[arg(required = true, num_args = 1.., value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
     /// Output record file; the report goes to OUTPUT.report.json.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Labels CSV with a header row: a `file` column (path relative to INPUT) and a label column.
-    #[arg(long, value_name = "CSV")]
+    /// Labels file, format told by content: a CSV with a header row (a `file` column, the path
+    /// relative to INPUT, and a label column), Kaggle's LOC_val_solution.csv (matched by file
+    /// stem), or `file label` lines (ImageNet's val.txt).
+    #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
     /// Name of the label column in --labels.
     #[arg(long, value_name = "NAME", default_value = "label")]
@@ -81,7 +87,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} images, {per_sec}, eta {eta}")
             .expect("static template"),
     );
-    let report = convert::convert(&a.input, &a.output, &opts, &|p: Progress| {
+    let report = convert::convert_inputs(&a.inputs, &a.output, &opts, &|p: Progress| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
     });

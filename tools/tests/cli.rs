@@ -440,3 +440,86 @@ fn the_summary_counts_skips_by_reason_and_says_re_encoded_apart_from_converted()
         "{inspect}"
     );
 }
+
+/// Several tar shards as several INPUTs, and a labelled flat tar: the summary says how each
+/// was read, the report's `labels_format` says which labels file it was, and a file that is
+/// not a tar is one clean line.
+#[test]
+fn convert_reads_tar_shards_and_says_how() {
+    let dir = tempfile::tempdir().unwrap();
+    let jpeg = |seed: u32| {
+        let p = dir.path().join(format!("tmp{seed}.jpg"));
+        write_jpeg(&p, 12 + seed, 10);
+        std::fs::read(&p).unwrap()
+    };
+    let shard = |name: &str, members: &[(&str, Vec<u8>)]| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (n, data) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, n, data.as_slice()).unwrap();
+        }
+        let p = dir.path().join(name);
+        std::fs::write(&p, b.into_inner().unwrap()).unwrap();
+        p
+    };
+    let a = shard("a.tar", &[("x.jpg", jpeg(0)), ("x.cls", b"1".to_vec())]);
+    let b = shard(
+        "b.tar",
+        &[
+            ("y.jpg", jpeg(1)),
+            ("y.cls", b"0".to_vec()),
+            ("z.jpg", jpeg(2)),
+            ("z.cls", b"1".to_vec()),
+        ],
+    );
+    let out = dir.path().join("wds.uicr");
+    let o = uic(&[
+        "convert",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("kept 3 images") && err.contains("read as webdataset"),
+        "{err}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("wds.uicr.report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["layout"], "webdataset");
+    assert_eq!(report["labels_format"], serde_json::Value::Null);
+    assert_eq!(report["num_classes"], 2);
+
+    let flat = shard("val.tar", &[("v1.JPEG", jpeg(3)), ("v2.JPEG", jpeg(4))]);
+    let labels = dir.path().join("val.txt");
+    std::fs::write(&labels, "v1.JPEG 5\nv2.JPEG 3\n").unwrap();
+    let o = uic(&[
+        "convert",
+        flat.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("read as tar-labels; labels: file-label-text"),
+        "{err}"
+    );
+
+    let o = uic(&[
+        "convert",
+        dir.path().join("tmp0.jpg").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_error(&o);
+    assert!(text(&o.stderr).contains("neither a folder nor a readable tar archive"));
+}

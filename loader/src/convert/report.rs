@@ -14,14 +14,18 @@ pub struct ReportEntry {
 /// What a conversion did. Written as `OUTPUT.report.json`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
-    /// The input folder.
+    /// The input: a folder, an archive, or several archives separated by spaces.
     pub input: String,
     /// The record file (written only when `ok` is true).
     pub output: String,
     /// Whether the record file was written.
     pub ok: bool,
-    /// How the input was read: `image-folder`, `flat-labels`, `flat` or `file-list`.
+    /// How the input was read: `image-folder`, `flat-labels`, `flat`, `file-list`,
+    /// `imagenet-train-tar`, `tar-labels`, `tar` or `webdataset`.
     pub layout: String,
+    /// The labels file's format when one was read: `csv`, `kaggle-loc-csv` or
+    /// `file-label-text`.
+    pub labels_format: Option<String>,
     /// Storage mode of the output.
     pub mode: String,
     /// Whether every JPEG was re-encoded (`--max-side` or `--quality` given).
@@ -71,6 +75,15 @@ impl Report {
             human_bytes(self.output_bytes),
             100.0 * self.output_bytes as f64 / self.input_bytes.max(1) as f64
         );
+        if matches!(
+            self.layout.as_str(),
+            "imagenet-train-tar" | "tar-labels" | "tar" | "webdataset"
+        ) {
+            s.push_str(&format!("; read as {}", self.layout));
+        }
+        if let Some(f) = &self.labels_format {
+            s.push_str(&format!("; labels: {f}"));
+        }
         let kinds = skip_kinds(&self.skipped);
         if kinds.len() > 1 {
             let each: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();

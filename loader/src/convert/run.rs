@@ -10,7 +10,8 @@ use rayon::prelude::*;
 
 use crate::convert::prepare::{prepare, Codec, PrepareOptions, Prepared};
 use crate::convert::report::Report;
-use crate::convert::source::{discover, entry, SourceItem, SourceOptions};
+use crate::convert::source::{discover_inputs, SourceItem, SourceOptions, Sources};
+use crate::convert::ReportEntry;
 use crate::error::{Error, Result};
 use crate::format::{StorageMode, DEFAULT_ALIGN};
 
@@ -112,7 +113,31 @@ pub fn convert(
     opts: &ConvertOptions,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Report> {
+    convert_inputs(
+        std::slice::from_ref(&input.to_path_buf()),
+        output,
+        opts,
+        progress,
+    )
+}
+
+/// [`convert`] of several inputs: tar archives (WebDataset shards, say) read one after the
+/// other, as [`discover_inputs`] reads them.
+///
+/// # Errors
+/// Those of [`convert`].
+pub fn convert_inputs(
+    inputs: &[PathBuf],
+    output: &Path,
+    opts: &ConvertOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Report> {
     let start = Instant::now();
+    let input = inputs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
     if let Some(q) = opts.quality {
         if !(1..=100).contains(&q) {
             return Err(Error::InvalidArgument(format!(
@@ -125,7 +150,7 @@ pub fn convert(
             "--max-side must be at least 1".into(),
         ));
     }
-    let sources = discover(input, &opts.sources)?;
+    let mut sources = discover_inputs(inputs, &opts.sources)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
@@ -140,18 +165,19 @@ pub fn convert(
         max_pixels: opts.max_pixels,
     };
     let mut report = Report {
-        input: input.display().to_string(),
         output: output.display().to_string(),
         layout: sources.layout.name().into(),
+        labels_format: sources.labels_format.map(|f| f.name().to_string()),
         mode: opts.mode.name().into(),
         reencode: prep.reencode,
         num_classes: sources.classes.len(),
         threads: pool.current_num_threads(),
-        skipped: sources.skipped,
+        skipped: std::mem::take(&mut sources.skipped),
+        input,
         ..Default::default()
     };
     let mut writer: Option<RecordWriter> = None;
-    let mut classes = Some(sources.classes);
+    let mut classes = Some(std::mem::take(&mut sources.classes));
     // Chunks bound memory (raw mode holds decoded pixels) while keeping every core busy.
     // The first chunk is a fixed probe so that the alignment choice never depends on threads.
     let chunk = 16 * report.threads.max(1);
@@ -167,7 +193,7 @@ pub fn convert(
         let results: Vec<(u64, std::result::Result<Prepared, String>)> = pool.install(|| {
             items
                 .par_iter()
-                .map(|item| load(item, &prep, opts.max_file_bytes))
+                .map(|item| load(&sources, item, &prep, opts.max_file_bytes))
                 .collect()
         });
         if writer.is_none() {
@@ -195,10 +221,10 @@ pub fn convert(
                     report.kept += 1;
                     report.input_bytes += in_bytes;
                     if let Some(note) = p.note {
-                        report.converted.push(entry(&item.rel, note));
+                        report.converted.push(named(&sources, item, note));
                     }
                 }
-                Err(reason) => report.skipped.push(entry(&item.rel, reason)),
+                Err(reason) => report.skipped.push(named(&sources, item, reason)),
             }
         }
         done += size;
@@ -212,7 +238,7 @@ pub fn convert(
     let failure = if report.kept == 0 {
         Some(format!(
             "no usable image in {} ({} files skipped)",
-            input.display(),
+            report.input,
             report.skipped.len()
         ))
     } else if opts.strict && !report.skipped.is_empty() {
@@ -259,30 +285,22 @@ fn auto_align(probe: &[(u64, std::result::Result<Prepared, String>)]) -> u32 {
     }
 }
 
+fn named(sources: &Sources, item: &SourceItem, reason: String) -> ReportEntry {
+    ReportEntry {
+        path: sources.name(item),
+        reason,
+    }
+}
+
 fn load(
+    sources: &Sources,
     item: &SourceItem,
     prep: &PrepareOptions,
     max_file_bytes: u64,
 ) -> (u64, std::result::Result<Prepared, String>) {
-    let meta = match std::fs::metadata(&item.abs) {
-        Ok(m) => m,
-        Err(e) => return (0, Err(format!("cannot read: {e}"))),
-    };
-    if !meta.is_file() {
-        return (0, Err("not a regular file".into()));
-    }
-    if meta.len() > max_file_bytes {
-        return (
-            0,
-            Err(format!(
-                "file is {} bytes, over the {max_file_bytes}-byte limit",
-                meta.len()
-            )),
-        );
-    }
-    match std::fs::read(&item.abs) {
+    match sources.read(item, max_file_bytes) {
         Ok(bytes) => (bytes.len() as u64, with_codec(|c| prepare(&bytes, prep, c))),
-        Err(e) => (0, Err(format!("cannot read: {e}"))),
+        Err(e) => (0, Err(e)),
     }
 }
 
