@@ -314,6 +314,35 @@ fn damaged_tars_keep_what_can_be_read() {
         "{reasons:?}"
     );
 
+    // A damaged class-tar header: the scan resyncs inside that class tar, whose images are
+    // then named as strays at the top level; the other classes are kept, the layout holds.
+    let c = class("n03", 20);
+    let mut bytes = tar_of(&[
+        ("n01.tar".into(), a),
+        ("n02.tar".into(), b),
+        ("n03.tar".into(), c),
+    ]);
+    bytes[3] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    let r = run(&path, &out, &ConvertOptions::default());
+    assert_eq!(
+        (r.layout.as_str(), r.kept, r.num_classes),
+        ("imagenet-train-tar", 8, 2)
+    );
+    let strays = r
+        .skipped
+        .iter()
+        .filter(|e| e.reason.starts_with("file at the top level"))
+        .count();
+    assert_eq!(strays, 4, "{:?}", r.skipped);
+    assert!(
+        r.skipped[0]
+            .reason
+            .starts_with("damaged tar header at byte 0"),
+        "{:?}",
+        r.skipped
+    );
+
     // A flat tar whose second header is damaged: the first and third images are kept.
     let members: Vec<(String, Vec<u8>)> = (0..3)
         .map(|i| (format!("img_{i}.jpg"), common::jpeg(16, 16, i)))

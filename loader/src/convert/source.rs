@@ -12,7 +12,9 @@
 //! Tar layouts, read in place (an input that is a file, several files, or a brace pattern
 //! such as `shard-{000000..000099}.tar`):
 //! - `--labels FILE`: the archive's images, sorted, joined with the labels file as above;
-//! - the ImageNet train tar, a tar of tars and no images: one class per inner tar, named by
+//! - the ImageNet train tar, a tar of tars (more bytes of tars than of images at the top
+//!   level, so damage that exposes one class's images does not change the layout): one
+//!   class per inner tar, named by
 //!   its stem (`n01440764.tar` → `n01440764`), classes and images sorted as for a folder,
 //!   and each image stored as `<class>/<member>`. The same images as an ImageFolder tree give
 //!   the same record file;
@@ -435,7 +437,16 @@ fn discover_tars(archives: &[PathBuf], opts: &SourceOptions) -> Result<Sources> 
     }
     let files = || scans.iter().flatten().filter(|m| m.kind == Kind::File);
     let has_images = files().any(|m| has_image_extension(&member_path(m)));
-    let has_tars = files().any(|m| has_ext(&m.path, "tar"));
+    // By bytes, not by count: a damaged class tar whose images a resync reads as top-level
+    // members still leaves the tars most of the archive.
+    let image_bytes: u64 = files()
+        .filter(|m| has_image_extension(&member_path(m)))
+        .map(|m| m.present)
+        .sum();
+    let tar_bytes: u64 = files()
+        .filter(|m| has_ext(&m.path, "tar"))
+        .map(|m| m.present)
+        .sum();
     let has_wds_labels = files().any(|m| has_ext(&m.path, "cls") || has_ext(&m.path, "txt"));
     let labels_format = labels.as_ref().map(|l| l.format);
     let mut s = Sources {
@@ -460,7 +471,7 @@ fn discover_tars(archives: &[PathBuf], opts: &SourceOptions) -> Result<Sources> 
         );
         report_unlisted(labels, &items, "in the archive", &mut s.skipped);
         s.items = items;
-    } else if has_tars && !has_images {
+    } else if tar_bytes > image_bytes {
         s.layout = Layout::ImageNetTar;
         imagenet_tar(&mut s, scans);
     } else if has_wds_labels && has_images {

@@ -57,7 +57,8 @@ impl Member {
     /// What a report says of a member that is cut short.
     pub(crate) fn cut_reason(&self) -> String {
         format!(
-            "cut short: the archive ends {} bytes into this member's {}",
+            "cut short: the archive ends {} bytes into this member's {}, and any members \
+             after it are missing",
             self.present, self.size
         )
     }
@@ -116,7 +117,22 @@ pub(crate) fn scan(file: &File, start: u64, len: u64) -> Scan {
     let mut at = 0u64;
     loop {
         match scan_from(file, start, len, at, &mut out.members) {
-            Ok(Stop::Ended) => return out,
+            Ok(Stop::Ended(end)) => {
+                // Read on past the end blocks when headers follow (concatenated archives,
+                // or the end of a tar inside this one that a resync landed in).
+                match next_header(file, start, len, end + BLOCK) {
+                    Some(next) => {
+                        if !out.damage.is_empty() {
+                            out.damage.push(format!(
+                                "end-of-archive blocks at byte {end} are followed by more \
+                                 members, from byte {next}; read on"
+                            ));
+                        }
+                        at = next;
+                    }
+                    None => return out,
+                }
+            }
             Ok(Stop::NoEndMarker) => {
                 out.damage.push(
                     "the archive ends without its end-of-archive blocks; it may have been cut \
@@ -157,8 +173,8 @@ pub(crate) fn scan(file: &File, start: u64, len: u64) -> Scan {
 }
 
 enum Stop {
-    /// The end-of-archive blocks were found.
-    Ended,
+    /// The end-of-archive blocks were found, at this offset.
+    Ended(u64),
     /// The data ended where a header should have been.
     NoEndMarker,
     /// The last member runs past the end.
@@ -223,7 +239,7 @@ fn scan_from(
         && file.read_exact_at(&mut block, start + next).is_ok()
         && block.iter().all(|&b| b == 0);
     Ok(if ended {
-        Stop::Ended
+        Stop::Ended(next)
     } else {
         Stop::NoEndMarker
     })
@@ -431,6 +447,15 @@ mod tests {
             "{:?}",
             s.damage
         );
+        // A damaged header of a tar inside the tar: the resync lands in the inner tar, and
+        // the scan reads on past the inner tar's end blocks to the outer members after it.
+        let inner = tar_of(&[("x.jpg", &[7; 10])]);
+        let mut bytes = tar_of(&[("a.tar", &inner), ("b.jpg", &[2; 10])]);
+        bytes[10] ^= 0xff;
+        let s = scan_bytes(&bytes);
+        let names: Vec<&[u8]> = s.members.iter().map(|m| m.path.as_slice()).collect();
+        assert_eq!(names, [b"x.jpg".as_slice(), b"b.jpg"]);
+        assert!(s.damage[1].contains("read on"), "{:?}", s.damage);
         // Nothing valid after the damage: said so, with what was kept.
         let mut bytes = tar_of(&[("a.jpg", &[1; 10]), ("b.jpg", &[2; 10])]);
         bytes[1024 + 10] ^= 0xff;
