@@ -103,6 +103,15 @@ pub struct SourceOptions {
     pub file_list: Option<PathBuf>,
 }
 
+impl SourceOptions {
+    fn labels(&self) -> Result<Option<Labels>> {
+        self.labels_csv
+            .as_deref()
+            .map(|p| read_labels(p, self.label_column.as_deref()))
+            .transpose()
+    }
+}
+
 /// Where one image's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -255,11 +264,7 @@ pub fn discover_inputs(inputs: &[PathBuf], opts: &SourceOptions) -> Result<Sourc
 }
 
 fn discover_folder(root: &Path, opts: &SourceOptions) -> Result<Sources> {
-    let labels = opts
-        .labels_csv
-        .as_deref()
-        .map(|p| read_labels(p, opts.label_column.as_deref()))
-        .transpose()?;
+    let labels = opts.labels()?;
     let mut skipped = Vec::new();
     let (layout, files, class_dirs) = if let Some(list) = &opts.file_list {
         (
@@ -404,11 +409,7 @@ fn discover_tars(archives: &[PathBuf], opts: &SourceOptions) -> Result<Sources> 
             archives[0].display()
         )));
     }
-    let labels = opts
-        .labels_csv
-        .as_deref()
-        .map(|p| read_labels(p, opts.label_column.as_deref()))
-        .transpose()?;
+    let labels = opts.labels()?;
     let mut skipped = Vec::new();
     let mut containers = Vec::new();
     let mut scans = Vec::new();
