@@ -74,6 +74,12 @@ pub struct Args {
     /// layers and final; `pixels` adds the raw-pixel baseline].
     #[arg(long, value_delimiter = ',')]
     pub layers: Vec<Layer>,
+    /// Most memory, in MiB, for the centre-crop training features of the linear probes
+    /// (float32, every probed layer): within it they are computed once and held; beyond it
+    /// they are pushed through the backbone again every probe epoch (slower, but memory no
+    /// longer grows with the images; the probes are the same up to float rounding).
+    #[arg(long, value_name = "MIB", default_value_t = Protocol::default().feature_memory >> 20)]
+    pub probe_memory_mib: usize,
     /// Loader and libtorch threads [default: one per core].
     #[arg(long, default_value_t = Protocol::default().threads)]
     pub threads: usize,
@@ -97,6 +103,7 @@ impl Args {
             probe_tune: self.probe_tune,
             probe_test: self.probe_test,
             layers: self.layers.clone(),
+            feature_memory: self.probe_memory_mib.saturating_mul(1 << 20),
             threads: self.threads,
         }
     }

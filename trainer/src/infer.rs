@@ -66,7 +66,8 @@ impl std::str::FromStr for Layer {
 const POOLED_VALUES: f64 = 9216.0;
 
 /// Features of `indices` of `file` at each of `layers`: one `[n, d]` tensor per layer, or
-/// `[n, 10, d]` with `ten_crop`, on the CPU.
+/// `[n, 10, d]` with `ten_crop`, on the CPU. They are all in memory at once, `n * d * 4`
+/// bytes per layer (times ten with `ten_crop`): [`extract_each`] streams them instead.
 ///
 /// # Errors
 /// A loader failure, or conv layers of a ResNet.
@@ -78,18 +79,62 @@ pub fn extract(
     layers: &[Layer],
     ten_crop: bool,
 ) -> Result<Vec<Tensor>> {
-    let mut parts: Vec<Vec<Tensor>> = layers.iter().map(|_| Vec::new()).collect();
-    extract_each(model, cfg, file, indices, layers, ten_crop, |_, feats| {
-        for (p, f) in parts.iter_mut().zip(feats) {
-            p.push(f.to_device(Device::Cpu));
-        }
-    })?;
-    Ok(parts.into_iter().map(|p| Tensor::cat(&p, 0)).collect())
+    // Allocated once the first batch gives the shapes, and filled batch by batch (no
+    // second copy from concatenating the batches).
+    let mut out: Vec<Tensor> = Vec::new();
+    let n = indices.len() as i64;
+    extract_each(
+        model,
+        cfg,
+        file,
+        indices,
+        layers,
+        ten_crop,
+        |range, feats| {
+            if out.is_empty() {
+                out = feats
+                    .iter()
+                    .map(|f| {
+                        let mut shape = f.size();
+                        shape[0] = n;
+                        Tensor::empty(shape, (f.kind(), Device::Cpu))
+                    })
+                    .collect();
+            }
+            for (o, f) in out.iter_mut().zip(feats) {
+                o.narrow(0, range.start as i64, range.len() as i64)
+                    .copy_(&f.to_device(Device::Cpu));
+            }
+        },
+    )?;
+    if out.is_empty() {
+        // No images: empty features of the right width.
+        let dims = feature_dims(model, cfg, layers)?;
+        out = dims
+            .iter()
+            .map(|&d| {
+                let shape = if ten_crop { vec![0, 10, d] } else { vec![0, d] };
+                Tensor::empty(shape, (tch::Kind::Float, Device::Cpu))
+            })
+            .collect();
+    }
+    Ok(out)
+}
+
+/// The width of the features of each of `layers` (one image's row of [`extract`]).
+///
+/// # Errors
+/// Conv layers of a ResNet.
+pub fn feature_dims(model: &Model, cfg: &TrainConfig, layers: &[Layer]) -> Result<Vec<i64>> {
+    let s = i64::from(cfg.input_size);
+    let x = Tensor::zeros([1, 3, s, s], (Kind::Uint8, Device::Cpu));
+    let feats = tch::no_grad(|| layers_features(model, &x, layers))?;
+    Ok(feats.iter().map(|f| f.size()[1]).collect())
 }
 
 /// Like [`extract`], but hands each batch's features to `f` with the batch's range of
 /// positions in `indices`, so that nothing is kept (ten-crop features of conv layers are
-/// large).
+/// large). Batches are of `cfg.batch_size` images.
 ///
 /// # Errors
 /// A loader failure, or conv layers of a ResNet.
@@ -100,10 +145,40 @@ pub fn extract_each(
     indices: &[usize],
     layers: &[Layer],
     ten_crop: bool,
+    f: impl FnMut(std::ops::Range<usize>, &[Tensor]),
+) -> Result<()> {
+    extract_batches(
+        model,
+        cfg,
+        file,
+        indices,
+        layers,
+        ten_crop,
+        cfg.batch_size,
+        f,
+    )
+}
+
+/// [`extract_each`] in batches of `batch_size` images, in the order of `indices`: the
+/// batch starting at position `p` holds `indices[p..p + batch_size]`, so that a caller can
+/// choose which images share a batch (a probe's minibatches).
+///
+/// # Errors
+/// A loader failure, or conv layers of a ResNet.
+#[allow(clippy::too_many_arguments)]
+pub fn extract_batches(
+    model: &Model,
+    cfg: &TrainConfig,
+    file: &Arc<RecordFile>,
+    indices: &[usize],
+    layers: &[Layer],
+    ten_crop: bool,
+    batch_size: usize,
     mut f: impl FnMut(std::ops::Range<usize>, &[Tensor]),
 ) -> Result<()> {
     let s = i64::from(cfg.input_size);
     let mut lc = eval_loader_config(cfg);
+    lc.batch_size = batch_size;
     let side = match (ten_crop, lc.crop) {
         // The resized square whose corners and centre are cropped.
         (true, uic_loader::CropMode::Center { resize }) => {
@@ -113,27 +188,29 @@ pub fn extract_each(
         _ => s,
     };
     let loader = Loader::new(file.clone(), lc)?;
-    tch::no_grad(|| -> Result<()> {
-        let mut got = 0usize;
-        for batch in loader.epoch(0, indices.to_vec(), 0)? {
-            let n = batch.len() as i64;
-            let x = Tensor::from_slice(batch.pixels(0)).view([n, 3, side, side]);
+    let mut got = 0usize;
+    for batch in loader.epoch(0, indices.to_vec(), 0)? {
+        let n = batch.len() as i64;
+        let x = Tensor::from_slice(batch.pixels(0)).view([n, 3, side, side]);
+        // Only the backbone runs without gradients: `f` may train on the features.
+        let feats = tch::no_grad(|| -> Result<Vec<Tensor>> {
             let views = if ten_crop { ten_crops(&x, s) } else { x };
-            let mut feats = layers_features(model, &views, layers)?;
-            if ten_crop {
-                feats = feats.iter().map(|t| t.view([n, 10, -1])).collect();
-            }
-            f(got..got + batch.len(), &feats);
-            got += batch.len();
-        }
-        if got != indices.len() {
-            return Err(Error::Internal(format!(
-                "the loader stopped after {got} of {} images",
-                indices.len()
-            )));
-        }
-        Ok(())
-    })
+            let feats = layers_features(model, &views, layers)?;
+            Ok(match ten_crop {
+                true => feats.iter().map(|t| t.view([n, 10, -1])).collect(),
+                false => feats,
+            })
+        })?;
+        f(got..got + batch.len(), &feats);
+        got += batch.len();
+    }
+    if got != indices.len() {
+        return Err(Error::Internal(format!(
+            "the loader stopped after {got} of {} images",
+            indices.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The ten crops of side `s` of each square image in `x` (`[n, 3, r, r]`), as `[n * 10, 3,

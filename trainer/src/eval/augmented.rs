@@ -6,18 +6,20 @@ use std::sync::Arc;
 use tch::{Device, Tensor};
 use uic_loader::{Loader, RecordFile};
 
-use super::probe::{column_stats, probe_lr, Probe, ProbeConfig, ProbeFit};
+use super::features::Features;
+use super::probe::{probe_lr, Probe, ProbeConfig, ProbeFit};
 use crate::config::TrainConfig;
 use crate::data::train_loader_config;
 use crate::error::{Error, Result};
-use crate::infer::{extract, layers_features, Layer};
+use crate::infer::{layers_features, Layer};
 use crate::model::Model;
 
 /// Trains one probe per layer the paper's way: each epoch draws fresh views of the
 /// training images (RandomResizedCrop with the run's `min_scale`, and a random flip; seeded
 /// by `cfg.seed` and the epoch), pushes them through the frozen backbone and takes one SGD
 /// step per batch of `cfg.batch_size`. With `cfg.standardize` the statistics come from
-/// the centre crops. Nothing is kept between batches, so conv layers cost no memory.
+/// the centre crops, accumulated batch by batch in one more pass. Nothing is kept between
+/// batches, so conv layers cost no memory.
 ///
 /// # Errors
 /// A loader failure, or conv layers of a ResNet.
@@ -40,14 +42,16 @@ pub fn train_probes_augmented(
         labels.iter().all(|&l| (l as usize) < classes),
         "label >= {classes}"
     );
-    let mut stats: Vec<Option<(Tensor, Tensor)>> = if pc.standardize {
-        extract(model, cfg, file, indices, layers, false)?
-            .iter()
-            .map(|f| Some(column_stats(f)))
-            .collect()
-    } else {
-        layers.iter().map(|_| None).collect()
+    let centre = Features::Streamed {
+        model,
+        cfg,
+        file,
+        indices,
+        layers,
     };
+    let rows: Vec<usize> = (0..indices.len()).collect();
+    let wanted = vec![pc.standardize; layers.len()];
+    let mut stats = centre.column_stats(&rows, &wanted, cfg.batch_size)?;
     let mut lc = train_loader_config(cfg, indices.len());
     lc.augment = uic_augment::Augment::preset(uic_augment::Preset::Paper);
     lc.batch_size = pc.batch_size as usize;

@@ -7,6 +7,7 @@
 //! - [`split`]: the seeded train/test split;
 //! - [`knn`]: cosine kNN;
 //! - [`probe`], [`grid`]: linear probes, one or a grid of settings trained in one pass;
+//! - [`features`]: their training features, held in memory or streamed from the loader;
 //! - [`tune`]: probe settings chosen on held-out training images;
 //! - [`augmented`]: probes trained on fresh augmented views;
 //! - [`nmi_report`]: NMI of the model's own assignment.
@@ -15,6 +16,7 @@
 //! probes' test set on ten crops whose softmax outputs are averaged, as in the paper.
 
 pub mod augmented;
+pub mod features;
 pub mod grid;
 pub mod knn;
 pub mod nmi_report;
@@ -22,11 +24,13 @@ pub mod probe;
 pub mod protocol;
 pub mod report;
 pub mod split;
+mod stats;
 pub mod tune;
 
 pub use augmented::train_probes_augmented;
-pub use grid::{linear_probe, train_probe, train_probe_grid};
-pub use knn::knn_top1;
+pub use features::{Features, DEFAULT_FEATURE_MEMORY};
+pub use grid::{linear_probe, train_probe, train_probe_grid, train_probes};
+pub use knn::{knn_top1, KnnBank};
 pub use nmi_report::{nmi_report, true_labels, NmiReport};
 pub use probe::{Probe, ProbeConfig};
 pub use protocol::{

@@ -156,7 +156,9 @@ impl ProbeFit {
     }
 }
 
-/// Mean and deviation (`[1, d]` each) of each column of `x` (`[n, d]`).
+/// Mean and deviation (`[1, d]` each) of each column of `x` (`[n, d]`): the reference
+/// for the streamed statistics of [`super::stats`].
+#[cfg(test)]
 pub(crate) fn column_stats(x: &Tensor) -> (Tensor, Tensor) {
     let x = x.to_kind(Kind::Float);
     (

@@ -11,12 +11,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tch::{Device, Tensor};
+use tch::Device;
 use uic_loader::RecordFile;
 
 use super::augmented::train_probes_augmented;
-use super::grid::train_probe;
-use super::knn::knn_top1;
+use super::features::{Features, DEFAULT_FEATURE_MEMORY};
+use super::grid::train_probes;
+use super::knn::KnnBank;
 use super::nmi_report::{nmi_report, true_labels};
 use super::probe::{Probe, ProbeConfig};
 use super::report::{EvalReport, Scores};
@@ -25,7 +26,7 @@ use super::tune::{ProbeChoice, ProbeGrid, ProbeSearch};
 use crate::checkpoint::load_model;
 use crate::config::{set_threads, TrainConfig};
 use crate::error::{Error, Result};
-use crate::infer::{extract, extract_each, Layer};
+use crate::infer::{extract_each, Layer};
 use crate::labels::class_count;
 use crate::model::{Arch, Model};
 
@@ -112,6 +113,10 @@ pub struct Protocol {
     pub probe_test: ProbeTest,
     /// Layers to probe; empty: [`probe_layers`] of the architecture.
     pub layers: Vec<Layer>,
+    /// Most bytes of centre-crop training features (all probed layers, float32) held in
+    /// memory for the probes; more are pushed through the backbone again every probe epoch
+    /// instead ([`Features::with_budget`]), so that memory does not grow with the images.
+    pub feature_memory: usize,
     /// Loader and libtorch threads (0: one per core).
     pub threads: usize,
 }
@@ -131,6 +136,7 @@ impl Default for Protocol {
             probe_tune: None,
             probe_test: ProbeTest::TenCrop,
             layers: Vec::new(),
+            feature_memory: DEFAULT_FEATURE_MEMORY,
             threads: 0,
         }
     }
@@ -328,17 +334,41 @@ pub fn scores(
     Ok(s)
 }
 
-/// kNN top-1 of `model` on the features of `layer`.
+/// kNN top-1 of `model` on the features of `layer`: the training images' features are
+/// held as a [`KnnBank`] (the only per-image memory of the score: `4 * d + 8` bytes per
+/// image for the final layer, `2 * d + 8` for others), the test images' are streamed
+/// against it.
 fn knn(model: &Model, cfg: &TrainConfig, d: &EvalData, k: i64, layer: Layer) -> Result<f64> {
-    let tr = extract(model, cfg, &d.train_file, &d.train_idx, &[layer], false)?;
-    let te = extract(model, cfg, &d.test_file, &d.test_idx, &[layer], false)?;
-    Ok(knn_top1(&tr[0], &d.train_labels, &te[0], &d.test_labels, k))
+    let bank = KnnBank::extract(
+        model,
+        cfg,
+        &d.train_file,
+        &d.train_idx,
+        &d.train_labels,
+        d.classes,
+        layer,
+    )?;
+    let mut correct = 0usize;
+    extract_each(
+        model,
+        cfg,
+        &d.test_file,
+        &d.test_idx,
+        &[layer],
+        false,
+        |r, f| correct += bank.correct(&f[0].to_device(Device::Cpu), &d.test_labels[r], k),
+    )?;
+    Ok(correct as f64 / d.test_labels.len().max(1) as f64)
 }
 
 /// Linear-probe top-1 of `model` per layer, with the setting each probe chose when tuned
 /// (centre-crop training only): probes train on augmented views or on centre crops, and
 /// test on ten crops or the centre crop, streamed batch by batch (so the ten-crop features
-/// of big layers are never all in memory).
+/// of big layers are never all in memory). Centre crops are held in memory within
+/// `p.feature_memory` and streamed from the loader every probe epoch beyond it, with the
+/// same probes either way (up to float rounding): no memory grows with the images but
+/// their indices and labels. Tuning (`--probe-tune`) reads them the same way, at about
+/// twice the epochs (the grid on the fitting part, then the chosen setting on all).
 fn linear(
     model: &Model,
     cfg: &TrainConfig,
@@ -360,21 +390,24 @@ fn linear(
             &pc,
         )?,
         ProbeTrain::Center => {
-            let train = extract(model, cfg, &d.train_file, &d.train_idx, layers, false)?;
+            let train = Features::with_budget(
+                model,
+                cfg,
+                &d.train_file,
+                &d.train_idx,
+                layers,
+                p.feature_memory,
+            )?;
             match p.probe_search() {
-                None => train
-                    .iter()
-                    .map(|f| train_probe(f, &d.train_labels, d.classes, &pc))
-                    .collect(),
+                None => train_probes(&train, &d.train_labels, d.classes, &pc)?,
                 Some(s) => {
-                    let mut grids: Vec<ProbeGrid> = train
-                        .iter()
-                        .map(|f| ProbeGrid::fit(f, &d.train_labels, d.classes, &pc, &s))
-                        .collect();
+                    let mut grids =
+                        ProbeGrid::fit_layers(&train, &d.train_labels, d.classes, &pc, &s)?;
                     score_held_out(model, cfg, d, layers, &train, &mut grids, p.probe_test)?;
+                    let chosen =
+                        ProbeGrid::choose_layers(grids, &train, &d.train_labels, d.classes, &pc)?;
                     let mut probes = Vec::with_capacity(layers.len());
-                    for ((g, f), choice) in grids.into_iter().zip(&train).zip(&mut choices) {
-                        let (probe, c) = g.choose(f, &d.train_labels, d.classes, &pc);
+                    for ((probe, c), choice) in chosen.into_iter().zip(&mut choices) {
                         *choice = Some(c);
                         probes.push(probe);
                     }
@@ -407,23 +440,19 @@ fn linear(
 }
 
 /// Scores each layer's grid on its held-out training images, tested as the probes will be:
-/// centre crops are rows of `train`; ten crops are extracted again and streamed batch by
-/// batch.
+/// centre crops are rows of `train` (held or streamed); ten crops are extracted again and
+/// streamed batch by batch.
 fn score_held_out(
     model: &Model,
     cfg: &TrainConfig,
     d: &EvalData,
     layers: &[Layer],
-    train: &[Tensor],
+    train: &Features,
     grids: &mut [ProbeGrid],
     test: ProbeTest,
 ) -> Result<()> {
     match test {
-        ProbeTest::Center => {
-            for (g, f) in grids.iter_mut().zip(train) {
-                g.score_rows(f);
-            }
-        }
+        ProbeTest::Center => ProbeGrid::score_features(grids, train, cfg.batch_size)?,
         ProbeTest::TenCrop => {
             let images: Vec<usize> = grids[0]
                 .held_out()

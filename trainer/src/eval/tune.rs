@@ -5,9 +5,11 @@
 use serde::Serialize;
 use tch::Tensor;
 
-use super::grid::{train_probe, train_probe_grid};
+use super::features::Features;
+use super::grid::{train_fits, FitSpec};
 use super::probe::{Probe, ProbeConfig};
 use super::split::split;
+use crate::error::Result;
 
 /// A grid of probe settings, one of which [`tune_probe`] picks per feature set by its
 /// accuracy on training images held out from the probe.
@@ -79,7 +81,7 @@ fn tune_split(n: usize, cfg: &ProbeConfig, search: &ProbeSearch) -> (Vec<usize>,
 /// setting is chosen for the test it will face.
 ///
 /// # Panics
-/// As [`train_probe`]; or if the held-out share leaves either part empty, `val_views` does
+/// As [`train_probe`](super::train_probe); or if the held-out share leaves either part empty, `val_views` does
 /// not have one row per held-out image, or the grid is empty.
 pub fn tune_probe(
     train: &Tensor,
@@ -123,7 +125,7 @@ impl ProbeGrid {
     /// Trains a probe of every setting of `search` on the fitting part of `train`.
     ///
     /// # Panics
-    /// As [`train_probe`]; or if the held-out share leaves either part empty, or the grid
+    /// As [`train_probe`](super::train_probe); or if the held-out share leaves either part empty, or the grid
     /// is empty.
     pub fn fit(
         train: &Tensor,
@@ -132,6 +134,29 @@ impl ProbeGrid {
         cfg: &ProbeConfig,
         search: &ProbeSearch,
     ) -> Self {
+        let held = Features::Held(vec![train.shallow_clone()]);
+        Self::fit_layers(&held, labels, classes, cfg, search)
+            .expect("features held in memory")
+            .pop()
+            .expect("one grid per layer")
+    }
+
+    /// [`ProbeGrid::fit`] for each layer of `train` at once: one read of the fitting rows
+    /// per epoch trains every layer's grid (and both standardisations, if searched), so
+    /// streamed features cost one backbone pass per epoch.
+    ///
+    /// # Errors
+    /// A loader failure (streamed features).
+    ///
+    /// # Panics
+    /// As [`ProbeGrid::fit`].
+    pub fn fit_layers(
+        train: &Features,
+        labels: &[u32],
+        classes: usize,
+        cfg: &ProbeConfig,
+        search: &ProbeSearch,
+    ) -> Result<Vec<Self>> {
         let n = labels.len();
         let (fit_idx, held_out) = tune_split(n, cfg, search);
         assert!(
@@ -139,8 +164,6 @@ impl ProbeGrid {
             "the held-out share {} of {n} images leaves a part empty",
             search.val_frac
         );
-        let fit_x = rows(train, &fit_idx);
-        let fit_y: Vec<u32> = fit_idx.iter().map(|&i| labels[i]).collect();
         let rates: Vec<(f64, f64)> = search
             .lrs
             .iter()
@@ -150,31 +173,44 @@ impl ProbeGrid {
             !rates.is_empty() && !search.standardize.is_empty(),
             "an empty search grid"
         );
-        let (mut trials, mut probes) = (Vec::new(), Vec::new());
-        for &standardize in &search.standardize {
-            let c = ProbeConfig {
-                standardize,
-                ..cfg.clone()
-            };
-            let trained = train_probe_grid(&fit_x, &fit_y, classes, &c, &rates);
-            for (p, &(lr, weight_decay)) in trained.into_iter().zip(&rates) {
-                trials.push(ProbeTrial {
-                    lr,
-                    weight_decay,
+        // Per layer, one grid per standardisation, in the search's order.
+        let specs: Vec<FitSpec> = (0..train.layers())
+            .flat_map(|layer| {
+                let rates = &rates;
+                search.standardize.iter().map(move |&standardize| FitSpec {
+                    layer,
                     standardize,
-                    val_top1: f64::NAN,
-                });
-                probes.push(p);
-            }
-        }
-        ProbeGrid {
-            correct: vec![0; trials.len()],
-            trials,
-            probes,
-            held_labels: held_out.iter().map(|&i| labels[i]).collect(),
-            held_out,
-            scored: 0,
-        }
+                    grid: rates.clone(),
+                })
+            })
+            .collect();
+        let mut trained = train_fits(train, &fit_idx, labels, classes, cfg, &specs)?.into_iter();
+        let held_labels: Vec<u32> = held_out.iter().map(|&i| labels[i]).collect();
+        Ok((0..train.layers())
+            .map(|_| {
+                let (mut trials, mut probes) = (Vec::new(), Vec::new());
+                for &standardize in &search.standardize {
+                    let grid = trained.next().expect("one grid per spec");
+                    for (p, &(lr, weight_decay)) in grid.into_iter().zip(&rates) {
+                        trials.push(ProbeTrial {
+                            lr,
+                            weight_decay,
+                            standardize,
+                            val_top1: f64::NAN,
+                        });
+                        probes.push(p);
+                    }
+                }
+                ProbeGrid {
+                    correct: vec![0; trials.len()],
+                    trials,
+                    probes,
+                    held_labels: held_labels.clone(),
+                    held_out: held_out.clone(),
+                    scored: 0,
+                }
+            })
+            .collect())
     }
 
     /// The held-out positions in `train`, in the order [`ProbeGrid::score`] takes them.
@@ -211,11 +247,32 @@ impl ProbeGrid {
         self.score(0..self.held_out.len(), &x);
     }
 
+    /// Scores each grid (one per layer of `train`, from [`ProbeGrid::fit_layers`]) on the
+    /// held-out rows of `train`, read in batches of `batch`.
+    ///
+    /// # Errors
+    /// A loader failure (streamed features).
+    ///
+    /// # Panics
+    /// As [`ProbeGrid::score`]; or if the grids do not hold out the same rows.
+    pub fn score_features(grids: &mut [Self], train: &Features, batch: usize) -> Result<()> {
+        let Some(first) = grids.first() else {
+            return Ok(());
+        };
+        let held = first.held_out.clone();
+        assert!(grids.iter().all(|g| g.held_out == held));
+        train.each(&held, batch, |r, feats| {
+            for (g, f) in grids.iter_mut().zip(feats) {
+                g.score(r.clone(), f);
+            }
+        })
+    }
+
     /// The best setting by held-out accuracy (the first in grid order on ties: standardise,
     /// then rate, then decay), trained on all of `train`, with every setting's score.
     ///
     /// # Panics
-    /// If some held-out image was not scored; as [`train_probe`].
+    /// If some held-out image was not scored; as [`train_probe`](super::train_probe).
     pub fn choose(
         self,
         train: &Tensor,
@@ -223,6 +280,54 @@ impl ProbeGrid {
         classes: usize,
         cfg: &ProbeConfig,
     ) -> (Probe, ProbeChoice) {
+        let held = Features::Held(vec![train.shallow_clone()]);
+        Self::choose_layers(vec![self], &held, labels, classes, cfg)
+            .expect("features held in memory")
+            .pop()
+            .expect("one probe per grid")
+    }
+
+    /// [`ProbeGrid::choose`] for each layer of `train` (grid `i` for layer `i`), the chosen
+    /// probes trained together: one read of the training rows per epoch.
+    ///
+    /// # Errors
+    /// A loader failure (streamed features).
+    ///
+    /// # Panics
+    /// As [`ProbeGrid::choose`], or if there is not one grid per layer.
+    pub fn choose_layers(
+        grids: Vec<Self>,
+        train: &Features,
+        labels: &[u32],
+        classes: usize,
+        cfg: &ProbeConfig,
+    ) -> Result<Vec<(Probe, ProbeChoice)>> {
+        assert_eq!(grids.len(), train.layers(), "one grid per layer");
+        let choices: Vec<ProbeChoice> = grids.into_iter().map(ProbeGrid::best).collect();
+        // The chosen rate and decay go in the grid; standardisation in the spec.
+        let specs: Vec<FitSpec> = choices
+            .iter()
+            .enumerate()
+            .map(|(layer, c)| FitSpec {
+                layer,
+                standardize: c.chosen.standardize,
+                grid: vec![(c.chosen.lr, c.chosen.weight_decay)],
+            })
+            .collect();
+        let rows: Vec<usize> = (0..labels.len()).collect();
+        let probes = train_fits(train, &rows, labels, classes, cfg, &specs)?;
+        Ok(probes
+            .into_iter()
+            .zip(choices)
+            .map(|(mut p, c)| (p.pop().expect("a grid of one"), c))
+            .collect())
+    }
+
+    /// Every setting's held-out score and the best one (the first in grid order on ties).
+    ///
+    /// # Panics
+    /// If some held-out image was not scored.
+    fn best(self) -> ProbeChoice {
         let m = self.held_labels.len();
         assert_eq!(self.scored, m, "every held-out image must be scored");
         let tried: Vec<ProbeTrial> = self
@@ -238,16 +343,7 @@ impl ProbeGrid {
             .iter()
             .reduce(|best, t| if t.val_top1 > best.val_top1 { t } else { best })
             .expect("a non-empty search grid");
-        let pc = ProbeConfig {
-            lr: chosen.lr,
-            weight_decay: chosen.weight_decay,
-            standardize: chosen.standardize,
-            ..cfg.clone()
-        };
-        (
-            train_probe(train, labels, classes, &pc),
-            ProbeChoice { chosen, tried },
-        )
+        ProbeChoice { chosen, tried }
     }
 }
 
@@ -255,6 +351,7 @@ impl ProbeGrid {
 mod tests {
     use tch::{Device, Kind};
 
+    use super::super::grid::train_probe;
     use super::*;
 
     /// `n` points of three classes in turn, each `sep` along its own axis plus Gaussian
