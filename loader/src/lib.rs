@@ -12,7 +12,8 @@
 //!   subset, class-balanced; sharded); [`pipeline`]'s [`Loader`] turns them into batches on
 //!   worker threads.
 //! - [`planes`] copies packed RGB into a batch's planes (SIMD), mirroring on the way.
-//! - [`synth`] draws synthetic labelled images for demos and tests.
+//! - [`synth`] draws synthetic labelled images for demos and tests, and writes data sets of
+//!   any size for the scale bench.
 //!
 //! ```
 //! use uic_loader::{convert, RecordFile};

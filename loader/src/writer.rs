@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     align_up, encode_strings, Entry, Header, StorageMode, CHECKSUM_CRC32C, DEFAULT_ALIGN,
-    ENTRY_CONVERTED, FLAG_HAS_LABELS, HEADER_LEN, NO_LABEL, VERSION,
+    ENTRY_CONVERTED, ENTRY_LEN, FLAG_HAS_LABELS, HEADER_LEN, NO_LABEL, VERSION,
 };
 use crate::temp::{self, temp_path};
 
@@ -96,7 +96,12 @@ pub struct RecordWriter {
     opts: WriterOptions,
     pos: u64,
     entries: Vec<u8>,
-    paths: Vec<Vec<u8>>,
+    /// The path table as it will be written, less its count: `n + 1` little-endian `u64`
+    /// offsets and the blob of paths. Kept encoded (8 bytes plus the path per sample), not
+    /// as one allocation per path, so that a million samples cost tens of megabytes.
+    path_offsets: Vec<u8>,
+    path_blob: Vec<u8>,
+    count: usize,
     payload: u64,
     finished: bool,
 }
@@ -159,7 +164,9 @@ impl RecordWriter {
             opts,
             pos: data_offset,
             entries: Vec::new(),
-            paths: Vec::new(),
+            path_offsets: 0u64.to_le_bytes().to_vec(),
+            path_blob: Vec::new(),
+            count: 0,
             payload: 0,
             finished: false,
         })
@@ -167,12 +174,21 @@ impl RecordWriter {
 
     /// Number of samples appended so far.
     pub fn len(&self) -> usize {
-        self.paths.len()
+        self.count
     }
 
     /// Whether no sample was appended yet.
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
+        self.count == 0
+    }
+
+    /// Reserves table space for `samples` more samples whose source paths total about
+    /// `path_bytes`: with the count known up front, the tables never grow by copying,
+    /// which at a million samples saves up to half their memory (about 80 bytes a sample).
+    pub fn reserve(&mut self, samples: usize, path_bytes: usize) {
+        self.entries.reserve_exact(samples * ENTRY_LEN);
+        self.path_offsets.reserve_exact(samples * 8);
+        self.path_blob.reserve_exact(path_bytes);
     }
 
     /// Appends one sample.
@@ -249,7 +265,10 @@ impl RecordWriter {
         self.pos = next;
         self.payload += len as u64;
         self.entries.extend_from_slice(&entry.encode());
-        self.paths.push(s.source.to_vec());
+        self.path_blob.extend_from_slice(s.source);
+        self.path_offsets
+            .extend_from_slice(&(self.path_blob.len() as u64).to_le_bytes());
+        self.count += 1;
         Ok(())
     }
 
@@ -261,14 +280,18 @@ impl RecordWriter {
         let data_offset = align_up(HEADER_LEN as u64, self.opts.align as u64);
         let data_len = self.pos - data_offset;
         let classes = encode_strings(self.opts.classes.iter().map(Vec::as_slice));
-        let paths = encode_strings(self.paths.iter().map(Vec::as_slice));
+        // The path table, as `encode_strings` lays it out: count, offsets, blob.
+        let path_count = (self.count as u64).to_le_bytes();
+        let paths_len = (8 + self.path_offsets.len() + self.path_blob.len()) as u64;
         let samples_offset = self.pos;
         let classes_offset = samples_offset + self.entries.len() as u64;
         let paths_offset = classes_offset + classes.len() as u64;
-        let file_len = paths_offset + paths.len() as u64;
+        let file_len = paths_offset + paths_len;
         let mut crc = crc32c::crc32c(&self.entries);
         crc = crc32c::crc32c_append(crc, &classes);
-        crc = crc32c::crc32c_append(crc, &paths);
+        for part in [&path_count[..], &self.path_offsets, &self.path_blob] {
+            crc = crc32c::crc32c_append(crc, part);
+        }
         let header = Header {
             version: VERSION,
             flags: if self.opts.classes.is_empty() {
@@ -277,7 +300,7 @@ impl RecordWriter {
                 FLAG_HAS_LABELS
             },
             align: self.opts.align,
-            num_samples: self.paths.len() as u64,
+            num_samples: self.count as u64,
             num_classes: self.opts.classes.len() as u32,
             mode: self.opts.mode,
             checksum: CHECKSUM_CRC32C,
@@ -287,13 +310,15 @@ impl RecordWriter {
             classes_offset,
             classes_len: classes.len() as u64,
             paths_offset,
-            paths_len: paths.len() as u64,
+            paths_len,
             file_len,
             tables_crc: crc,
         };
         let tmp = self.tmp_path.clone();
         let entries = std::mem::take(&mut self.entries);
-        for part in [&entries, &classes, &paths] {
+        let offsets = std::mem::take(&mut self.path_offsets);
+        let blob = std::mem::take(&mut self.path_blob);
+        for part in [&entries[..], &classes, &path_count, &offsets, &blob] {
             self.out.write_all(part).at("cannot write", &tmp)?;
         }
         self.out.flush().at("cannot write", &tmp)?;
@@ -367,4 +392,50 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         sync_parent_dir(path);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RecordFile;
+
+    #[test]
+    fn the_path_table_is_encode_strings_of_the_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.uicr");
+        let mut w = RecordWriter::create(
+            &path,
+            WriterOptions {
+                mode: StorageMode::Raw,
+                align: 8,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let sources: [&[u8]; 4] = [b"a/1.png", b"", b"\xffnot-utf8", b"c/deeper/2.png"];
+        // A reservation too small for the paths changes nothing but capacity.
+        w.reserve(4, 3);
+        for s in sources {
+            w.append(&NewSample {
+                data: &[1, 2, 3],
+                width: 1,
+                height: 1,
+                label: None,
+                source: s,
+                converted: false,
+            })
+            .unwrap();
+        }
+        assert_eq!(w.len(), 4);
+        w.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let f = RecordFile::open(&path).unwrap();
+        let h = f.header();
+        let table = &bytes[h.paths_offset as usize..(h.paths_offset + h.paths_len) as usize];
+        assert_eq!(table, encode_strings(sources.into_iter()));
+        assert_eq!(h.paths_offset + h.paths_len, h.file_len);
+        for (i, s) in sources.iter().enumerate() {
+            assert_eq!(f.source_path(i), *s);
+        }
+    }
 }

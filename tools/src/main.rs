@@ -19,6 +19,7 @@ mod interrupt;
 mod launch;
 mod plot;
 mod plots;
+mod synth;
 mod threads;
 mod train;
 mod verify;
@@ -33,7 +34,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Convert an image folder (ImageFolder tree, flat folder + labels CSV, or file list) into a record file.
+    /// Convert images into a record file: a folder (ImageFolder tree, flat folder + labels, file
+    /// list) or tar archives read in place (ImageNet train tar, tar + labels, WebDataset shards).
     Convert(convert::Args),
     /// Show what a record file holds: counts, classes, sizes, storage mode.
     Inspect(inspect::Args),
@@ -53,6 +55,9 @@ enum Command {
     Bench(bench::Command),
     /// The demo: synthetic JPEGs of latent classes, converted, trained with UIC on the CPU; NMI rises (no download needed).
     Demo(demo::Args),
+    /// Synthetic tiny JPEGs of many classes, straight into a record file (the scale bench).
+    #[command(hide = true)]
+    Synth(synth::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Synth(a) => synth::run(a),
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(*a),
         #[cfg(feature = "cuda")]

@@ -280,9 +280,11 @@ impl Trainer {
         let secs = start.elapsed().as_secs_f64();
         let after = self.labels.targets();
         let (class_min, class_max, class_entropy) = size_stats(&self.labels.class_sizes());
-        let (nmi_true, nmi_true_geometric) = match &self.truth {
+        // The true labels are read from the file here, not kept: 4 bytes per image less
+        // while the epoch runs.
+        let (nmi_true, nmi_true_geometric) = match self.file.labels() {
             Some(t) => {
-                let (a, g) = nmi_both(after, t);
+                let (a, g) = nmi_both(after, &t);
                 (Some(a), Some(g))
             }
             None => (None, None),
@@ -335,8 +337,10 @@ impl Trainer {
     fn epoch_order(&self, e: u64) -> Vec<usize> {
         let sampler = ClassBalanced::new(self.labels.targets(), self.cfg.k, self.cfg.seed);
         let r = self.cfg.epoch_repeats;
-        let mut order = Vec::with_capacity(self.epoch_len());
-        for i in 0..r {
+        // The first draw is the order itself: one repeat copies nothing.
+        let mut order = sampler.indices(e * r);
+        order.reserve_exact(self.epoch_len().saturating_sub(order.len()));
+        for i in 1..r {
             order.extend(sampler.indices(e * r + i));
         }
         order

@@ -75,7 +75,6 @@ pub struct Trainer {
     model: Model,
     opt: Sgd,
     labels: LabelTable,
-    truth: Option<Vec<u32>>,
     loader: Loader,
     /// The nvJPEG decoders when `decoder = nvjpeg`, one per worker thread (lent to the
     /// workers during each epoch).
@@ -195,7 +194,6 @@ impl Trainer {
         };
         Ok(Trainer {
             labels: LabelTable::random(n, cfg.k, &mut stream_rng(cfg.seed, STREAM_INIT, 0))?,
-            truth: file.labels(),
             cfg,
             out: out.to_path_buf(),
             file,
