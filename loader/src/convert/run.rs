@@ -204,7 +204,12 @@ pub fn convert_inputs(
                 classes: classes.take().unwrap_or_default(),
                 group: None,
             };
-            writer = Some(RecordWriter::create(output, wo)?);
+            let mut w = RecordWriter::create(output, wo)?;
+            // The count is known: the tables never grow by copying (half their size at the
+            // worst moment of a doubling).
+            let path_bytes = sources.items.iter().map(|i| i.rel.as_os_str().len()).sum();
+            w.reserve(total, path_bytes);
+            writer = Some(w);
         }
         let w = writer.as_mut().expect("created above");
         for (item, (in_bytes, result)) in items.iter().zip(results) {
