@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,20 @@ void wait_all(
   if (first) {
     std::rethrow_exception(first);
   }
+}
+
+// Held while a collective is issued (not while it is waited on). libtorch 2.11's
+// ProcessGroupGloo::enqueue records every collective in the process-wide flight recorder,
+// whose FlightRecorder::recordWithResetEnabled inserts into a std::map before taking its own
+// lock; two groups issuing at once from two threads corrupt that map (a SIGSEGV in
+// _Rb_tree_insert_and_rebalance, seen about once in 40 runs of tests/collectives.rs, where
+// two ranks share a process). Issuing is a queue push, so one lock costs nothing measurable.
+std::mutex issue_mutex;
+
+template <class F>
+auto issue(F&& f) {
+  std::lock_guard<std::mutex> hold(issue_mutex);
+  return f();
 }
 
 std::vector<at::Tensor> tensors_of(at::Tensor* const* ts, size_t n) {
@@ -129,8 +144,8 @@ uic_c10d_group* uic_c10d_new(
   return g;
 }
 
-// Hosts a TCPStore on 0.0.0.0:port for `world` clients, as torchrun's agent does; the
-// ranks then join it with `agent_store` set. Returns NULL and sets `*err` on failure.
+// Hosts a TCPStore on 0.0.0.0:port (0: any free port) for `world` clients, as torchrun's
+// agent does; the ranks then join it with `agent_store` set. Returns NULL and sets `*err` on failure.
 void* uic_c10d_store_host(uint16_t port, int world, int64_t timeout_ms, char** err) {
   c10d::TCPStore* s = nullptr;
   guarded(err, [&] {
@@ -144,6 +159,11 @@ void* uic_c10d_store_host(uint16_t port, int world, int64_t timeout_ms, char** e
     s = store.release();
   });
   return s;
+}
+
+// The port a hosted store listens on (the one the kernel chose when hosted on port 0).
+uint16_t uic_c10d_store_port(void* s) {
+  return static_cast<c10d::TCPStore*>(s)->getPort();
 }
 
 void uic_c10d_store_free(void* s) {
@@ -172,7 +192,7 @@ int uic_c10d_allreduce_sum(
     works.reserve(n);
     for (size_t i = 0; i < n; i++) {
       std::vector<at::Tensor> one{*ts[i]};
-      works.push_back(g->pg->allreduce(one));
+      works.push_back(issue([&] { return g->pg->allreduce(one); }));
     }
     wait_all(works, g->timeout);
   });
@@ -192,7 +212,7 @@ int uic_c10d_broadcast(
     works.reserve(n);
     for (size_t i = 0; i < n; i++) {
       std::vector<at::Tensor> one{*ts[i]};
-      works.push_back(g->pg->broadcast(one, o));
+      works.push_back(issue([&] { return g->pg->broadcast(one, o); }));
     }
     wait_all(works, g->timeout);
   });
@@ -208,14 +228,16 @@ int uic_c10d_allgather(
   return guarded(err, [&] {
     std::vector<std::vector<at::Tensor>> outs{output->unbind(0)};
     std::vector<at::Tensor> ins = tensors_of(&input, 1);
-    std::vector<c10::intrusive_ptr<c10d::Work>> works{g->pg->allgather(outs, ins)};
+    std::vector<c10::intrusive_ptr<c10d::Work>> works{
+        issue([&] { return g->pg->allgather(outs, ins); })};
     wait_all(works, g->timeout);
   });
 }
 
 int uic_c10d_barrier(uic_c10d_group* g, char** err) {
   return guarded(err, [&] {
-    std::vector<c10::intrusive_ptr<c10d::Work>> works{g->pg->barrier()};
+    std::vector<c10::intrusive_ptr<c10d::Work>> works{
+        issue([&] { return g->pg->barrier(); })};
     wait_all(works, g->timeout);
   });
 }

@@ -34,6 +34,7 @@ extern "C" {
         timeout_ms: i64,
         err: *mut *mut c_char,
     ) -> *mut std::ffi::c_void;
+    pub(crate) fn uic_c10d_store_port(s: *mut std::ffi::c_void) -> u16;
     pub(crate) fn uic_c10d_store_free(s: *mut std::ffi::c_void);
     pub(crate) fn uic_c10d_free_string(s: *mut c_char);
     pub(crate) fn uic_c10d_allreduce_sum(

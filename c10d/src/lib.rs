@@ -318,7 +318,8 @@ pub struct StoreServer {
 unsafe impl Send for StoreServer {}
 
 impl StoreServer {
-    /// Listens on `port` (all interfaces) for `world` ranks.
+    /// Listens on `port` (all interfaces; 0 lets the kernel choose a free one, see
+    /// [`port`](Self::port)) for `world` ranks.
     ///
     /// # Errors
     /// The port cannot be bound.
@@ -335,6 +336,12 @@ impl StoreServer {
                 op: "hosting the store",
                 message: take_message(err),
             })
+    }
+
+    /// The port the store listens on.
+    pub fn port(&self) -> u16 {
+        // SAFETY: a live store made by `uic_c10d_store_host`.
+        unsafe { ffi::uic_c10d_store_port(self.raw.as_ptr()) }
     }
 }
 

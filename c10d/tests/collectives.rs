@@ -1,5 +1,9 @@
 //! The shim's collectives between two ranks on 127.0.0.1 (two threads, each with its own
 //! group: Gloo does not care whether its peers share a process), with exact values.
+//!
+//! Most tests meet at a store hosted on a port the kernel chose ([`on_two_ranks`]): a port
+//! found free and then bound later can be taken in between by one of the many sockets Gloo
+//! opens for the tests running alongside. Rank 0 hosting the store itself is tested once.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -15,15 +19,30 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A store for `world` ranks on a port the kernel chose, and the rendezvous of rank `rank`
+/// there (as under torchrun's agent: every rank a client).
+fn hosted_store(world: usize) -> (StoreServer, u16) {
+    let store = StoreServer::host(0, world, Duration::from_secs(60)).expect("hosting a store");
+    let port = store.port();
+    assert_ne!(port, 0);
+    (store, port)
+}
+
+fn client_of(port: u16, rank: usize, world: usize) -> Rendezvous {
+    Rendezvous {
+        agent_store: true,
+        timeout: Duration::from_secs(30),
+        ..Rendezvous::loopback(port, rank, world)
+    }
+}
+
 /// Runs `f(group)` on ranks 0 and 1 of a fresh group and returns their results.
 fn on_two_ranks<T: Send + 'static>(f: fn(&Group) -> T) -> Vec<T> {
-    let port = free_port();
+    let (_store, port) = hosted_store(2);
     let hs: Vec<_> = (0..2)
         .map(|rank| {
             std::thread::spawn(move || {
-                let mut r = Rendezvous::loopback(port, rank, 2);
-                r.timeout = Duration::from_secs(30);
-                let g = Group::connect(&r).expect("rendezvous");
+                let g = Group::connect(&client_of(port, rank, 2)).expect("rendezvous");
                 assert_eq!((g.rank(), g.world()), (rank, 2));
                 f(&g)
             })
@@ -59,16 +78,25 @@ fn allreduce_sums_every_bucket_exactly() {
 }
 
 #[test]
-fn broadcast_copies_the_roots_tensors() {
-    let got = on_two_ranks(|g| {
-        let mut ts = [
-            Tensor::from_slice(&[g.rank() as f64 + 0.25; 4]),
-            Tensor::zeros([2], (Kind::Int64, tch::Device::Cpu)) + g.rank() as i64 * 5,
-        ];
-        g.broadcast(&mut ts, 1).unwrap();
-        (values(&ts[0]), values(&ts[1]))
-    });
-    for (a, b) in got {
+fn broadcast_copies_the_roots_tensors_with_rank_0_hosting_the_store() {
+    let port = free_port();
+    let hs: Vec<_> = (0..2)
+        .map(|rank| {
+            std::thread::spawn(move || {
+                let mut r = Rendezvous::loopback(port, rank, 2);
+                r.timeout = Duration::from_secs(30);
+                let g = Group::connect(&r).expect("rendezvous");
+                let mut ts = [
+                    Tensor::from_slice(&[g.rank() as f64 + 0.25; 4]),
+                    Tensor::zeros([2], (Kind::Int64, tch::Device::Cpu)) + g.rank() as i64 * 5,
+                ];
+                g.broadcast(&mut ts, 1).unwrap();
+                (values(&ts[0]), values(&ts[1]))
+            })
+        })
+        .collect();
+    for h in hs {
+        let (a, b) = h.join().unwrap();
         assert_eq!(a, [1.25; 4]);
         assert_eq!(b, [5.0, 5.0]);
     }
@@ -139,8 +167,7 @@ fn bad_arguments_are_refused_before_any_network() {
 fn ranks_join_an_agents_store_under_torchruns_prefix() {
     // torchrun's agent hosts the store on MASTER_PORT; the ranks must not try to host it
     // too (that fails with EADDRINUSE), and their keys live under the restart's prefix.
-    let port = free_port();
-    let _agent = StoreServer::host(port, 2, Duration::from_secs(30)).unwrap();
+    let (_agent, port) = hosted_store(2);
     let hs: Vec<_> = (0..2)
         .map(|rank| {
             std::thread::spawn(move || {
@@ -168,5 +195,47 @@ fn ranks_join_an_agents_store_under_torchruns_prefix() {
         .collect();
     for h in hs {
         assert_eq!(h.join().unwrap(), [3.0]);
+    }
+}
+
+#[test]
+fn many_groups_in_one_process_issue_collectives_at_once() {
+    // Every group's first collective registers it in libtorch's process-wide flight
+    // recorder, which is not safe against two groups doing so at once (the shim serialises
+    // issuing). Rounds of four fresh groups of two ranks, released together by a yielding
+    // barrier so that the threads on the CPUs issue within microseconds of each other.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const GROUPS: usize = 4;
+    const ROUNDS: usize = 6;
+    for _ in 0..ROUNDS {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let stores: Vec<_> = (0..GROUPS).map(|_| hosted_store(2)).collect();
+        let hs: Vec<_> = stores
+            .iter()
+            .flat_map(|&(_, port)| {
+                let arrived = arrived.clone();
+                (0..2).map(move |rank| {
+                    let arrived = arrived.clone();
+                    std::thread::spawn(move || {
+                        let g = Group::connect(&client_of(port, rank, 2));
+                        // Counted even on failure, so no thread waits for one that gave up.
+                        arrived.fetch_add(1, Ordering::SeqCst);
+                        let deadline = Instant::now() + Duration::from_secs(60);
+                        while arrived.load(Ordering::SeqCst) < 2 * GROUPS
+                            && Instant::now() < deadline
+                        {
+                            std::thread::yield_now();
+                        }
+                        let mut t = [Tensor::from_slice(&[rank as f32 + 1.0])];
+                        g.expect("rendezvous").allreduce_sum(&mut t).unwrap();
+                        values(&t[0])
+                    })
+                })
+            })
+            .collect();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), [3.0]);
+        }
     }
 }
