@@ -35,8 +35,22 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
 
 /// Replaces each RGB pixel of packed `hwc` by its luma in all three channels.
 pub fn grayscale(hwc: &mut [u8]) {
-    for px in hwc.chunks_exact_mut(3) {
-        let l = luma(px[0], px[1], px[2]);
-        px.fill(l);
+    crate::colour::run(hwc, &[crate::colour::Step::Gray], false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grayscale_matches_the_scalar_reference() {
+        for len in (0..=100).chain([224 * 224 * 3, 3 * 17 + 2]) {
+            let img: Vec<u8> = (0..len).map(|i| (i * 73 % 256) as u8).collect();
+            let mut got = img.clone();
+            grayscale(&mut got);
+            let mut want = img.clone();
+            crate::jitter::reference::grayscale(&mut want);
+            assert_eq!(got, want, "len {len}");
+        }
     }
 }

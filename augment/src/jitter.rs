@@ -4,7 +4,7 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::grayscale::luma;
+use crate::colour::{self, Step};
 
 /// `ColorJitter` settings: each factor is drawn from `[max(0, 1 - x), 1 + x]` (hue from
 /// `[-hue, hue]`), the four adjustments run in a random order, and the whole jitter runs
@@ -38,6 +38,10 @@ impl Default for JitterConfig {
 impl JitterConfig {
     /// Jitters packed RGB `hwc` with probability `p`. The draws from `rng` (apply?, order,
     /// four factors) do not depend on the pixels.
+    ///
+    /// The bytes are those of calling the `adjust_*` functions one after another in the
+    /// drawn order; the steps run fused, in one pass over the image, or two when a contrast
+    /// needs the mean luma of what the steps before it made.
     pub fn apply(&self, hwc: &mut [u8], rng: &mut impl Rng) -> bool {
         if !rng.gen_bool(self.p.clamp(0.0, 1.0)) {
             return false;
@@ -49,15 +53,17 @@ impl JitterConfig {
         let c = factor(rng, self.contrast);
         let s = factor(rng, self.saturation);
         let h = uniform(rng, -self.hue, self.hue);
+        let mut steps = Steps::default();
         for op in order {
             match op {
-                0 if self.brightness > 0.0 => adjust_brightness(hwc, b),
-                1 if self.contrast > 0.0 => adjust_contrast(hwc, c),
-                2 if self.saturation > 0.0 => adjust_saturation(hwc, s),
-                3 if self.hue > 0.0 => adjust_hue(hwc, h),
+                0 if self.brightness > 0.0 => steps.push(brightness_step(b)),
+                1 if self.contrast > 0.0 => steps.contrast(hwc, c),
+                2 if self.saturation > 0.0 => steps.push(saturation_step(s)),
+                3 if self.hue > 0.0 => steps.push(hue_step(h)),
                 _ => {}
             }
         }
+        steps.flush(hwc, false);
         true
     }
 }
@@ -70,125 +76,269 @@ fn uniform(rng: &mut impl Rng, lo: f64, hi: f64) -> f64 {
     }
 }
 
-/// torchvision's `_blend`: `ratio * a + (1 - ratio) * b` in f32, clamped to [0, 255],
-/// truncated. Like Python, `1 - ratio` is computed in f64 before the cast to f32.
-#[inline]
-fn blend(a: u8, b: f32, ratio: f32, one_minus: f32) -> u8 {
-    (ratio * a as f32 + one_minus * b).clamp(0.0, 255.0) as u8
+/// Steps waiting to run in one fused pass (at most the four jitter steps).
+#[derive(Debug, Default)]
+struct Steps {
+    list: [Option<Step>; 4],
+    len: usize,
 }
 
-/// The f32 weights `(ratio, 1 - ratio)` of a blend with the f64 factor `f`.
+impl Steps {
+    fn push(&mut self, step: Step) {
+        self.list[self.len] = Some(step);
+        self.len += 1;
+    }
+
+    /// Runs the waiting steps (if any) over `hwc` and returns the sum of the resulting lumas
+    /// if `sum_luma`.
+    fn flush(&mut self, hwc: &mut [u8], sum_luma: bool) -> u64 {
+        let mut steps = [Step::Gray; 4];
+        for (dst, src) in steps.iter_mut().zip(&self.list[..self.len]) {
+            *dst = src.expect("pushed");
+        }
+        let sum = if self.len > 0 || sum_luma {
+            colour::run(hwc, &steps[..self.len], sum_luma)
+        } else {
+            0
+        };
+        self.len = 0;
+        sum
+    }
+
+    /// Adds a contrast step: runs the waiting steps while summing the luma of their result
+    /// (a read-only pass if none wait), then blends with that mean.
+    fn contrast(&mut self, hwc: &mut [u8], factor: f64) {
+        let n = hwc.len() / 3;
+        if n == 0 {
+            // As the reference: no pixels, no change (not even to 1 or 2 stray bytes).
+            return;
+        }
+        let sum = self.flush(hwc, true);
+        // The f64 sum of integer lumas is exact, so its order does not matter.
+        let mean = (sum as f64 / n as f64) as f32;
+        let (ratio, one_minus) = weights(factor);
+        self.push(Step::Blend {
+            ratio,
+            offset: one_minus * mean,
+        });
+    }
+}
+
+/// The f32 weights `(ratio, 1 - ratio)` of a blend with the f64 factor `f`. Like Python,
+/// `1 - ratio` is computed in f64 before the cast to f32. torchvision's `_blend` is then
+/// `ratio * a + (1 - ratio) * b` in f32, clamped to [0, 255], truncated.
 fn weights(f: f64) -> (f32, f32) {
     (f as f32, (1.0 - f) as f32)
 }
 
-/// Multiplies every value by `factor`.
-pub fn adjust_brightness(hwc: &mut [u8], factor: f64) {
-    let (ratio, om) = weights(factor);
-    apply_lut(hwc, |v| blend(v, 0.0, ratio, om));
+fn brightness_step(factor: f64) -> Step {
+    let (ratio, one_minus) = weights(factor);
+    Step::Blend {
+        ratio,
+        offset: one_minus * 0.0,
+    }
 }
 
-/// Maps every byte through `f`, computed once per possible value (a 256-entry table gives
-/// the same bytes as calling `f` on each value, several times faster).
-fn apply_lut(hwc: &mut [u8], f: impl Fn(u8) -> u8) {
-    let lut: [u8; 256] = std::array::from_fn(|v| f(v as u8));
-    for v in hwc.iter_mut() {
-        *v = lut[*v as usize];
+fn saturation_step(factor: f64) -> Step {
+    let (ratio, one_minus) = weights(factor);
+    Step::Saturate { ratio, one_minus }
+}
+
+fn hue_step(factor: f64) -> Step {
+    Step::Hue {
+        factor: factor as f32,
     }
+}
+
+/// Multiplies every value by `factor`.
+pub fn adjust_brightness(hwc: &mut [u8], factor: f64) {
+    colour::run(hwc, &[brightness_step(factor)], false);
 }
 
 /// Blends every value with the image's mean luma.
 pub fn adjust_contrast(hwc: &mut [u8], factor: f64) {
-    let n = hwc.len() / 3;
-    if n == 0 {
-        return;
-    }
-    let sum: f64 = hwc
-        .chunks_exact(3)
-        .map(|p| luma(p[0], p[1], p[2]) as f64)
-        .sum();
-    let mean = (sum / n as f64) as f32;
-    let (ratio, om) = weights(factor);
-    apply_lut(hwc, |v| blend(v, mean, ratio, om));
+    let mut steps = Steps::default();
+    steps.contrast(hwc, factor);
+    steps.flush(hwc, false);
 }
 
 /// Blends every pixel with its own luma.
 pub fn adjust_saturation(hwc: &mut [u8], factor: f64) {
-    let (ratio, om) = weights(factor);
-    for px in hwc.chunks_exact_mut(3) {
-        let l = luma(px[0], px[1], px[2]) as f32;
-        for v in px.iter_mut() {
-            *v = blend(*v, l, ratio, om);
-        }
-    }
+    colour::run(hwc, &[saturation_step(factor)], false);
 }
 
 /// Rotates every pixel's hue by `factor` (in turns, -0.5..=0.5) through HSV, in f32 with
 /// torchvision's formulas and its float-to-uint8 conversion (`x * 255.999`, truncated).
 pub fn adjust_hue(hwc: &mut [u8], factor: f64) {
-    let factor = factor as f32;
-    for px in hwc.chunks_exact_mut(3) {
-        let (r, g, b) = (
-            px[0] as f32 / 255.0,
-            px[1] as f32 / 255.0,
-            px[2] as f32 / 255.0,
-        );
-        let (h, s, v) = rgb_to_hsv(r, g, b);
-        let h = rem_euclid1(h + factor);
-        let rgb = hsv_to_rgb(h, s, v);
-        for (dst, c) in px.iter_mut().zip(rgb) {
-            *dst = (c * 255.999f32) as u8;
+    colour::run(hwc, &[hue_step(factor)], false);
+}
+
+/// The scalar kernels these replaced, for the tests.
+#[cfg(test)]
+pub(crate) mod reference;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    type Op = fn(&mut [u8], f64);
+
+    const OPS: [(&str, Op, Op); 4] = [
+        (
+            "brightness",
+            adjust_brightness,
+            reference::adjust_brightness,
+        ),
+        ("contrast", adjust_contrast, reference::adjust_contrast),
+        (
+            "saturation",
+            adjust_saturation,
+            reference::adjust_saturation,
+        ),
+        ("hue", adjust_hue, reference::adjust_hue),
+    ];
+
+    /// Random bytes of every length up to 3 * 40 (tiny images, partial chunks, stray bytes
+    /// after the last pixel) and some whole images, with grey and saturated pixels mixed in.
+    fn images(rng: &mut Xoshiro256PlusPlus) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = (0..=120).map(|len| random_image(rng, len)).collect();
+        for len in [224 * 3 * 7, 3 * 1000 + 3 * 16, 3 * 16 * 5] {
+            out.push(random_image(rng, len));
+        }
+        out
+    }
+
+    fn random_image(rng: &mut Xoshiro256PlusPlus, len: usize) -> Vec<u8> {
+        let mut v: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        for px in v.chunks_exact_mut(3) {
+            match rng.gen_range(0..6) {
+                0 => px.fill(px[0]),
+                1 => px[rng.gen_range(0..3)] = 255,
+                2 => px[rng.gen_range(0..3)] = 0,
+                3 => px[1] = px[0],
+                _ => {}
+            }
+        }
+        v
+    }
+
+    fn factors(rng: &mut Xoshiro256PlusPlus) -> Vec<f64> {
+        let mut f = vec![
+            0.0,
+            1.0,
+            0.6,
+            1.4,
+            2.0,
+            -0.5,
+            0.5,
+            -0.1,
+            0.1,
+            1e-9,
+            -3.7,
+            1e9,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        f.extend((0..20).map(|_| rng.gen_range(-0.5..1.5)));
+        f
+    }
+
+    #[test]
+    fn kernels_match_the_scalar_reference() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(18);
+        let images = images(&mut rng);
+        for factor in factors(&mut rng) {
+            for (name, fast, slow) in OPS {
+                for img in &images {
+                    let (mut a, mut b) = (img.clone(), img.clone());
+                    fast(&mut a, factor);
+                    slow(&mut b, factor);
+                    assert_eq!(a, b, "{name} factor {factor} len {}", img.len());
+                }
+            }
         }
     }
-}
 
-/// Python's `x % 1.0` (torch.remainder): the result has the sign of the divisor.
-fn rem_euclid1(x: f32) -> f32 {
-    let r = x - x.floor();
-    if r >= 1.0 {
-        0.0
-    } else {
-        r
+    /// The original `apply`: the same draws, then one reference step at a time.
+    fn apply_reference(cfg: &JitterConfig, hwc: &mut [u8], rng: &mut impl Rng) -> bool {
+        if !rng.gen_bool(cfg.p.clamp(0.0, 1.0)) {
+            return false;
+        }
+        let mut order = [0usize, 1, 2, 3];
+        order.shuffle(rng);
+        let factor = |rng: &mut _, x: f64| uniform(rng, (1.0 - x).max(0.0), 1.0 + x);
+        let b = factor(rng, cfg.brightness);
+        let c = factor(rng, cfg.contrast);
+        let s = factor(rng, cfg.saturation);
+        let h = uniform(rng, -cfg.hue, cfg.hue);
+        for op in order {
+            match op {
+                0 if cfg.brightness > 0.0 => reference::adjust_brightness(hwc, b),
+                1 if cfg.contrast > 0.0 => reference::adjust_contrast(hwc, c),
+                2 if cfg.saturation > 0.0 => reference::adjust_saturation(hwc, s),
+                3 if cfg.hue > 0.0 => reference::adjust_hue(hwc, h),
+                _ => {}
+            }
+        }
+        true
     }
-}
 
-fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
-    let maxc = r.max(g).max(b);
-    let minc = r.min(g).min(b);
-    let eqc = maxc == minc;
-    let cr = maxc - minc;
-    let s = cr / if eqc { 1.0 } else { maxc };
-    let div = if eqc { 1.0 } else { cr };
-    let (rc, gc, bc) = ((maxc - r) / div, (maxc - g) / div, (maxc - b) / div);
-    let hr = if maxc == r { bc - gc } else { 0.0 };
-    let hg = if maxc == g && maxc != r {
-        2.0 + rc - bc
-    } else {
-        0.0
-    };
-    let hb = if maxc != g && maxc != r {
-        4.0 + gc - rc
-    } else {
-        0.0
-    };
-    let h = hr + hg + hb;
-    let h = (h / 6.0 + 1.0) % 1.0;
-    (h, s, maxc)
-}
-
-fn hsv_to_rgb(h: f32, s: f32, v: f32) -> [f32; 3] {
-    let i = (h * 6.0).floor();
-    let f = h * 6.0 - i;
-    let i = (i as i32).rem_euclid(6);
-    let p = (v * (1.0 - s)).clamp(0.0, 1.0);
-    let q = (v * (1.0 - s * f)).clamp(0.0, 1.0);
-    let t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0);
-    match i {
-        0 => [v, t, p],
-        1 => [q, v, p],
-        2 => [p, v, t],
-        3 => [p, q, v],
-        4 => [t, p, v],
-        _ => [v, p, q],
+    #[test]
+    fn fused_apply_matches_one_step_at_a_time() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let images = images(&mut rng);
+        let configs = [
+            JitterConfig {
+                p: 1.0,
+                ..Default::default()
+            },
+            JitterConfig {
+                brightness: 0.9,
+                contrast: 0.9,
+                saturation: 0.9,
+                hue: 0.5,
+                p: 1.0,
+            },
+            JitterConfig {
+                brightness: 0.0,
+                hue: 0.0,
+                p: 1.0,
+                ..Default::default()
+            },
+            JitterConfig {
+                saturation: 0.0,
+                p: 1.0,
+                ..Default::default()
+            },
+            JitterConfig::default(),
+        ];
+        let mut orders = std::collections::HashSet::new();
+        for (k, cfg) in configs.iter().enumerate() {
+            for (i, img) in images.iter().enumerate() {
+                for seed in 0..8u64 {
+                    let seed = seed + 100 * (i as u64 + 1000 * k as u64);
+                    let (mut a, mut b) = (img.clone(), img.clone());
+                    let mut ra = Xoshiro256PlusPlus::seed_from_u64(seed);
+                    let mut rb = ra.clone();
+                    let applied = cfg.apply(&mut a, &mut ra);
+                    assert_eq!(applied, apply_reference(cfg, &mut b, &mut rb));
+                    assert_eq!(a, b, "config {k} image {i} seed {seed}");
+                    // Same number of draws: the streams stay in step.
+                    assert_eq!(ra.gen::<u64>(), rb.gen::<u64>());
+                    if applied {
+                        let mut r = Xoshiro256PlusPlus::seed_from_u64(seed);
+                        r.gen_bool(cfg.p);
+                        let mut order = [0usize, 1, 2, 3];
+                        order.shuffle(&mut r);
+                        orders.insert(order);
+                    }
+                }
+            }
+        }
+        // All 24 orders ran, so contrast came first, in the middle and last.
+        assert_eq!(orders.len(), 24);
     }
 }

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod blur;
+mod colour;
 pub mod flip;
 pub mod grayscale;
 pub mod jitter;
