@@ -57,5 +57,140 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The blur at the ends and middle of the strong preset's sigma range, against the plain
+/// full-kernel reference it replaced (`src/blur/reference.rs`), on a smooth test picture.
+fn blur_sigmas(c: &mut Criterion) {
+    let (w, h) = (224usize, 224usize);
+    let img: Vec<u8> = (0..w * h * 3)
+        .map(|i| ((i / 3 % w + i / 3 / w) / 2 + i % 3 * 40) as u8)
+        .collect();
+    let mut buf = img.clone();
+    let mut scratch = Vec::new();
+    let mut g = c.benchmark_group("blur_224_k23");
+    g.throughput(Throughput::Elements(1));
+    for sigma in [0.1f32, 1.0, 2.0] {
+        g.bench_function(format!("sigma_{sigma:.1}"), |b| {
+            b.iter(|| {
+                buf.copy_from_slice(&img);
+                gaussian_blur(black_box(&mut buf), w, h, 23, sigma, &mut scratch)
+            })
+        });
+        g.bench_function(format!("reference_sigma_{sigma:.1}"), |b| {
+            b.iter(|| {
+                buf.copy_from_slice(&img);
+                blur_reference::gaussian_blur(black_box(&mut buf), w, h, 23, sigma)
+            })
+        });
+    }
+    g.finish();
+}
+
+#[path = "../src/blur/reference.rs"]
+#[allow(dead_code)]
+mod blur_reference;
+
+criterion_group!(benches, bench, blur_sigmas, colour_ops, presets);
 criterion_main!(benches);
+
+/// The colour kernels against the scalar code they replaced (`src/jitter/reference.rs`), and
+/// the whole strong-preset jitter (all four steps, fused) for one fixed draw of order and
+/// factors.
+fn colour_ops(c: &mut Criterion) {
+    use rand::SeedableRng;
+    use uic_augment::JitterConfig;
+    type Op = fn(&mut [u8], f64);
+    let (w, h) = (224usize, 224usize);
+    let img: Vec<u8> = (0..w * h * 3).map(|i| (i * 31 % 251) as u8).collect();
+    let mut buf = img.clone();
+    let mut g = c.benchmark_group("colour_224");
+    g.throughput(Throughput::Elements(1));
+    let ops: [(&str, Op, Op, f64); 5] = [
+        (
+            "brightness",
+            adjust_brightness,
+            colour_reference::adjust_brightness,
+            1.2,
+        ),
+        (
+            "contrast",
+            adjust_contrast,
+            colour_reference::adjust_contrast,
+            1.2,
+        ),
+        (
+            "saturation",
+            adjust_saturation,
+            colour_reference::adjust_saturation,
+            1.2,
+        ),
+        ("hue", adjust_hue, colour_reference::adjust_hue, 0.05),
+        (
+            "grayscale",
+            |b, _| grayscale(b),
+            |b, _| colour_reference::grayscale(b),
+            0.0,
+        ),
+    ];
+    for (name, new, old, factor) in ops {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                buf.copy_from_slice(&img);
+                new(black_box(&mut buf), factor)
+            })
+        });
+        g.bench_function(format!("reference_{name}"), |b| {
+            b.iter(|| {
+                buf.copy_from_slice(&img);
+                old(black_box(&mut buf), factor)
+            })
+        });
+    }
+    let jitter = JitterConfig {
+        p: 1.0,
+        ..Default::default()
+    };
+    g.bench_function("jitter_all_four", |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&img);
+            let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(3);
+            jitter.apply(black_box(&mut buf), &mut rng)
+        })
+    });
+    g.finish();
+}
+
+#[path = "../src/jitter/reference.rs"]
+#[allow(dead_code)]
+mod colour_reference;
+
+/// A whole preset per sample, as the loader runs it (`apply_deferring_flip`), averaged over
+/// 64 samples' draws: what `--preset strong` adds to each image on top of the decode.
+fn presets(c: &mut Criterion) {
+    use uic_augment::{sample_rng, Augment, Preset};
+    let (w, h) = (224usize, 224usize);
+    // Smooth colour ramps with noise: blur and hue see a natural mix of values.
+    let img: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            let (x, y) = (i % w, i / w);
+            let n = (i.wrapping_mul(2_654_435_761) >> 13) % 24;
+            [(x + n) as u8, (y + n) as u8, ((x + y) / 2 + n) as u8]
+        })
+        .collect();
+    let mut g = c.benchmark_group("preset_224");
+    g.throughput(Throughput::Elements(64));
+    let mut buf = img.clone();
+    let mut scratch = Vec::new();
+    for (name, p) in [("paper", Preset::Paper), ("strong", Preset::Strong)] {
+        let aug = Augment::preset(p);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for i in 0..64 {
+                    buf.copy_from_slice(&img);
+                    let mut rng = sample_rng(1, 2, i);
+                    black_box(aug.apply_deferring_flip(&mut buf, w, h, &mut rng, &mut scratch));
+                }
+            })
+        });
+    }
+    g.finish();
+}

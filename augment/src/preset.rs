@@ -84,10 +84,10 @@ impl Augment {
     }
 
     /// Like [`Augment::apply`], but leaves the flip to the caller: returns whether the image
-    /// must be mirrored. Flip, jitter and grayscale commute exactly (they are per pixel or
-    /// use the global mean), so mirroring while copying gives the same bytes as `apply` with
-    /// one pass fewer. With a blur (whose f32 sums depend on direction) it flips in place and
-    /// returns false.
+    /// must be mirrored. Every later step commutes exactly with the flip: jitter and
+    /// grayscale are per pixel or use the global mean, and the blur sums each symmetric pair
+    /// of taps before weighting it (see [`crate::blur`]), so mirroring while copying gives
+    /// the same bytes as `apply` with one pass fewer.
     pub fn apply_deferring_flip(
         &self,
         hwc: &mut [u8],
@@ -96,12 +96,11 @@ impl Augment {
         rng: &mut impl Rng,
         scratch: &mut Vec<f32>,
     ) -> bool {
-        if self.blur.is_some() {
-            self.apply(hwc, w, h, rng, scratch);
-            return false;
-        }
         let mirror = self.flip.is_some_and(|f| f.draw(rng));
         self.colour(hwc, rng);
+        if let Some(b) = self.blur {
+            b.apply(hwc, w, h, rng, scratch);
+        }
         mirror
     }
 }
@@ -124,7 +123,7 @@ mod tests {
             no_blur,
             Augment::preset(Preset::Strong),
         ] {
-            for i in 0..50 {
+            for i in 0..200 {
                 let mut a = img.clone();
                 aug.apply(&mut a, w, h, &mut sample_rng(1, 2, i), &mut Vec::new());
                 let mut b = img.clone();
