@@ -16,10 +16,15 @@ impl Default for GrayscaleConfig {
 }
 
 impl GrayscaleConfig {
+    /// Draws whether to convert (one number from `rng`), as [`GrayscaleConfig::apply`] does.
+    pub fn draw(&self, rng: &mut impl Rng) -> bool {
+        rng.gen_bool(self.p.clamp(0.0, 1.0))
+    }
+
     /// Converts `hwc` (packed RGB) to gray in all three channels with probability `p`.
     /// Draws exactly one number from `rng`.
     pub fn apply(&self, hwc: &mut [u8], rng: &mut impl Rng) -> bool {
-        let gray = rng.gen_bool(self.p.clamp(0.0, 1.0));
+        let gray = self.draw(rng);
         if gray {
             grayscale(hwc);
         }

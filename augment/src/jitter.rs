@@ -5,6 +5,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use crate::colour::{self, Step};
+use crate::GrayscaleConfig;
 
 /// `ColorJitter` settings: each factor is drawn from `[max(0, 1 - x), 1 + x]` (hue from
 /// `[-hue, hue]`), the four adjustments run in a random order, and the whole jitter runs
@@ -43,8 +44,20 @@ impl JitterConfig {
     /// drawn order; the steps run fused, in one pass over the image, or two when a contrast
     /// needs the mean luma of what the steps before it made.
     pub fn apply(&self, hwc: &mut [u8], rng: &mut impl Rng) -> bool {
+        self.apply_then_gray(hwc, rng, None).0
+    }
+
+    /// [`JitterConfig::apply`], then `gray`'s [`GrayscaleConfig::apply`] if given, with the
+    /// same draws in the same order and the same bytes, but the grayscale runs in the
+    /// jitter's last pass when both happen. Returns whether each happened.
+    pub fn apply_then_gray(
+        &self,
+        hwc: &mut [u8],
+        rng: &mut impl Rng,
+        gray: Option<GrayscaleConfig>,
+    ) -> (bool, bool) {
         if !rng.gen_bool(self.p.clamp(0.0, 1.0)) {
-            return false;
+            return (false, gray.is_some_and(|g| g.apply(hwc, rng)));
         }
         let mut order = [0usize, 1, 2, 3];
         order.shuffle(rng);
@@ -63,8 +76,14 @@ impl JitterConfig {
                 _ => {}
             }
         }
+        // Drawn after every jitter draw, as when the grayscale runs on its own; the draws
+        // do not depend on the pixels, so the last pass can wait for it.
+        let grayed = gray.is_some_and(|g| g.draw(rng));
+        if grayed {
+            steps.push(Step::Gray);
+        }
         steps.flush(hwc, false);
-        true
+        (true, grayed)
     }
 }
 
@@ -76,10 +95,10 @@ fn uniform(rng: &mut impl Rng, lo: f64, hi: f64) -> f64 {
     }
 }
 
-/// Steps waiting to run in one fused pass (at most the four jitter steps).
+/// Steps waiting to run in one fused pass (at most the four jitter steps and a grayscale).
 #[derive(Debug, Default)]
 struct Steps {
-    list: [Option<Step>; 4],
+    list: [Option<Step>; 5],
     len: usize,
 }
 
@@ -92,7 +111,7 @@ impl Steps {
     /// Runs the waiting steps (if any) over `hwc` and returns the sum of the resulting lumas
     /// if `sum_luma`.
     fn flush(&mut self, hwc: &mut [u8], sum_luma: bool) -> u64 {
-        let mut steps = [Step::Gray; 4];
+        let mut steps = [Step::Gray; 5];
         for (dst, src) in steps.iter_mut().zip(&self.list[..self.len]) {
             *dst = src.expect("pushed");
         }
@@ -340,5 +359,50 @@ mod tests {
         }
         // All 24 orders ran, so contrast came first, in the middle and last.
         assert_eq!(orders.len(), 24);
+    }
+
+    #[test]
+    fn gray_in_the_last_pass_matches_jitter_then_grayscale() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        let images = images(&mut rng);
+        let jitters = [
+            JitterConfig::default(),
+            JitterConfig {
+                p: 1.0,
+                ..Default::default()
+            },
+            JitterConfig {
+                brightness: 0.0,
+                contrast: 0.0,
+                saturation: 0.0,
+                hue: 0.0,
+                p: 1.0,
+            },
+        ];
+        let grays =
+            [None, Some(0.0), Some(0.5), Some(1.0)].map(|p| p.map(|p| GrayscaleConfig { p }));
+        let mut both = 0;
+        for (k, jitter) in jitters.iter().enumerate() {
+            for gray in grays {
+                for (i, img) in images.iter().enumerate() {
+                    for seed in 0..6u64 {
+                        let seed = seed + 100 * (i as u64 + 1000 * k as u64);
+                        let (mut a, mut b) = (img.clone(), img.clone());
+                        let mut ra = Xoshiro256PlusPlus::seed_from_u64(seed);
+                        let mut rb = ra.clone();
+                        let got = jitter.apply_then_gray(&mut a, &mut ra, gray);
+                        let want = (
+                            apply_reference(jitter, &mut b, &mut rb),
+                            gray.is_some_and(|g| g.apply(&mut b, &mut rb)),
+                        );
+                        assert_eq!(got, want);
+                        assert_eq!(a, b, "jitter {k} gray {gray:?} image {i} seed {seed}");
+                        assert_eq!(ra.gen::<u64>(), rb.gen::<u64>());
+                        both += (got == (true, true)) as usize;
+                    }
+                }
+            }
+        }
+        assert!(both > 100, "{both}");
     }
 }
