@@ -85,11 +85,50 @@ fn blur_sigmas(c: &mut Criterion) {
     g.finish();
 }
 
+/// The blur across the strong preset's sigma range at 224 px (k 23), and `mean_of_20`: one
+/// blur at each of 20 sigmas spread evenly over [0.1, 2.0] per iteration (divide by 20 for
+/// the average cost of a blurred image).
+fn blur_sweep(c: &mut Criterion) {
+    let (w, h) = (224usize, 224usize);
+    let img: Vec<u8> = (0..w * h * 3)
+        .map(|i| ((i / 3 % w + i / 3 / w) / 2 + i % 3 * 40) as u8)
+        .collect();
+    let mut buf = img.clone();
+    let mut scratch = Vec::new();
+    let mut g = c.benchmark_group("blur_sweep_224");
+    for sigma in [0.1f32, 0.5, 1.0, 1.5, 2.0] {
+        g.bench_function(format!("sigma_{sigma:.1}"), |b| {
+            b.iter(|| {
+                buf.copy_from_slice(&img);
+                gaussian_blur(black_box(&mut buf), w, h, 23, sigma, &mut scratch)
+            })
+        });
+    }
+    g.bench_function("mean_of_20", |b| {
+        b.iter(|| {
+            for i in 0..20 {
+                let sigma = 0.1 + 1.9 * (i as f32 + 0.5) / 20.0;
+                buf.copy_from_slice(&img);
+                gaussian_blur(black_box(&mut buf), w, h, 23, sigma, &mut scratch)
+            }
+        })
+    });
+    g.finish();
+}
+
 #[path = "../src/blur/reference.rs"]
 #[allow(dead_code)]
 mod blur_reference;
 
-criterion_group!(benches, bench, blur_sigmas, colour_ops, presets);
+criterion_group!(
+    benches,
+    bench,
+    blur_sigmas,
+    blur_sweep,
+    colour_ops,
+    presets,
+    colour_presets
+);
 criterion_main!(benches);
 
 /// The colour kernels against the scalar code they replaced (`src/jitter/reference.rs`), and
@@ -192,5 +231,51 @@ fn presets(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+}
+
+/// The strong preset's colour part (flip, jitter, grayscale; no blur) per sample over 64
+/// samples' draws, as `Augment` runs it (grayscale in the jitter's last pass) and with the
+/// jitter and the grayscale one after the other.
+fn colour_presets(c: &mut Criterion) {
+    use uic_augment::{sample_rng, Augment, Preset};
+    let (w, h) = (224usize, 224usize);
+    let img: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            let (x, y) = (i % w, i / w);
+            let n = (i.wrapping_mul(2_654_435_761) >> 13) % 24;
+            [(x + n) as u8, (y + n) as u8, ((x + y) / 2 + n) as u8]
+        })
+        .collect();
+    let mut g = c.benchmark_group("preset_224_colour");
+    g.throughput(Throughput::Elements(64));
+    let mut buf = img.clone();
+    let mut scratch = Vec::new();
+    let aug = Augment {
+        blur: None,
+        ..Augment::preset(Preset::Strong)
+    };
+    g.bench_function("strong", |b| {
+        b.iter(|| {
+            for i in 0..64 {
+                buf.copy_from_slice(&img);
+                let mut rng = sample_rng(1, 2, i);
+                black_box(aug.apply_deferring_flip(&mut buf, w, h, &mut rng, &mut scratch));
+            }
+        })
+    });
+    let (jitter, gray) = (aug.jitter.unwrap(), aug.grayscale.unwrap());
+    g.bench_function("strong_unfused", |b| {
+        b.iter(|| {
+            for i in 0..64 {
+                buf.copy_from_slice(&img);
+                let mut rng = sample_rng(1, 2, i);
+                let mirror = aug.flip.is_some_and(|f| f.draw(&mut rng));
+                jitter.apply(black_box(&mut buf), &mut rng);
+                gray.apply(&mut buf, &mut rng);
+                black_box(mirror);
+            }
+        })
+    });
     g.finish();
 }
