@@ -231,6 +231,18 @@ impl CropDecoder {
         out: &mut [u8],
     ) -> Result<()> {
         let header = self.jpeg.read_header(data)?;
+        // Refuse a decompression bomb before the region buffer is sized from its header.
+        self.jpeg.check_decodable(&header)?;
+        // The crop was checked against the size the record claims; the region arithmetic
+        // below needs it inside the size the JPEG itself declares.
+        if crop.x + crop.w > header.width as f64 + 1e-6
+            || crop.y + crop.h > header.height as f64 + 1e-6
+        {
+            return Err(Error::InvalidArgument(format!(
+                "crop {crop:?} outside the {}x{} JPEG (its record says otherwise)",
+                header.width, header.height
+            )));
+        }
         let scale =
             Scale::strongest_keeping(crop.w.floor() as u32, crop.h.floor() as u32, out_w, out_h);
         let d = scale.denom() as f64;

@@ -468,7 +468,7 @@ impl Decoder {
     }
 
     /// Refuses what this decoder would not decode: too many pixels, 12/16-bit, lossless.
-    fn check_decodable(&self, header: &JpegHeader) -> Result<()> {
+    pub(crate) fn check_decodable(&self, header: &JpegHeader) -> Result<()> {
         if header.width as u64 * header.height as u64 > self.max_pixels {
             return Err(Error::TooManyPixels {
                 width: header.width,

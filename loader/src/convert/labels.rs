@@ -206,10 +206,14 @@ fn kaggle_rows(bytes: &[u8], bad: &dyn Fn(String) -> Error) -> Result<Rows> {
                 .eq_ignore_ascii_case(want)
         })
     };
-    let (id_col, pred_col) = (
-        col("ImageId").expect("detected by this header"),
-        col("PredictionString").expect("detected by this header"),
-    );
+    // Detection splits the first line naively; the CSV reader may still see other names
+    // (a stray quote: `PredictionString"`), so a missing column is an error, not a panic.
+    let (Some(id_col), Some(pred_col)) = (col("ImageId"), col("PredictionString")) else {
+        return Err(bad(
+            "the header names ImageId and PredictionString, but not as CSV columns (stray quotes?)"
+                .into(),
+        ));
+    };
     let mut rows = Vec::new();
     for (i, rec) in rdr.byte_records().enumerate() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
