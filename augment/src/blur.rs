@@ -54,11 +54,9 @@ impl BlurConfig {
         if k.is_multiple_of(2) {
             k += 1;
         }
-        // Reflect padding needs k / 2 < side.
-        while k > 1 && k / 2 >= side {
-            k -= 2;
-        }
-        k
+        // Reflect padding needs k / 2 < side: the largest odd such k is 2 * side - 1 (1 for
+        // an empty image). A huge fraction saturates the cast, so no loop counts down.
+        k.min(2 * side.saturating_sub(1) + 1)
     }
 
     /// Blurs packed RGB `hwc` with probability `p`, using `scratch` (resized as needed, so
@@ -71,8 +69,10 @@ impl BlurConfig {
         rng: &mut impl Rng,
         scratch: &mut Vec<f32>,
     ) -> bool {
-        let blur = rng.gen_bool(self.p.clamp(0.0, 1.0));
-        let sigma = if self.sigma.1 > self.sigma.0 {
+        let blur = rng.gen_bool(crate::chance(self.p));
+        // A range that is empty, reversed or not finite gives its lower end (gen_range
+        // would panic).
+        let sigma = if self.sigma.1 > self.sigma.0 && (self.sigma.1 - self.sigma.0).is_finite() {
             rng.gen_range(self.sigma.0..self.sigma.1)
         } else {
             self.sigma.0

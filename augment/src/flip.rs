@@ -19,7 +19,7 @@ impl FlipConfig {
     /// Draws whether to flip (one number from `rng`), without touching pixels: for callers
     /// that mirror while copying the image anyway.
     pub fn draw(&self, rng: &mut impl Rng) -> bool {
-        rng.gen_bool(self.p.clamp(0.0, 1.0))
+        rng.gen_bool(crate::chance(self.p))
     }
 
     /// Flips `hwc` (packed, `c` channels) with probability `p`; returns whether it flipped.

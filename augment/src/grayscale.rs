@@ -18,7 +18,7 @@ impl Default for GrayscaleConfig {
 impl GrayscaleConfig {
     /// Draws whether to convert (one number from `rng`), as [`GrayscaleConfig::apply`] does.
     pub fn draw(&self, rng: &mut impl Rng) -> bool {
-        rng.gen_bool(self.p.clamp(0.0, 1.0))
+        rng.gen_bool(crate::chance(self.p))
     }
 
     /// Converts `hwc` (packed RGB) to gray in all three channels with probability `p`.

@@ -56,7 +56,7 @@ impl JitterConfig {
         rng: &mut impl Rng,
         gray: Option<GrayscaleConfig>,
     ) -> (bool, bool) {
-        if !rng.gen_bool(self.p.clamp(0.0, 1.0)) {
+        if !rng.gen_bool(crate::chance(self.p)) {
             return (false, gray.is_some_and(|g| g.apply(hwc, rng)));
         }
         let mut order = [0usize, 1, 2, 3];
@@ -87,8 +87,10 @@ impl JitterConfig {
     }
 }
 
+/// A draw from `[lo, hi)`; a range that is empty, reversed or not finite gives `lo` (where
+/// `gen_range` would panic).
 fn uniform(rng: &mut impl Rng, lo: f64, hi: f64) -> f64 {
-    if hi > lo {
+    if hi > lo && (hi - lo).is_finite() {
         rng.gen_range(lo..hi)
     } else {
         lo

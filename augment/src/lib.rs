@@ -34,6 +34,16 @@ pub use sobel::sobel;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+/// `p` as `gen_bool` takes it: clamped to [0, 1], with NaN as 0 (never), where
+/// `f64::clamp` would keep the NaN and `gen_bool` panic on it.
+pub(crate) fn chance(p: f64) -> f64 {
+    if p > 0.0 {
+        p.min(1.0)
+    } else {
+        0.0
+    }
+}
+
 /// The RNG of one sample in one epoch. It depends only on `(seed, epoch, index)`, never on
 /// which thread draws it or when, so augmented batches are identical for any thread count.
 pub fn sample_rng(seed: u64, epoch: u64, index: u64) -> Xoshiro256PlusPlus {
@@ -60,5 +70,43 @@ mod tests {
         assert_ne!(base, draw(1, 2, 1));
         assert_ne!(base, draw(1, 1, 2));
         assert_ne!(draw(0, 1, 0), draw(0, 0, 1));
+    }
+
+    #[test]
+    fn hostile_settings_neither_panic_nor_hang() {
+        // Found by the `augment` fuzz target: a NaN probability and infinite ranges reached
+        // `gen_bool` / `gen_range` (panics), and a huge kernel fraction counted down from
+        // usize::MAX. Each now has a defined result.
+        use crate::{BlurConfig, FlipConfig, GrayscaleConfig, JitterConfig};
+        let (w, h) = (5, 4);
+        for p in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 2.0] {
+            let mut img: Vec<u8> = (0..w * h * 3).map(|i| (i * 29 % 256) as u8).collect();
+            let mut rng = sample_rng(1, 2, 3);
+            let always = p > 0.0; // NaN and negative: never; above 1: always
+            assert_eq!(FlipConfig { p }.draw(&mut rng), always, "flip p {p}");
+            assert_eq!(GrayscaleConfig { p }.apply(&mut img, &mut rng), always);
+            let jitter = JitterConfig {
+                brightness: f64::INFINITY,
+                contrast: f64::NAN,
+                saturation: 1e308,
+                hue: f64::INFINITY,
+                p,
+            };
+            assert_eq!(jitter.apply(&mut img, &mut rng), always);
+            let blur = BlurConfig {
+                sigma: (0.1, f32::INFINITY),
+                kernel_fraction: 1e30,
+                p,
+            };
+            assert_eq!(blur.kernel_size(w, h), 7, "the largest odd k with k / 2 < 4");
+            assert_eq!(blur.apply(&mut img, w, h, &mut rng, &mut Vec::new()), always);
+        }
+        let huge = BlurConfig {
+            kernel_fraction: f32::MAX,
+            ..BlurConfig::default()
+        };
+        assert_eq!(huge.kernel_size(1, 1), 1);
+        assert_eq!(huge.kernel_size(0, 9), 1);
+        assert_eq!(BlurConfig::default().kernel_size(224, 300), 23);
     }
 }

@@ -4,7 +4,8 @@
 //! Tolerances: flip, grayscale, brightness, contrast and saturation must match exactly
 //! (same f32 arithmetic and truncation as torchvision). Hue may differ by 1 level (f32
 //! HSV round trip, exact in practice). Blur may differ by 1 level on at most 2% of values
-//! (separable f32 sums vs torch's 2-D convolution, then round-half-even). Normalisation
+//! (separable 16-bit fixed-point sums with negligible tails trimmed, vs torch's 2-D f32
+//! convolution; observed: at most 0.95% of values, 0.6% with 23 taps). Normalisation
 //! within 1e-6 and Sobel within 1e-5 (float summation order).
 
 use serde_json::Value;
