@@ -584,7 +584,11 @@ fn fine_tuning_fixes_the_labels_after_the_uic_epochs() {
     assert_eq!(phases, ["uic", "uic", "fft", "fft"]);
     // The schedule restarts at fft_lr; the labels stay fixed within fine-tuning.
     assert_eq!(lines[2]["lr"].as_f64().unwrap(), 0.02);
-    assert_eq!(lines[3]["nmi_prev"].as_f64().unwrap(), 1.0);
+    // NMI of a labeling with itself is 1 up to the last bits of its sums (it came out as
+    // 0.9999999999999996 once the strong preset's kernels changed this run's labels); any
+    // labeling that differs in even one of these 256 images scores far below this bound.
+    let nmi_prev = lines[3]["nmi_prev"].as_f64().unwrap();
+    assert!((nmi_prev - 1.0).abs() < 1e-12, "nmi_prev {nmi_prev}");
     assert_eq!(lines[2]["nmi_true"], lines[3]["nmi_true"]);
 }
 
