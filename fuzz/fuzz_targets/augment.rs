@@ -27,7 +27,19 @@ struct Input {
     k: u8,
     mean: [f32; 3],
     std: [u8; 3],
+    /// Settings taken as raw bits instead (NaN, infinities, huge values): each must give a
+    /// defined result, neither a panic nor a hang.
+    wild: Option<Wild>,
     pixels: Vec<u8>,
+}
+
+#[derive(Debug, Arbitrary)]
+struct Wild {
+    p: [f64; 4],
+    strengths: [f64; 4],
+    sigma: (f32, f32),
+    kernel_fraction: f32,
+    hue_factor: f64,
 }
 
 fuzz_target!(|input: Input| {
@@ -54,6 +66,9 @@ fuzz_target!(|input: Input| {
     adjust_contrast(&mut img, input.factors[1]);
     adjust_saturation(&mut img, input.factors[2]);
     adjust_hue(&mut img, input.factors[3].clamp(-0.5, 0.5));
+    if let Some(wild) = &input.wild {
+        adjust_hue(&mut img, wild.hue_factor);
+    }
     assert_eq!(img.len(), n);
 
     // Direct blur: any odd kernel a side of this image allows with reflect padding.
@@ -72,21 +87,43 @@ fuzz_target!(|input: Input| {
         assert_eq!(img.len(), n);
     }
 
-    // Parameters are kept finite and in range: NaN probabilities, infinite strengths and
-    // huge kernel fractions panic or hang in `uic-augment` (docs/reliability.md, "Open").
-    let [s0, s1, s2, s3] = input.strengths.map(|s| s as f64 / 4096.0);
-    let p = input.p.map(|p| p as f64 / 255.0);
-    let jitter = JitterConfig {
-        brightness: s0,
-        contrast: s1,
-        saturation: s2,
-        hue: (s3 / 16.0).min(0.5),
-        p: p[0],
-    };
-    let blur = BlurConfig {
-        sigma: (input.sigma.0 as f32 / 4096.0, input.sigma.1 as f32 / 4096.0),
-        kernel_fraction: input.kernel_fraction as f32 / 64.0,
-        p: p[1],
+    // Sane settings (fractions of their ranges), or wild ones (any bits): NaN probabilities,
+    // infinite strengths and huge kernel fractions once panicked or hung
+    // (docs/reliability.md).
+    let (jitter, blur, p) = match &input.wild {
+        None => {
+            let [s0, s1, s2, s3] = input.strengths.map(|s| s as f64 / 4096.0);
+            let p = input.p.map(|p| p as f64 / 255.0);
+            let jitter = JitterConfig {
+                brightness: s0,
+                contrast: s1,
+                saturation: s2,
+                hue: (s3 / 16.0).min(0.5),
+                p: p[0],
+            };
+            let blur = BlurConfig {
+                sigma: (input.sigma.0 as f32 / 4096.0, input.sigma.1 as f32 / 4096.0),
+                kernel_fraction: input.kernel_fraction as f32 / 64.0,
+                p: p[1],
+            };
+            (jitter, blur, p)
+        }
+        Some(wild) => {
+            let [s0, s1, s2, s3] = wild.strengths;
+            let jitter = JitterConfig {
+                brightness: s0,
+                contrast: s1,
+                saturation: s2,
+                hue: s3,
+                p: wild.p[0],
+            };
+            let blur = BlurConfig {
+                sigma: wild.sigma,
+                kernel_fraction: wild.kernel_fraction,
+                p: wild.p[1],
+            };
+            (jitter, blur, wild.p)
+        }
     };
     let flip = FlipConfig { p: p[2] };
     let gray = GrayscaleConfig { p: p[3] };
