@@ -44,6 +44,6 @@ mod writer;
 
 pub use error::{Error, Result};
 pub use format::{Header, StorageMode};
-pub use pipeline::{Batch, CropMode, Epoch, Loader, LoaderConfig};
+pub use pipeline::{Batch, CropMode, Epoch, Loader, LoaderConfig, NextError};
 pub use reader::{BadRecord, RecordFile, Sample};
 pub use writer::{write_atomic, NewSample, RecordWriter, WriterOptions, WrittenFile};

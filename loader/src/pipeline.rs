@@ -84,6 +84,27 @@ impl Default for LoaderConfig {
     }
 }
 
+impl LoaderConfig {
+    /// The settings of a preset at `size` (height, width), the rest default: for `paper` and
+    /// `strong`, RandomResizedCrop (torchvision's scale and ratio) and the preset's
+    /// augmentations; for `eval`, a resize of the shorter side to `side * 256 / 224`
+    /// (rounded up) and a centre crop, nothing random. As `uic train` and `uic eval` load.
+    pub fn for_preset(preset: Preset, size: (u32, u32)) -> Self {
+        let crop = match preset {
+            Preset::Eval => CropMode::Center {
+                resize: (size.0.min(size.1) * 256).div_ceil(224),
+            },
+            Preset::Paper | Preset::Strong => CropMode::RandomResized(RrcConfig::default()),
+        };
+        LoaderConfig {
+            size,
+            crop,
+            augment: Augment::preset(preset),
+            ..Default::default()
+        }
+    }
+}
+
 /// One batch slot's buffers.
 #[derive(Debug)]
 struct Slot {
@@ -528,16 +549,26 @@ impl Epoch {
     }
 }
 
-impl Iterator for Epoch {
-    type Item = Batch;
-
-    fn next(&mut self) -> Option<Batch> {
+impl Epoch {
+    /// The next batch, waiting at most about `timeout` for it: `Ok(None)` after the last
+    /// batch. For callers that must stay responsive while they wait (to an interrupt, say);
+    /// [`next`](Iterator::next) waits as long as it takes.
+    ///
+    /// # Errors
+    /// [`NextError::TimedOut`] when the batch is not ready yet (call again), and
+    /// [`NextError::Stopped`] if the loader's thread stopped before delivering it (it does
+    /// not, short of a bug); later calls then give `Ok(None)`.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Batch>, NextError> {
         if self.expect >= self.shared.num_batches {
-            return None;
+            return Ok(None);
         }
         let t = Instant::now();
+        let deadline = t + timeout;
         let slot = loop {
-            match self.done_rx.recv_timeout(Duration::from_millis(50)) {
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50));
+            match self.done_rx.recv_timeout(wait) {
                 Ok(s) => break s,
                 Err(RecvTimeoutError::Timeout) => {
                     // The producer waits for a free slot while the caller holds them all
@@ -548,23 +579,57 @@ impl Iterator for Epoch {
                         );
                         let _ = self.free_tx.try_send(Box::new(new_slot(&self.shared.cfg)));
                     }
+                    if Instant::now() >= deadline {
+                        self.waited += t.elapsed();
+                        return Err(NextError::TimedOut);
+                    }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    tracing::error!("the loader stopped before batch {}", self.expect);
-                    return None;
+                    let at = self.expect;
+                    self.expect = self.shared.num_batches;
+                    return Err(NextError::Stopped(Error::InvalidArgument(format!(
+                        "the loader stopped before batch {at} of {}",
+                        self.shared.num_batches
+                    ))));
                 }
             }
         };
         self.waited += t.elapsed();
         self.expect += 1;
         let cfg = &self.shared.cfg;
-        Some(Batch {
+        Ok(Some(Batch {
             slot: Some(slot),
             free: self.free_tx.clone(),
             size: cfg.size,
             views: cfg.views,
             batch_size: cfg.batch_size,
-        })
+        }))
+    }
+}
+
+/// Why [`Epoch::next_timeout`] gave no batch.
+#[derive(Debug)]
+pub enum NextError {
+    /// Not ready within the timeout; call again.
+    TimedOut,
+    /// The loader's thread stopped early; the epoch is over.
+    Stopped(Error),
+}
+
+impl Iterator for Epoch {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        loop {
+            match self.next_timeout(Duration::from_secs(3600)) {
+                Ok(b) => return b,
+                Err(NextError::TimedOut) => continue,
+                Err(NextError::Stopped(e)) => {
+                    tracing::error!("{e}");
+                    return None;
+                }
+            }
+        }
     }
 }
 

@@ -228,3 +228,38 @@ fn center_crop_mode_is_deterministic_and_bad_indices_are_errors() {
     assert!(a == b, "centre crops must not depend on the epoch");
     assert!(loader.epoch(0, vec![file.len()], 0).is_err());
 }
+
+#[test]
+fn next_timeout_gives_the_same_batches_as_next_then_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dataset(dir.path());
+    let loader = Loader::new(file.clone(), cfg(2)).unwrap();
+    let order = Random { len: file.len(), seed: 3 };
+    let expected = run(&loader, 1, order.indices(1), 0);
+    let mut epoch = loader.epoch(1, order.indices(1), 0).unwrap();
+    let (mut got, mut timeouts) = (Vec::new(), 0);
+    loop {
+        // A zero timeout polls: it must neither block nor lose a batch.
+        match epoch.next_timeout(std::time::Duration::ZERO) {
+            Ok(Some(b)) => got.push((b.indices().to_vec(), b.pixels(0).to_vec())),
+            Ok(None) => break,
+            Err(uic_loader::NextError::TimedOut) => timeouts += 1,
+            Err(uic_loader::NextError::Stopped(e)) => panic!("{e}"),
+        }
+        assert!(timeouts < 10_000_000, "the epoch never ended");
+    }
+    assert_eq!(got, expected);
+    assert!(matches!(epoch.next_timeout(std::time::Duration::ZERO), Ok(None)));
+}
+
+#[test]
+fn a_preset_gives_its_crop_and_augmentations() {
+    use uic_augment::{Augment, Preset};
+    let eval = LoaderConfig::for_preset(Preset::Eval, (224, 160));
+    assert_eq!(eval.crop, CropMode::Center { resize: 183 });
+    assert_eq!(eval.augment, Augment::none());
+    let strong = LoaderConfig::for_preset(Preset::Strong, (224, 224));
+    assert!(matches!(strong.crop, CropMode::RandomResized(_)));
+    assert_eq!(strong.augment, Augment::preset(Preset::Strong));
+    assert_eq!(strong.size, (224, 224));
+}

@@ -21,3 +21,40 @@ pub fn shard(indices: &[usize], rank: usize, world: usize, equal: bool) -> Vec<u
         .copied()
         .collect()
 }
+
+/// Rank `rank`'s part of `indices` as `shard(indices, rank, world, true)` cuts it (every rank
+/// gets `len / world` samples, like PyTorch's `DistributedSampler` with `drop_last`), with
+/// each sample's position in `indices`: what seeds its random draws
+/// ([`Loader::epoch_at`](crate::Loader::epoch_at)), so a sample gets the same view whatever
+/// the number of ranks.
+///
+/// # Panics
+/// If `world == 0` or `rank >= world`.
+pub fn shard_positions(indices: &[usize], rank: usize, world: usize) -> (Vec<usize>, Vec<usize>) {
+    let positions: Vec<usize> = (0..indices.len()).collect();
+    let positions = shard(&positions, rank, world, true);
+    let part = positions.iter().map(|&p| indices[p]).collect();
+    (part, positions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_point_back_into_the_order() {
+        let order = [7, 3, 9, 1, 4, 8, 0];
+        let mut seen = Vec::new();
+        for rank in 0..3 {
+            let (part, pos) = shard_positions(&order, rank, 3);
+            assert_eq!(part.len(), 2);
+            assert_eq!(part, shard(&order, rank, 3, true));
+            for (&i, &p) in part.iter().zip(&pos) {
+                assert_eq!(order[p], i);
+            }
+            seen.extend(pos);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
+    }
+}
