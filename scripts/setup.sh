@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build needs, idempotently, on a Debian machine:
 #   - apt packages cmake and nasm (turbojpeg builds its bundled libjpeg-turbo 3.1 with them);
-#   - a lean CPU libtorch 2.11.0 in third_party/libtorch, extracted from the PyPI wheels.
+#   - a lean CPU libtorch 2.11.0 in third_party/libtorch, extracted from the PyPI wheels;
+#   - python3 with pip and venv (the Python package is tested in a venv).
 # A second run does nothing but print what it found. Set LIBTORCH (a libtorch 2.11 folder)
 # or LIBTORCH_USE_PYTORCH=1 (a PyTorch 2.11 install) to skip the libtorch download.
 #
@@ -49,8 +50,12 @@ command -v make >/dev/null 2>&1 || apt_missing+=(make)
 command -v cc >/dev/null 2>&1 || apt_missing+=(gcc)
 command -v c++ >/dev/null 2>&1 || apt_missing+=(g++)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3)
-if [ -z "${LIBTORCH:-}${LIBTORCH_USE_PYTORCH:-}" ] && ! python3 -m pip --version >/dev/null 2>&1; then
+if ! python3 -m pip --version >/dev/null 2>&1; then
   apt_missing+=(python3-pip)
+fi
+# The Python package's tests run in a venv (scripts/test-python.sh).
+if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+  apt_missing+=(python3-venv)
 fi
 if [ ${#apt_missing[@]} -gt 0 ]; then
   say "installing ${apt_missing[*]} with apt-get"
