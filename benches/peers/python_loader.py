@@ -128,13 +128,16 @@ def main():
     results = {name: [] for name in runs}
     for r in range(a.rounds):
         for name, (kind, what) in runs.items():
+            line = {"round": r + 1, "loader": name, "threads": a.threads}
             if kind == "bench":
-                rate, per_epoch = uic_bench(a.uic_bin, what, a.threads, a.epochs)
+                rate, fractions = uic_bench(a.uic_bin, what, a.threads, a.epochs)
+                line["fraction_of_limit_per_epoch"] = [round(x, 2) for x in fractions or []]
             else:
                 rate, per_epoch = timed(what, a.epochs)
+                line["epochs"] = [round(x, 1) for x in per_epoch]
             results[name].append(rate)
-            print(json.dumps({"round": r + 1, "loader": name, "threads": a.threads, "images_per_s": round(rate, 1),
-                              "epochs": [round(x, 1) for x in per_epoch] if per_epoch else None}), flush=True)
+            line["images_per_s"] = round(rate, 1)
+            print(json.dumps(line), flush=True)
     print(json.dumps({"summary": {name: [round(x, 1) for x in v] for name, v in results.items()},
                       "uic": uic.__version__, "torch": torch.__version__ if torch else None}))
 
