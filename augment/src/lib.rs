@@ -98,8 +98,15 @@ mod tests {
                 kernel_fraction: 1e30,
                 p,
             };
-            assert_eq!(blur.kernel_size(w, h), 7, "the largest odd k with k / 2 < 4");
-            assert_eq!(blur.apply(&mut img, w, h, &mut rng, &mut Vec::new()), always);
+            assert_eq!(
+                blur.kernel_size(w, h),
+                7,
+                "the largest odd k with k / 2 < 4"
+            );
+            assert_eq!(
+                blur.apply(&mut img, w, h, &mut rng, &mut Vec::new()),
+                always
+            );
         }
         let huge = BlurConfig {
             kernel_fraction: f32::MAX,

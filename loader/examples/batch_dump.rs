@@ -68,7 +68,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             let px = b.pixels(0);
             dump.write_all(px)?;
             let labels: Vec<i64> = match b.labels() {
-                Some(l) => l.iter().map(|&l| if l == u32::MAX { -1 } else { i64::from(l) }).collect(),
+                Some(l) => l
+                    .iter()
+                    .map(|&l| if l == u32::MAX { -1 } else { i64::from(l) })
+                    .collect(),
                 None => vec![-1; b.len()],
             };
             println!(

@@ -234,7 +234,10 @@ fn next_timeout_gives_the_same_batches_as_next_then_none() {
     let dir = tempfile::tempdir().unwrap();
     let file = dataset(dir.path());
     let loader = Loader::new(file.clone(), cfg(2)).unwrap();
-    let order = Random { len: file.len(), seed: 3 };
+    let order = Random {
+        len: file.len(),
+        seed: 3,
+    };
     let expected = run(&loader, 1, order.indices(1), 0);
     let mut epoch = loader.epoch(1, order.indices(1), 0).unwrap();
     let (mut got, mut timeouts) = (Vec::new(), 0);
@@ -249,7 +252,10 @@ fn next_timeout_gives_the_same_batches_as_next_then_none() {
         assert!(timeouts < 10_000_000, "the epoch never ended");
     }
     assert_eq!(got, expected);
-    assert!(matches!(epoch.next_timeout(std::time::Duration::ZERO), Ok(None)));
+    assert!(matches!(
+        epoch.next_timeout(std::time::Duration::ZERO),
+        Ok(None)
+    ));
 }
 
 #[test]

@@ -107,7 +107,10 @@ impl Loader {
         if threads > 4 * cores {
             warn::<PyRuntimeWarning>(
                 py,
-                &format!("threads {threads} capped at {} (4 per core on {cores} cores)", 4 * cores),
+                &format!(
+                    "threads {threads} capped at {} (4 per core on {cores} cores)",
+                    4 * cores
+                ),
             )?;
             threads = 4 * cores;
         }
