@@ -401,3 +401,39 @@ fn a_folder_is_not_a_record_file_and_a_missing_folder_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn a_cancelled_conversion_writes_nothing_and_keeps_the_old_output() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    common::image_folder(&input, 2, 40);
+    let out = dir.path().join("out.uicr");
+    std::fs::write(&out, b"the old output").unwrap();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let opts = ConvertOptions {
+        threads: 1,
+        cancel: Some(cancel.clone()),
+        ..Default::default()
+    };
+    // Cancelled from the progress callback after the first chunk: the writer exists by then.
+    let err = convert(&input, &out, &opts, &|p| {
+        assert!(p.done < p.total, "the conversion went on after the cancel");
+        cancel.store(true, Ordering::SeqCst);
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("interrupted after "), "{err}");
+    assert!(err.contains("of 80 files; nothing written"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"the old output");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left.len(), 2, "no temporary file or report left: {left:?}");
+    // Not cancelled: the same options convert everything.
+    cancel.store(false, Ordering::SeqCst);
+    let report = convert(&input, &out, &opts, &|_| {}).unwrap();
+    assert_eq!(report.kept, 80);
+}

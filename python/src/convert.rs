@@ -1,7 +1,8 @@
 //! `uic.convert`: `uic convert` as a function.
 
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -10,6 +11,9 @@ use uic_loader::convert::{convert_inputs, ConvertOptions, SourceOptions};
 use uic_loader::StorageMode;
 
 use crate::error::{invalid, to_py};
+
+/// How long an interrupted conversion is given to stop before Ctrl-C returns anyway.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// One input path, or a list of them (WebDataset shards, or a brace pattern).
 fn inputs(input: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
@@ -85,10 +89,15 @@ pub fn convert<'py>(
     }
 
     // The conversion runs on its own thread while this one waits without the GIL, in
-    // slices, checking for Ctrl-C between them. On an interrupt the partial output is
-    // removed at once (the thread's final rename then fails, so no output appears and an
-    // existing one is kept) and KeyboardInterrupt propagates.
-    let (tx, mut rx) = mpsc::channel();
+    // slices, checking for Ctrl-C between them. On an interrupt it is cancelled (it stops
+    // before its next chunk of images and removes its partial output; an existing output is
+    // kept) and, once it has stopped, KeyboardInterrupt propagates.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let opts = ConvertOptions {
+        cancel: Some(cancel.clone()),
+        ..opts
+    };
+    let (tx, mut results) = mpsc::channel();
     std::thread::Builder::new()
         .name("uic-convert".into())
         .spawn(move || {
@@ -98,13 +107,20 @@ pub fn convert<'py>(
         .map_err(|e| invalid(format!("cannot start the conversion thread: {e}")))?;
     let report = loop {
         // `&mut` is Send where the receiver is (it is not Sync).
-        let rx = &mut rx;
+        let rx = &mut results;
         match py.detach(move || rx.recv_timeout(Duration::from_millis(100))) {
             Ok(r) => break r.map_err(to_py)?,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Err(e) = py.check_signals() {
-                    uic_loader::temp::remove_live();
-                    return Err(e);
+                if let Err(interrupt) = py.check_signals() {
+                    cancel.store(true, Ordering::SeqCst);
+                    // A chunk takes well under a second; listing a huge tar may not look
+                    // at the flag for longer, so the partial output is removed regardless.
+                    let rx = &mut results;
+                    let stopped = py.detach(move || rx.recv_timeout(STOP_WAIT).is_ok());
+                    if !stopped {
+                        uic_loader::temp::remove_live();
+                    }
+                    return Err(interrupt);
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {

@@ -328,6 +328,52 @@ def test_ctrl_c_interrupts_a_wait_for_a_batch(record, tmp_path):
     assert got["latency"] < 0.25 * got["batch"], got
 
 
+CONVERT_CTRL_C_SCRIPT = r"""
+import _thread, json, os, sys, threading, time
+import uic
+src, out = sys.argv[1], sys.argv[2]
+uic._uic._synth_image_folder(src, classes=4, per_class=150, size=256, seed=1)
+t = time.time()
+uic.convert(src, out + ".full", max_side=128, threads=1)  # re-encodes every image
+full = time.time() - t
+with open(out, "wb") as f:
+    f.write(b"the old output")
+fired = []
+def fire():
+    fired.append(time.time())
+    _thread.interrupt_main()
+threading.Timer(full * 0.4, fire).start()
+try:
+    uic.convert(src, out, max_side=128, threads=1)
+    print(json.dumps({"full": full, "latency": None}))
+except KeyboardInterrupt:
+    latency = time.time() - fired[0]
+    time.sleep(0.5)  # a conversion thread left running would show itself meanwhile
+    with open(out, "rb") as f:
+        old = f.read().decode()
+    threads = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    print(json.dumps({"full": full, "latency": latency, "old": old, "files": sorted(os.listdir(os.path.dirname(out))),
+                      "converting": "uic-convert" in threads}))
+"""
+
+
+def test_ctrl_c_cancels_a_conversion_and_keeps_the_old_output(tmp_path):
+    script = tmp_path / "convert.py"
+    script.write_text(CONVERT_CTRL_C_SCRIPT)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "src"), str(out_dir / "x.uicr")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["latency"] is not None, f"no KeyboardInterrupt: {got}"
+    assert got["latency"] < 0.3 * got["full"], got
+    assert got["old"] == "the old output"
+    assert not got["converting"], "the conversion thread is still running"
+    # No temporary file and no report of the interrupted run: only the first run's files.
+    assert got["files"] == ["x.uicr", "x.uicr.full", "x.uicr.full.report.json"], got
+
+
 # --- the example ------------------------------------------------------------------------
 
 

@@ -4,6 +4,8 @@ use std::cell::RefCell;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -49,6 +51,10 @@ pub struct ConvertOptions {
     pub strict: bool,
     /// Labels, file list and CSV column.
     pub sources: SourceOptions,
+    /// Set from another thread to stop the conversion: it stops before its next chunk of
+    /// images (about `16 x threads`), removes its partial output, writes no report, and
+    /// returns an [`Error::Input`] saying so. An existing output is kept.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for ConvertOptions {
@@ -63,6 +69,7 @@ impl Default for ConvertOptions {
             align: None,
             strict: false,
             sources: SourceOptions::default(),
+            cancel: None,
         }
     }
 }
@@ -184,6 +191,17 @@ pub fn convert_inputs(
     let total = sources.items.len();
     let mut done = 0;
     while done < total {
+        if opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+        {
+            drop(writer); // removes the temporary file, if any
+            return Err(Error::Input(format!(
+                "interrupted after {done} of {total} files; nothing written to {}",
+                output.display()
+            )));
+        }
         let size = if done == 0 {
             ALIGN_PROBE.min(total)
         } else {
