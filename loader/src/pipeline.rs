@@ -547,9 +547,7 @@ impl Epoch {
     pub fn num_batches(&self) -> usize {
         self.shared.num_batches
     }
-}
 
-impl Epoch {
     /// The next batch, waiting at most about `timeout` for it: `Ok(None)` after the last
     /// batch. For callers that must stay responsive while they wait (to an interrupt, say);
     /// [`next`](Iterator::next) waits as long as it takes.
