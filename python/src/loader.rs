@@ -150,11 +150,8 @@ impl Loader {
             ..LoaderConfig::for_preset(preset_value, size)
         };
         let order_box = kind.build(&records, seed);
-        let samples = if world == 1 {
-            records.len()
-        } else {
-            records.len() / world
-        };
+        // As shard_positions cuts each epoch: every rank gets len / world samples.
+        let samples = records.len() / world;
         let loader = py
             .detach(|| uic_loader::Loader::new(records, cfg))
             .map_err(to_py)?;
