@@ -69,6 +69,18 @@ impl BlurConfig {
         rng: &mut impl Rng,
         scratch: &mut Vec<f32>,
     ) -> bool {
+        match self.draw(rng) {
+            Some(sigma) => {
+                self.blur(hwc, w, h, sigma, scratch);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The random choices of [`BlurConfig::apply`] without the pixels: the sigma if it
+    /// blurs. Draws the same two numbers.
+    pub fn draw(&self, rng: &mut impl Rng) -> Option<f32> {
         let blur = rng.gen_bool(crate::chance(self.p));
         // A range that is empty, reversed or not finite gives its lower end (gen_range
         // would panic).
@@ -77,11 +89,16 @@ impl BlurConfig {
         } else {
             self.sigma.0
         };
+        blur.then_some(sigma)
+    }
+
+    /// Blurs `hwc` (`w x h`) with `sigma` and this config's kernel size (nothing where the
+    /// image is too small for a 3-tap kernel).
+    pub fn blur(&self, hwc: &mut [u8], w: usize, h: usize, sigma: f32, scratch: &mut Vec<f32>) {
         let k = self.kernel_size(w, h);
-        if blur && k >= 3 {
+        if k >= 3 {
             gaussian_blur(hwc, w, h, k, sigma, scratch);
         }
-        blur
     }
 }
 

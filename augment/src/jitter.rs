@@ -56,8 +56,23 @@ impl JitterConfig {
         rng: &mut impl Rng,
         gray: Option<GrayscaleConfig>,
     ) -> (bool, bool) {
+        let jitter = self.draw(rng);
+        // Drawn after every jitter draw, as when the grayscale runs on its own; the draws
+        // do not depend on the pixels, so the last pass can wait for it.
+        let grayed = gray.is_some_and(|g| g.draw(rng));
+        match jitter {
+            Some(j) => j.apply(hwc, grayed),
+            None if grayed => crate::grayscale(hwc),
+            None => {}
+        }
+        (jitter.is_some(), grayed)
+    }
+
+    /// The random choices of [`JitterConfig::apply`] without the pixels: whether it jitters
+    /// (`None`: not), then the order and the four factors. Draws what `apply` draws.
+    pub fn draw(&self, rng: &mut impl Rng) -> Option<JitterDraw> {
         if !rng.gen_bool(crate::chance(self.p)) {
-            return (false, gray.is_some_and(|g| g.apply(hwc, rng)));
+            return None;
         }
         let mut order = [0usize, 1, 2, 3];
         order.shuffle(rng);
@@ -66,24 +81,67 @@ impl JitterConfig {
         let c = factor(rng, self.contrast);
         let s = factor(rng, self.saturation);
         let h = uniform(rng, -self.hue, self.hue);
-        let mut steps = Steps::default();
+        let mut d = JitterDraw::default();
         for op in order {
-            match op {
-                0 if self.brightness > 0.0 => steps.push(brightness_step(b)),
-                1 if self.contrast > 0.0 => steps.contrast(hwc, c),
-                2 if self.saturation > 0.0 => steps.push(saturation_step(s)),
-                3 if self.hue > 0.0 => steps.push(hue_step(h)),
-                _ => {}
+            let step = match op {
+                0 if self.brightness > 0.0 => ColourStep::Brightness(b),
+                1 if self.contrast > 0.0 => ColourStep::Contrast(c),
+                2 if self.saturation > 0.0 => ColourStep::Saturation(s),
+                3 if self.hue > 0.0 => ColourStep::Hue(h),
+                _ => continue,
+            };
+            d.steps[d.len] = Some(step);
+            d.len += 1;
+        }
+        Some(d)
+    }
+}
+
+/// One adjustment of a colour jitter, with its drawn factor (as the `adjust_*` functions
+/// take it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ColourStep {
+    /// [`adjust_brightness`].
+    Brightness(f64),
+    /// [`adjust_contrast`].
+    Contrast(f64),
+    /// [`adjust_saturation`].
+    Saturation(f64),
+    /// [`adjust_hue`].
+    Hue(f64),
+}
+
+/// What one colour jitter drew: its adjustments in the order they run (those of strength
+/// 0 left out). [`JitterDraw::apply`] makes the bytes [`JitterConfig::apply`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct JitterDraw {
+    steps: [Option<ColourStep>; 4],
+    len: usize,
+}
+
+impl JitterDraw {
+    /// The adjustments, in order.
+    pub fn steps(&self) -> impl Iterator<Item = ColourStep> + '_ {
+        self.steps[..self.len].iter().flatten().copied()
+    }
+
+    /// Runs the adjustments over packed RGB `hwc`, then the grayscale if `gray`: fused, in
+    /// one pass over the image, or two when a contrast needs the mean luma of what the
+    /// steps before it made.
+    pub fn apply(&self, hwc: &mut [u8], gray: bool) {
+        let mut steps = Steps::default();
+        for step in self.steps() {
+            match step {
+                ColourStep::Brightness(b) => steps.push(brightness_step(b)),
+                ColourStep::Contrast(c) => steps.contrast(hwc, c),
+                ColourStep::Saturation(s) => steps.push(saturation_step(s)),
+                ColourStep::Hue(h) => steps.push(hue_step(h)),
             }
         }
-        // Drawn after every jitter draw, as when the grayscale runs on its own; the draws
-        // do not depend on the pixels, so the last pass can wait for it.
-        let grayed = gray.is_some_and(|g| g.draw(rng));
-        if grayed {
+        if gray {
             steps.push(Step::Gray);
         }
         steps.flush(hwc, false);
-        (true, grayed)
     }
 }
 

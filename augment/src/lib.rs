@@ -28,7 +28,7 @@ pub use flip::{hflip, FlipConfig};
 pub use grayscale::{grayscale, GrayscaleConfig};
 pub use jitter::JitterConfig;
 pub use normalize::{normalize, NormalizeConfig};
-pub use preset::{Augment, Preset};
+pub use preset::{Augment, Drawn, Preset};
 pub use sobel::sobel;
 
 use rand::SeedableRng;

@@ -2,6 +2,7 @@
 
 use rand::Rng;
 
+use crate::jitter::JitterDraw;
 use crate::{hflip, BlurConfig, FlipConfig, GrayscaleConfig, JitterConfig};
 
 /// Named pipelines (the crop is the loader's part: RandomResizedCrop, or centre for `eval`).
@@ -64,27 +65,8 @@ impl Augment {
         rng: &mut impl Rng,
         scratch: &mut Vec<f32>,
     ) {
-        if self.flip.is_some_and(|f| f.draw(rng)) {
+        if self.apply_deferring_flip(hwc, w, h, rng, scratch) {
             hflip(hwc, w, h, 3);
-        }
-        self.colour(hwc, rng);
-        if let Some(b) = self.blur {
-            b.apply(hwc, w, h, rng, scratch);
-        }
-    }
-
-    /// Jitter, then grayscale: the per-pixel colour steps. When both happen, the grayscale
-    /// runs in the jitter's last pass ([`JitterConfig::apply_then_gray`]): the same draws
-    /// and bytes as one after the other, with one pass fewer.
-    fn colour(&self, hwc: &mut [u8], rng: &mut impl Rng) {
-        match (self.jitter, self.grayscale) {
-            (Some(j), gray) => {
-                j.apply_then_gray(hwc, rng, gray);
-            }
-            (None, Some(g)) => {
-                g.apply(hwc, rng);
-            }
-            (None, None) => {}
         }
     }
 
@@ -101,13 +83,56 @@ impl Augment {
         rng: &mut impl Rng,
         scratch: &mut Vec<f32>,
     ) -> bool {
-        let mirror = self.flip.is_some_and(|f| f.draw(rng));
-        self.colour(hwc, rng);
-        if let Some(b) = self.blur {
-            b.apply(hwc, w, h, rng, scratch);
-        }
-        mirror
+        let d = self.draw(rng);
+        self.apply_drawn(&d, hwc, w, h, scratch);
+        d.mirror
     }
+
+    /// Every random choice of one sample's steps, without touching pixels: the numbers
+    /// [`Augment::apply`] draws, in its order, so a consumer (the trainer's device ops) can
+    /// apply them later and elsewhere and get the same image.
+    pub fn draw(&self, rng: &mut impl Rng) -> Drawn {
+        Drawn {
+            mirror: self.flip.is_some_and(|f| f.draw(rng)),
+            jitter: self.jitter.and_then(|j| j.draw(rng)),
+            gray: self.grayscale.is_some_and(|g| g.draw(rng)),
+            blur: self.blur.and_then(|b| b.draw(rng)),
+        }
+    }
+
+    /// The steps after the flip, as `d` drew them: jitter, grayscale, blur. When both the
+    /// jitter and the grayscale happen, the grayscale runs in the jitter's last pass: the
+    /// same bytes as one after the other, with one pass fewer.
+    pub fn apply_drawn(
+        &self,
+        d: &Drawn,
+        hwc: &mut [u8],
+        w: usize,
+        h: usize,
+        scratch: &mut Vec<f32>,
+    ) {
+        match d.jitter {
+            Some(j) => j.apply(hwc, d.gray),
+            None if d.gray => crate::grayscale(hwc),
+            None => {}
+        }
+        if let (Some(b), Some(sigma)) = (self.blur, d.blur) {
+            b.blur(hwc, w, h, sigma, scratch);
+        }
+    }
+}
+
+/// One sample's random choices after the crop ([`Augment::draw`]).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Drawn {
+    /// Mirror the image left to right.
+    pub mirror: bool,
+    /// The colour jitter's adjustments, if it jitters.
+    pub jitter: Option<JitterDraw>,
+    /// Convert to grayscale, after the jitter.
+    pub gray: bool,
+    /// Blur with this sigma, last.
+    pub blur: Option<f32>,
 }
 
 #[cfg(test)]
@@ -129,13 +154,15 @@ mod tests {
             Augment::preset(Preset::Strong),
         ] {
             for i in 0..200 {
+                // Mirrored first, as torchvision's RandomHorizontalFlip comes first.
                 let mut a = img.clone();
-                aug.apply(&mut a, w, h, &mut sample_rng(1, 2, i), &mut Vec::new());
-                let mut b = img.clone();
-                if aug.apply_deferring_flip(&mut b, w, h, &mut sample_rng(1, 2, i), &mut Vec::new())
-                {
-                    hflip(&mut b, w, h, 3);
+                let d = aug.draw(&mut sample_rng(1, 2, i));
+                if d.mirror {
+                    hflip(&mut a, w, h, 3);
                 }
+                aug.apply_drawn(&d, &mut a, w, h, &mut Vec::new());
+                let mut b = img.clone();
+                aug.apply(&mut b, w, h, &mut sample_rng(1, 2, i), &mut Vec::new());
                 assert_eq!(a, b, "{aug:?} draw {i}");
             }
         }
