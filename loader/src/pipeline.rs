@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use rayon::prelude::*;
-use uic_augment::{sample_rng, Augment, Preset};
+use uic_augment::{sample_rng, Augment, Drawn, Preset};
 
 use crate::crop::{center_crop, random_resized_crop, CropDecoder, Rect, RrcConfig};
 use crate::error::{Error, Result};
@@ -66,6 +66,10 @@ pub struct LoaderConfig {
     pub drop_last: bool,
     /// Seed of every random choice.
     pub seed: u64,
+    /// Draw the augmentations after the flip (jitter, grayscale, blur) but leave them to the
+    /// consumer, which finds every sample's draws in [`Batch::drawn`] (the trainer's
+    /// `--augment-on device`). The crop and the flip are done either way.
+    pub defer_augment: bool,
 }
 
 impl Default for LoaderConfig {
@@ -80,6 +84,7 @@ impl Default for LoaderConfig {
             views: 1,
             drop_last: false,
             seed: 0,
+            defer_augment: false,
         }
     }
 }
@@ -112,6 +117,8 @@ struct Slot {
     pixels: Vec<u8>,
     indices: Vec<u32>,
     labels: Vec<u32>,
+    /// `views` blocks of `batch_size` samples' draws.
+    drawn: Vec<Drawn>,
     substituted: usize,
     number: usize,
 }
@@ -174,6 +181,16 @@ impl Batch {
     /// How many samples failed to decode and were replaced by a grey substitute.
     pub fn substituted(&self) -> usize {
         self.slot().substituted
+    }
+
+    /// What each row of view `v` drew for its augmentations after the crop: applied already,
+    /// or, with [`LoaderConfig::defer_augment`], all but the flip left to the caller.
+    ///
+    /// # Panics
+    /// If `v` is not a view of this loader.
+    pub fn drawn(&self, v: usize) -> &[Drawn] {
+        assert!(v < self.views, "view {v} of {}", self.views);
+        &self.slot().drawn[v * self.batch_size..v * self.batch_size + self.len()]
     }
 }
 
@@ -362,6 +379,7 @@ fn new_slot(cfg: &LoaderConfig) -> Slot {
         pixels: vec![0; cfg.views * cfg.batch_size * 3 * h * w],
         indices: Vec::with_capacity(cfg.batch_size),
         labels: Vec::with_capacity(cfg.batch_size),
+        drawn: vec![Drawn::default(); cfg.views * cfg.batch_size],
         substituted: 0,
         number: 0,
     }
@@ -439,9 +457,11 @@ fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
     let substituted = AtomicUsize::new(0);
     for v in 0..cfg.views {
         let rows = &mut slot.pixels[v * per_view..v * per_view + (end - start) * 3 * plane];
+        let drawn = &mut slot.drawn[v * bs..v * bs + (end - start)];
         rows.par_chunks_mut(3 * plane)
+            .zip(drawn.par_iter_mut())
             .enumerate()
-            .for_each(|(row, dst)| {
+            .for_each(|(row, (dst, drawn))| {
                 WORKER.with(|cell| {
                     let mut cell = cell.borrow_mut();
                     let (decoder, scratch, blur) = cell.get_or_insert_with(|| {
@@ -455,12 +475,19 @@ fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
                         (d, Vec::new(), Vec::new())
                     });
                     scratch.resize(plane * 3, 0);
-                    let (ok, mirror) =
-                        sample_into(shared, start + row, v, decoder.as_mut(), scratch, blur);
+                    let ok = sample_into(
+                        shared,
+                        start + row,
+                        v,
+                        decoder.as_mut(),
+                        scratch,
+                        blur,
+                        drawn,
+                    );
                     if !ok {
                         substituted.fetch_add(1, Ordering::Relaxed);
                     }
-                    hwc_to_chw(scratch, dst, w, h, mirror);
+                    hwc_to_chw(scratch, dst, w, h, drawn.mirror);
                 });
             });
     }
@@ -475,9 +502,10 @@ fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
         .fetch_add(slot.substituted as u64, Ordering::Relaxed);
 }
 
-/// Decodes, crops and augments the sample at epoch position `pos` (view `v`) into `hwc`.
-/// Returns whether it decoded (false: replaced by grey) and whether the copy out must
-/// mirror it (the flip, deferred to [`hwc_to_chw`]).
+/// Decodes, crops and augments the sample at epoch position `pos` (view `v`) into `hwc`,
+/// and writes its draws to `drawn`. Returns whether it decoded (false: replaced by grey).
+/// The flip is left to the copy out ([`hwc_to_chw`], from `drawn.mirror`), and the other
+/// steps to the consumer with [`LoaderConfig::defer_augment`].
 fn sample_into(
     shared: &Shared,
     pos: usize,
@@ -485,7 +513,8 @@ fn sample_into(
     decoder: Option<&mut CropDecoder>,
     hwc: &mut [u8],
     blur: &mut Vec<f32>,
-) -> (bool, bool) {
+    drawn: &mut Drawn,
+) -> bool {
     let cfg = &shared.cfg;
     let idx = shared.indices[pos];
     let s = shared.file.sample(idx);
@@ -522,8 +551,11 @@ fn sample_into(
         }
     };
     let (w, h) = (cfg.size.1 as usize, cfg.size.0 as usize);
-    let mirror = cfg.augment.apply_deferring_flip(hwc, w, h, &mut rng, blur);
-    (ok, mirror)
+    *drawn = cfg.augment.draw(&mut rng);
+    if !cfg.defer_augment {
+        cfg.augment.apply_drawn(drawn, hwc, w, h, blur);
+    }
+    ok
 }
 
 /// One epoch's batches, in order. Dropping it stops the producer.

@@ -129,6 +129,55 @@ fn the_strong_preset_is_deterministic_and_differs_from_paper() {
 }
 
 #[test]
+fn deferred_steps_are_the_drawn_ones_and_applying_them_gives_the_same_batch() {
+    use uic_augment::{Augment, Preset};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dataset(dir.path());
+    let idx: Vec<usize> = (0..file.len()).collect();
+    let strong = |defer_augment| LoaderConfig {
+        augment: Augment::preset(Preset::Strong),
+        views: 2,
+        defer_augment,
+        ..cfg(2)
+    };
+    let now = Loader::new(file.clone(), strong(false)).unwrap();
+    let later = Loader::new(file.clone(), strong(true)).unwrap();
+    let aug = Augment::preset(Preset::Strong);
+    let (h, w) = (24, 32);
+    let mut applied = 0;
+    for (a, b) in now.epoch(1, idx.clone(), 0).unwrap().zip(later.epoch(1, idx, 0).unwrap()) {
+        for v in 0..2 {
+            // The same draws, whether or not the loader applied them.
+            assert_eq!(a.drawn(v), b.drawn(v));
+            assert_eq!(a.drawn(v).len(), a.len());
+            let (done, left) = (a.pixels(v), b.pixels(v));
+            for (row, d) in b.drawn(v).iter().enumerate() {
+                let plane = 3 * h * w;
+                // The deferred row is cropped and flipped only; the draws applied to it on
+                // the consumer's side give the loader's own row.
+                let mut hwc = vec![0u8; plane];
+                for (i, px) in hwc.chunks_exact_mut(3).enumerate() {
+                    for (c, v) in px.iter_mut().enumerate() {
+                        *v = left[row * plane + c * h * w + i];
+                    }
+                }
+                aug.apply_drawn(d, &mut hwc, w, h, &mut Vec::new());
+                for (i, px) in hwc.chunks_exact(3).enumerate() {
+                    for (c, v) in px.iter().enumerate() {
+                        assert_eq!(*v, done[row * plane + c * h * w + i], "row {row} {d:?}");
+                    }
+                }
+                // Left undone: the loader's row differs from the deferred one.
+                applied += usize::from(
+                    left[row * plane..(row + 1) * plane] != done[row * plane..(row + 1) * plane],
+                );
+            }
+        }
+    }
+    assert!(applied > 10, "{applied}");
+}
+
+#[test]
 fn two_views_are_independent_and_labels_ride_along() {
     let dir = tempfile::tempdir().unwrap();
     let file = dataset(dir.path());
