@@ -25,8 +25,8 @@ pub struct Args {
     #[arg(long, value_name = "TOML")]
     pub config: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint (starts afresh if it has none).
-    /// Only --epochs, --fft-epochs, thread counts, --device and --decoder may differ from the
-    /// checkpoint's.
+    /// Only --epochs, --fft-epochs, thread counts, --device, --decoder and --augment-on may
+    /// differ from the checkpoint's.
     #[arg(long)]
     pub resume: bool,
     #[command(flatten)]
@@ -137,9 +137,14 @@ pub struct Overrides {
     #[arg(long)]
     pub device: Option<uic_trainer::DeviceChoice>,
     /// Decoder of the training batches: cpu (TurboJPEG) or nvjpeg (on the CUDA device; needs
-    /// a build with `--features nvjpeg`, --device cuda and the paper preset).
+    /// a build with `--features nvjpeg` and --device cuda).
     #[arg(long)]
     pub decoder: Option<uic_trainer::Decoder>,
+    /// Where the strong preset's jitter, grayscale and blur run: cpu (the loader's kernels),
+    /// device (libtorch ops on the training device, after the upload) or auto (device on
+    /// CUDA, else cpu).
+    #[arg(long)]
+    pub augment_on: Option<uic_trainer::AugmentOn>,
     /// bfloat16 autocast in the forward pass (for CUDA).
     #[arg(long)]
     pub amp: bool,
@@ -180,6 +185,7 @@ impl Overrides {
             init_labels,
             labeler,
             decoder,
+            augment_on,
             fft_epochs,
             fft_lr,
             threads,

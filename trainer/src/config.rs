@@ -79,9 +79,26 @@ pub enum Decoder {
     /// TurboJPEG on the loader's CPU threads.
     #[default]
     Cpu,
-    /// nvJPEG on the CUDA device, crop and resize there (a build with the `nvjpeg` feature,
-    /// `--device cuda`, and the `paper` preset: the colour steps have no GPU kernels).
+    /// nvJPEG on the CUDA device, crop and resize there (a build with the `nvjpeg` feature
+    /// and `--device cuda`; the strong preset's colour steps and blur then run on the device
+    /// too).
     Nvjpeg,
+}
+
+/// Where the strong preset's colour jitter, grayscale and blur run. The crop and the flip
+/// stay with the decoder; every random choice is drawn on the host from (seed, epoch,
+/// index) either way, so both give the same images up to the blur's rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum AugmentOn {
+    /// The device where it trains on CUDA (or decodes with nvJPEG), else the CPU.
+    #[default]
+    Auto,
+    /// The loader's CPU kernels, on its threads.
+    Cpu,
+    /// Batched libtorch ops on the training device, after the upload.
+    Device,
 }
 
 /// A training run's settings. Unknown TOML keys are errors, so a typo never goes unnoticed.
@@ -137,6 +154,8 @@ pub struct TrainConfig {
     pub device: DeviceChoice,
     /// Which decoder makes the training batches.
     pub decoder: Decoder,
+    /// Where the colour steps and the blur run.
+    pub augment_on: AugmentOn,
     /// bfloat16 autocast for the forward pass (meant for CUDA).
     pub amp: bool,
     /// Convolutions on channels-last (NHWC) activations: oneDNN's fast layout on the CPU
@@ -180,6 +199,7 @@ impl Default for TrainConfig {
             fft_lr: 0.01,
             device: DeviceChoice::Cpu,
             decoder: Decoder::Cpu,
+            augment_on: AugmentOn::Auto,
             amp: false,
             channels_last: true,
             threads: 0,
@@ -289,12 +309,12 @@ impl TrainConfig {
             if self.device != DeviceChoice::Cuda {
                 return bad("decoder nvjpeg needs --device cuda".into());
             }
-            if self.preset != Preset::Paper {
-                return bad(format!(
-                    "decoder nvjpeg does the paper preset only (crop and flip), not {:?}: \
-                     the colour steps run on the CPU decoder",
-                    self.preset
-                ));
+            if self.augment_on == AugmentOn::Cpu {
+                return bad(
+                    "decoder nvjpeg leaves its batches on the device, so the augmentations \
+                     run there too: use --augment-on device (or auto)"
+                        .into(),
+                );
             }
         }
         Ok(())
@@ -302,6 +322,16 @@ impl TrainConfig {
 }
 
 impl TrainConfig {
+    /// Whether the colour steps and the blur run on the training device
+    /// ([`AugmentOn::Auto`] resolved).
+    pub fn augments_on_device(&self) -> bool {
+        match self.augment_on {
+            AugmentOn::Cpu => false,
+            AugmentOn::Device => true,
+            AugmentOn::Auto => self.device == DeviceChoice::Cuda || self.decoder == Decoder::Nvjpeg,
+        }
+    }
+
     /// The settings that differ from `other`'s, by name: `(name, self's value, other's
     /// value)`, values as TOML writes them (`none` for an unset option).
     pub fn differences(&self, other: &TrainConfig) -> Vec<(String, String, String)> {
@@ -370,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn nvjpeg_decoder_needs_cuda_and_the_paper_preset() {
+    fn nvjpeg_decoder_needs_cuda_and_device_augmentations() {
         let c: TrainConfig = toml::from_str("decoder = \"nvjpeg\"").unwrap();
         let err = c.validate().unwrap_err().to_string();
         let want = if cfg!(feature = "nvjpeg") {
@@ -380,11 +410,28 @@ mod tests {
         };
         assert!(err.contains(want), "{err}");
         if cfg!(feature = "nvjpeg") {
-            let c: TrainConfig =
-                toml::from_str("decoder = \"nvjpeg\"\ndevice = \"cuda\"\npreset = \"strong\"")
-                    .unwrap();
-            assert!(c.validate().unwrap_err().to_string().contains("paper"));
+            let c: TrainConfig = toml::from_str(
+                "decoder = \"nvjpeg\"\ndevice = \"cuda\"\npreset = \"strong\"\naugment_on = \"cpu\"",
+            )
+            .unwrap();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("--augment-on device"), "{err}");
         }
+    }
+
+    #[test]
+    fn augmentations_run_on_the_device_where_it_trains_on_cuda_unless_told() {
+        let on = |toml: &str| {
+            toml::from_str::<TrainConfig>(toml)
+                .unwrap()
+                .augments_on_device()
+        };
+        // Configs written before the setting existed read as auto.
+        assert!(!on(""));
+        assert!(on("device = \"cuda\""));
+        assert!(on("decoder = \"nvjpeg\""));
+        assert!(!on("device = \"cuda\"\naugment_on = \"cpu\""));
+        assert!(on("augment_on = \"device\""));
     }
 
     #[test]

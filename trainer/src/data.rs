@@ -8,7 +8,8 @@ use uic_loader::{CropMode, LoaderConfig};
 
 use crate::config::TrainConfig;
 
-/// The loader settings of training: RandomResizedCrop with `min_scale` and the preset.
+/// The loader settings of training: RandomResizedCrop with `min_scale` and the preset, whose
+/// steps after the flip are left to the trainer when they run on the device.
 pub fn train_loader_config(cfg: &TrainConfig, n: usize) -> LoaderConfig {
     LoaderConfig {
         batch_size: cfg.batch_size,
@@ -24,6 +25,7 @@ pub fn train_loader_config(cfg: &TrainConfig, n: usize) -> LoaderConfig {
         // A last batch of one sample cannot be batch-normalised.
         drop_last: (n * cfg.epoch_repeats as usize) % cfg.batch_size == 1,
         seed: cfg.seed,
+        defer_augment: cfg.augments_on_device(),
     }
 }
 
@@ -41,5 +43,6 @@ pub fn eval_loader_config(cfg: &TrainConfig) -> LoaderConfig {
         views: 1,
         drop_last: false,
         seed: cfg.seed,
+        defer_augment: false,
     }
 }

@@ -34,6 +34,7 @@ pub mod amp;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod device_augment;
 pub mod dist;
 mod error;
 pub mod eval;
@@ -50,8 +51,9 @@ mod train;
 
 pub use tch;
 
-pub use config::{set_threads, Decoder, DeviceChoice, InitLabels, Labeler, TrainConfig};
+pub use config::{set_threads, AugmentOn, Decoder, DeviceChoice, InitLabels, Labeler, TrainConfig};
 pub use data::{eval_loader_config, train_loader_config};
+pub use device_augment::DeviceAugment;
 pub use dist::Dist;
 pub use error::{Error, Result};
 pub use infer::Layer;

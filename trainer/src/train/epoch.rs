@@ -361,10 +361,15 @@ impl Trainer {
             let loaders = std::mem::take(&mut self.gpu_loaders);
             let n = loaders[0].num_batches(order.len());
             let order = std::sync::Arc::new(order);
+            let augment = self.device_augment;
             let a = super::feed::Ahead::start("uic-nvjpeg", loaders, n, ahead, move |l, b| {
                 let g = l.batch(e, &order, b)?;
+                let pixels = match &augment {
+                    Some(a) => a.apply(&g.pixels, &g.drawn)?,
+                    None => g.pixels,
+                };
                 Ok(super::feed::DeviceBatch {
-                    pixels: g.pixels,
+                    pixels,
                     indices: g.indices,
                     substituted: g.substituted,
                 })
@@ -376,17 +381,20 @@ impl Trainer {
             Some((local, positions)) => self.loader.epoch_at(e, local, positions, 0)?,
         };
         let device = self.model.device();
-        if device == Device::Cpu {
-            return Ok(Feed::Cpu(epoch));
-        }
         let side = i64::from(self.cfg.input_size);
-        Feed::upload(epoch, device, (side, side), ahead)
+        if device == Device::Cpu {
+            return Ok(Feed::Cpu(
+                epoch,
+                self.device_augment.map(|a| (a, (side, side))),
+            ));
+        }
+        Feed::upload(epoch, device, (side, side), ahead, self.device_augment)
     }
 
     /// Ends an epoch's feed, taking the nvJPEG decoders back from their threads.
     fn end_feed(&mut self, feed: Feed) -> Result<()> {
         match feed {
-            Feed::Cpu(_) => Ok(()),
+            Feed::Cpu(..) => Ok(()),
             Feed::Upload(a) => match a.finish().len() {
                 1 => Ok(()),
                 _ => Err(Error::Internal("the upload thread panicked".into())),

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, Kind, Tensor};
 
+use crate::device_augment::DeviceAugment;
 use crate::error::{Error, Result};
 
 /// A batch whose pixels are already on the device.
@@ -108,8 +109,9 @@ impl StepInput {
 /// The batches of one epoch, in order.
 #[derive(Debug)]
 pub(crate) enum Feed {
-    /// The CPU loader's batches, used where they are.
-    Cpu(uic_loader::Epoch),
+    /// The CPU loader's batches, used where they are, or augmented by libtorch ops into new
+    /// tensors (`--augment-on device` on the CPU device).
+    Cpu(uic_loader::Epoch, Option<(DeviceAugment, (i64, i64))>),
     /// The CPU loader's batches, uploaded to the device by a thread.
     Upload(Ahead<uic_loader::Epoch>),
     /// nvJPEG batches, made by worker threads.
@@ -119,11 +121,13 @@ pub(crate) enum Feed {
 
 impl Feed {
     /// Uploads `epoch`'s batches to `device` on a thread, up to `ahead` batches in front.
+    /// With `augment`, each batch's deferred steps run on the device after its upload.
     pub(crate) fn upload(
         epoch: uic_loader::Epoch,
         device: Device,
         size: (i64, i64),
         ahead: usize,
+        augment: Option<DeviceAugment>,
     ) -> Result<Feed> {
         let n = epoch.num_batches();
         let (h, w) = size;
@@ -135,6 +139,10 @@ impl Feed {
             let host = unsafe { lend(&batch, h, w) };
             let pixels = upload_pinned(&host, device)?;
             drop(host);
+            let pixels = match &augment {
+                Some(a) => a.apply(&pixels, batch.drawn(0))?,
+                None => pixels,
+            };
             Ok(DeviceBatch {
                 pixels,
                 indices: batch.indices().to_vec(),
@@ -149,7 +157,19 @@ impl Feed {
     /// caller checks the count against [`Feed::num_batches`]).
     pub(crate) fn next(&mut self) -> Option<Result<StepInput>> {
         match self {
-            Feed::Cpu(e) => e.next().map(|b| Ok(StepInput::Cpu(b))),
+            Feed::Cpu(e, None) => e.next().map(|b| Ok(StepInput::Cpu(b))),
+            Feed::Cpu(e, Some((a, (h, w)))) => e.next().map(|b| {
+                // SAFETY: `t` is dropped before `b`, and `apply` returns new storage.
+                let t = unsafe { lend(&b, *h, *w) };
+                let pixels = a.apply(&t, b.drawn(0));
+                drop(t);
+                Ok(StepInput::Device(DeviceBatch {
+                    pixels: pixels?,
+                    indices: b.indices().to_vec(),
+                    // Counted by the CPU loader's stats.
+                    substituted: 0,
+                }))
+            }),
             Feed::Upload(a) => a.next().map(|r| r.map(StepInput::Device)),
             #[cfg(feature = "nvjpeg")]
             Feed::Nvjpeg(a) => a.next().map(|r| r.map(StepInput::Device)),
@@ -159,7 +179,7 @@ impl Feed {
     /// Batches in the epoch.
     pub(crate) fn num_batches(&self) -> usize {
         match self {
-            Feed::Cpu(e) => e.num_batches(),
+            Feed::Cpu(e, _) => e.num_batches(),
             Feed::Upload(a) => a.num_batches,
             #[cfg(feature = "nvjpeg")]
             Feed::Nvjpeg(a) => a.num_batches,
@@ -169,7 +189,7 @@ impl Feed {
     /// Time the trainer spent waiting for batches so far.
     pub(crate) fn waited(&self) -> Duration {
         match self {
-            Feed::Cpu(e) => e.waited(),
+            Feed::Cpu(e, _) => e.waited(),
             Feed::Upload(a) => a.waited,
             #[cfg(feature = "nvjpeg")]
             Feed::Nvjpeg(a) => a.waited,

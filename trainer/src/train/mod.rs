@@ -21,6 +21,7 @@ use uic_loader::{Loader, RecordFile};
 use crate::checkpoint::{self, DataId, State};
 use crate::config::{set_threads, InitLabels, TrainConfig};
 use crate::data::train_loader_config;
+use crate::device_augment::DeviceAugment;
 use crate::dist::{self, Dist};
 use crate::error::{Error, Result};
 use crate::infer;
@@ -76,6 +77,8 @@ pub struct Trainer {
     opt: Sgd,
     labels: LabelTable,
     loader: Loader,
+    /// The preset's steps after the flip, when they run on the device (`augment_on`).
+    device_augment: Option<DeviceAugment>,
     /// The nvJPEG decoders when `decoder = nvjpeg`, one per worker thread (lent to the
     /// workers during each epoch).
     #[cfg(feature = "nvjpeg")]
@@ -192,6 +195,10 @@ impl Trainer {
                 .collect::<uic_loader::Result<Vec<_>>>()?,
             crate::config::Decoder::Cpu => Vec::new(),
         };
+        let device_augment = cfg
+            .augments_on_device()
+            .then(|| DeviceAugment::new(uic_augment::Augment::preset(cfg.preset)))
+            .flatten();
         Ok(Trainer {
             labels: LabelTable::random(n, cfg.k, &mut stream_rng(cfg.seed, STREAM_INIT, 0))?,
             cfg,
@@ -201,6 +208,7 @@ impl Trainer {
             model,
             opt,
             loader,
+            device_augment,
             #[cfg(feature = "nvjpeg")]
             gpu_loaders,
             substituted_outside_loader: 0,
@@ -293,6 +301,7 @@ impl Trainer {
         theirs.batches_ahead = self.cfg.batches_ahead;
         theirs.device = self.cfg.device;
         theirs.decoder = self.cfg.decoder;
+        theirs.augment_on = self.cfg.augment_on;
         if theirs != self.cfg {
             let changed: Vec<String> = theirs
                 .differences(&self.cfg)
@@ -303,7 +312,7 @@ impl Trainer {
                 &ck.dir,
                 format!(
                     "its settings differ from this run's ({}); only epochs, fft_epochs, thread \
-                     counts, the device and the decoder may change on resume",
+                     counts, the device, the decoder and augment_on may change on resume",
                     changed.join("; ")
                 ),
             ));
