@@ -17,8 +17,9 @@
 //!    interpolation (`upsample_bilinear2d_aa`, as torchvision's `antialias=True`).
 //!
 //! The output is the loader's batch contract: `N x 3 x H x W` `u8` pixels, already on the
-//! device, with indices and labels. The colour augmentations (jitter, grayscale, blur) are
-//! not implemented on the GPU; [`NvJpegLoader::new`] refuses a config that asks for them.
+//! device, with indices and labels. The steps after the flip (the strong preset's jitter,
+//! grayscale and blur) are drawn here, as the CPU pipeline draws them, but not applied: each
+//! batch carries its rows' draws ([`GpuBatch::drawn`]) for the trainer's device ops.
 //!
 //! Everything runs on libtorch's current CUDA stream (the default stream), so the decode,
 //! the resize and the caller's training step are ordered without explicit synchronisation.
@@ -28,7 +29,7 @@ use std::sync::Arc;
 
 use nvjpeg_sys as nv;
 use tch::{Device, Kind, Tensor};
-use uic_augment::sample_rng;
+use uic_augment::{sample_rng, Drawn};
 
 use crate::crop::{center_crop, random_resized_crop, CropDecoder, Rect};
 use crate::error::{Error, Result};
@@ -49,6 +50,9 @@ pub struct GpuBatch {
     pub cpu_fallback: usize,
     /// Samples replaced by grey because no decoder could read them.
     pub substituted: usize,
+    /// Each row's augmentation draws: the flip is done, the steps after it (jitter,
+    /// grayscale, blur) are left to the caller.
+    pub drawn: Vec<Drawn>,
 }
 
 /// The nvJPEG decoder and its CPU fallback. One per thread (nvJPEG states are not shared).
@@ -114,8 +118,7 @@ impl NvJpegLoader {
     /// A loader over `file` for `device` (a CUDA device), with [`Backend::Auto`].
     ///
     /// # Errors
-    /// A CPU device, colour augmentations in `cfg`, more than one view, or nvJPEG failing to
-    /// start (no driver).
+    /// A CPU device, more than one view, or nvJPEG failing to start (no driver).
     pub fn new(file: Arc<RecordFile>, cfg: LoaderConfig, device: Device) -> Result<Self> {
         Self::with_backend(file, cfg, device, Backend::Auto)
     }
@@ -133,10 +136,9 @@ impl NvJpegLoader {
         if !matches!(device, Device::Cuda(_)) {
             return Err(Error::InvalidArgument("nvJPEG needs a CUDA device".into()));
         }
-        let a = cfg.augment;
-        if a.jitter.is_some() || a.grayscale.is_some() || a.blur.is_some() || cfg.views != 1 {
+        if cfg.views != 1 {
             return Err(Error::InvalidArgument(
-                "the nvJPEG path does crop and flip only (presets paper and eval, one view)".into(),
+                "the nvJPEG path makes one view per sample".into(),
             ));
         }
         let default = nv::nvjpegBackend_t_NVJPEG_BACKEND_DEFAULT;
@@ -211,9 +213,9 @@ impl NvJpegLoader {
         }
     }
 
-    /// The crop and flip of the sample at epoch position `pos`, as the CPU pipeline draws
-    /// them.
-    pub fn draw(&self, epoch: u64, pos: usize, width: u32, height: u32) -> (Rect, bool) {
+    /// The crop and the augmentation draws (the flip first) of the sample at epoch position
+    /// `pos`, as the CPU pipeline draws them.
+    pub fn draw(&self, epoch: u64, pos: usize, width: u32, height: u32) -> (Rect, Drawn) {
         let cfg = &self.cfg;
         let mut rng = sample_rng(cfg.seed, epoch, (pos * cfg.views) as u64);
         let crop = match cfg.crop {
@@ -223,8 +225,7 @@ impl NvJpegLoader {
             }
             CropMode::Full => Rect::full(width, height),
         };
-        let flip = cfg.augment.flip.is_some_and(|f| f.draw(&mut rng));
-        (crop, flip)
+        (crop, cfg.augment.draw(&mut rng))
     }
 
     /// Whether nvJPEG can take `data`: a 3-channel JPEG with known subsampling.
@@ -299,9 +300,12 @@ impl NvJpegLoader {
         let mut gpu: Vec<(usize, Tensor, Rect, bool)> = Vec::new(); // (j, planes, crop, flip)
         let mut batched: Vec<usize> = Vec::new(); // positions in `gpu`
         let mut cpu: Vec<usize> = Vec::new();
+        let mut drawn = Vec::with_capacity(n);
         for j in 0..n {
             let s = file.sample(indices[start + j]);
-            let (crop, flip) = self.draw(epoch, start + j, s.width, s.height);
+            let (crop, d) = self.draw(epoch, start + j, s.width, s.height);
+            let flip = d.mirror;
+            drawn.push(d);
             let dims = (s.mode == StorageMode::Jpeg)
                 .then(|| self.gpu_candidate(s.data))
                 .flatten();
@@ -413,7 +417,8 @@ impl NvJpegLoader {
         for &j in &cpu {
             let idx = indices[start + j];
             let s = file.sample(idx);
-            let (crop, flip) = self.draw(epoch, start + j, s.width, s.height);
+            let (crop, d) = self.draw(epoch, start + j, s.width, s.height);
+            let flip = d.mirror;
             if let Err(e) = self.cpu.decode(
                 s.mode,
                 s.data,
@@ -449,6 +454,7 @@ impl NvJpegLoader {
             labels,
             cpu_fallback,
             substituted,
+            drawn,
         })
     }
 
