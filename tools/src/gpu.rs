@@ -37,6 +37,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut out = Map::new();
     out.insert("cuda_devices".into(), json!(tch::Cuda::device_count()));
     out.insert("forward_backward".into(), forward_backward()?);
+    if !a.forward_backward_only {
+        out.insert("device_augment".into(), device_augment(&a)?);
+    }
     #[cfg(feature = "nvjpeg")]
     if !a.forward_backward_only {
         let (check, timing) = nvjpeg(&a)?;
@@ -149,6 +152,85 @@ fn forward_backward() -> Result<Value> {
         v["pass"] = json!(pass);
     }
     Ok(v)
+}
+
+/// The strong preset's steps after the flip as CUDA ops (`--augment-on device`) against the
+/// CPU kernels on the same batch and draws, then their speed. Tolerance: rows without a
+/// blur identical; blurred rows within the blur's golden tolerance (one level, on at most
+/// 2% of a row's values).
+fn device_augment(a: &Args) -> Result<Value> {
+    use std::sync::Arc;
+    use std::time::Instant;
+    use uic_loader::order::{Order, Random};
+    use uic_loader::{Loader, LoaderConfig, RecordFile};
+    use uic_trainer::{DeviceAugment, Preset};
+    let file = Arc::new(RecordFile::open(&a.data)?);
+    let cfg = |defer_augment| LoaderConfig {
+        defer_augment,
+        batch_size: a.batch_size,
+        threads: 0,
+        ..LoaderConfig::for_preset(Preset::Strong, (a.size, a.size))
+    };
+    let idx = Random {
+        len: file.len(),
+        seed: 1,
+    }
+    .indices(0);
+    let first = |defer| -> Result<uic_loader::Batch> {
+        let loader = Loader::new(file.clone(), cfg(defer))?;
+        let batch = loader.epoch(0, idx.clone(), 0)?.next();
+        batch.ok_or_else(|| anyhow::anyhow!("no batch"))
+    };
+    let (done, left) = (first(false)?, first(true)?);
+    let s = i64::from(a.size);
+    let shape = [left.len() as i64, 3, s, s];
+    let ops = DeviceAugment::new(uic_augment::Augment::preset(Preset::Strong))
+        .ok_or_else(|| anyhow::anyhow!("the strong preset has steps"))?;
+    let x = Tensor::from_slice(left.pixels(0))
+        .view(shape)
+        .to_device(Device::Cuda(0));
+    let drawn = left.drawn(0);
+    let got = ops.apply(&x, drawn)?.to_device(Device::Cpu);
+    let want = Tensor::from_slice(done.pixels(0)).view(shape);
+    let diff = (got.to_kind(Kind::Int16) - want.to_kind(Kind::Int16)).abs();
+    let row_max = diff.flatten(1, -1).amax([1i64].as_slice(), false);
+    let row_share = diff
+        .flatten(1, -1)
+        .ne(0)
+        .to_kind(Kind::Float)
+        .mean_dim(1, false, Kind::Float);
+    let (mut pass, mut worst_share) = (true, 0f64);
+    let mut max = 0;
+    for (i, d) in drawn.iter().enumerate() {
+        let (m, sh) = (
+            row_max.int64_value(&[i as i64]),
+            row_share.double_value(&[i as i64]),
+        );
+        max = max.max(m);
+        worst_share = worst_share.max(sh);
+        pass &= match d.blur {
+            None => m == 0,
+            Some(_) => m <= 1 && sh <= 0.02,
+        };
+    }
+    // Timing: the batch's steps again and again, from device-resident pixels.
+    let reps = 20;
+    let _ = ops.apply(&x, drawn)?;
+    tch::Cuda::synchronize(0);
+    let t = Instant::now();
+    for _ in 0..reps {
+        let _ = ops.apply(&x, drawn)?;
+    }
+    tch::Cuda::synchronize(0);
+    let secs = t.elapsed().as_secs_f64();
+    Ok(json!({
+        "images": drawn.len(), "size": a.size,
+        "blurred": drawn.iter().filter(|d| d.blur.is_some()).count(),
+        "max_diff": max, "worst_row_share_differing": worst_share,
+        "tolerance": "rows without blur identical; blurred rows: 1 level on <= 2% of values",
+        "pass": pass,
+        "images_per_s": (reps * drawn.len()) as f64 / secs,
+    }))
 }
 
 /// nvJPEG against the CPU pipeline on the same crops and flips, then the nvJPEG loader's
