@@ -145,7 +145,11 @@ fn deferred_steps_are_the_drawn_ones_and_applying_them_gives_the_same_batch() {
     let aug = Augment::preset(Preset::Strong);
     let (h, w) = (24, 32);
     let mut applied = 0;
-    for (a, b) in now.epoch(1, idx.clone(), 0).unwrap().zip(later.epoch(1, idx, 0).unwrap()) {
+    for (a, b) in now
+        .epoch(1, idx.clone(), 0)
+        .unwrap()
+        .zip(later.epoch(1, idx, 0).unwrap())
+    {
         for v in 0..2 {
             // The same draws, whether or not the loader applied them.
             assert_eq!(a.drawn(v), b.drawn(v));

@@ -141,8 +141,8 @@ pub struct Overrides {
     #[arg(long)]
     pub decoder: Option<uic_trainer::Decoder>,
     /// Where the strong preset's jitter, grayscale and blur run: cpu (the loader's kernels),
-    /// device (libtorch ops on the training device, after the upload) or auto (device on
-    /// CUDA, else cpu).
+    /// device (libtorch ops on the training device, after the upload) or auto (device after
+    /// --decoder nvjpeg, else cpu).
     #[arg(long)]
     pub augment_on: Option<uic_trainer::AugmentOn>,
     /// bfloat16 autocast in the forward pass (for CUDA).

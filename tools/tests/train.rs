@@ -661,8 +661,8 @@ fn decoder_nvjpeg_is_refused_with_a_reason() {
     let out = uic().args(&args).output().unwrap();
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    // A CPU build names the missing feature; a GPU build, the settings nvJPEG needs
-    // (--device cuda, and no colour steps: these args ask for the strong preset on the CPU).
+    // A CPU build names the missing feature; a GPU build, the device nvJPEG needs (these
+    // args train on the CPU).
     let reason = if cfg!(feature = "nvjpeg") {
         "--device cuda"
     } else {

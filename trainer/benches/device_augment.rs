@@ -69,6 +69,22 @@ fn bench(c: &mut Criterion) {
             out
         })
     });
+    // The same draws split: colour steps only, blur only.
+    let colour = DeviceAugment::new(Augment { blur: None, ..aug }).expect("has steps");
+    let blur_only: Vec<Drawn> = drawn
+        .iter()
+        .map(|d| Drawn {
+            jitter: None,
+            gray: false,
+            ..*d
+        })
+        .collect();
+    g.bench_function("libtorch_cpu_colour_only", |b| {
+        b.iter(|| colour.apply(&batch, &drawn).expect("apply"))
+    });
+    g.bench_function("libtorch_cpu_blur_only", |b| {
+        b.iter(|| ops.apply(&batch, &blur_only).expect("apply"))
+    });
     g.finish();
 }
 

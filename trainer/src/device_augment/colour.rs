@@ -12,24 +12,28 @@ use tch::{Kind, Tensor};
 
 use crate::error::Result;
 
-/// `trunc(clamp(x, 0, 255))`: what `.to(torch.uint8)` keeps of a blend.
-fn to_levels(x: &Tensor) -> Result<Tensor> {
-    Ok(x.f_clamp(0.0, 255.0)?.f_trunc()?)
-}
-
-/// torchvision's `_blend(img, other, ratio)`: `ratio * img + (1 - ratio) * other`.
+/// torchvision's `_blend(img, other, ratio)`: `ratio * img + (1 - ratio) * other`, then
+/// what `.to(torch.uint8)` keeps of it, `trunc(clamp(., 0, 255))` (a floor, on values
+/// clamped to be non-negative: libtorch's CPU floor is vectorised, its trunc is not). In
+/// place on the one new tensor: on the CPU each fresh allocation of a batch costs page
+/// faults.
 fn blend(x: &Tensor, other: &Tensor, ratio: &Tensor, one_minus: &Tensor) -> Result<Tensor> {
-    to_levels(&x.f_mul(ratio)?.f_add(&other.f_mul(one_minus)?)?)
+    let mut y = x.f_mul(ratio)?;
+    let _ = y.f_add_(&other.f_mul(one_minus)?)?;
+    let _ = y.f_clamp_(0.0, 255.0)?;
+    let _ = y.f_floor_()?;
+    Ok(y)
 }
 
 /// The truncated luma `0.2989 r + 0.587 g + 0.114 b`, `m x 1 x H x W`.
 pub(super) fn luma(x: &Tensor) -> Result<Tensor> {
     let c = |i| -> Result<Tensor> { Ok(x.f_narrow(1, i, 1)?) };
-    let l = c(0)?
-        .f_mul_scalar(0.2989)?
-        .f_add(&c(1)?.f_mul_scalar(0.587)?)?
-        .f_add(&c(2)?.f_mul_scalar(0.114)?)?;
-    Ok(l.f_trunc()?)
+    let mut l = c(0)?.f_mul_scalar(0.2989)?;
+    let _ = l.f_add_(&c(1)?.f_mul_scalar(0.587)?)?;
+    let _ = l.f_add_(&c(2)?.f_mul_scalar(0.114)?)?;
+    // Non-negative: the floor is the truncation.
+    let _ = l.f_floor_()?;
+    Ok(l)
 }
 
 /// `adjust_brightness`: a blend with black.
@@ -70,7 +74,10 @@ pub(super) fn hue(x: &Tensor, factor: &Tensor) -> Result<Tensor> {
     // `factor` is m x 1 x 1 x 1; the planes are m x 1 x H x W.
     let h = h.f_add(factor)?.f_remainder(1.0)?;
     let rgb = hsv_to_rgb(&h, &s, &v)?;
-    Ok(rgb.f_mul_scalar(255.999f32 as f64)?.f_trunc()?)
+    let mut out = rgb.f_mul_scalar(255.999f32 as f64)?;
+    // Non-negative: the floor is the truncation.
+    let _ = out.f_floor_()?;
+    Ok(out)
 }
 
 /// `_rgb2hsv` on `m x 3 x H x W` values in [0, 1]; each plane `m x 1 x H x W`.
