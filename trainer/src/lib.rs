@@ -10,11 +10,14 @@
 //! - [`TrainConfig`]: every setting, from TOML or code;
 //! - [`eval`]: the paper's evaluation (kNN, linear probes, NMI) as a library call with a
 //!   typed [`eval::EvalReport`];
-//! - [`nmi`]: normalised mutual information, arithmetic and geometric.
+//! - [`nmi`]: normalised mutual information, arithmetic and geometric;
+//! - [`DeviceAugment`]: the strong preset's jitter, grayscale and blur as batched libtorch
+//!   ops on the training device (`--augment-on device`).
 //!
 //! The modules form layers, each using only those above it:
-//! `error`, `seeds`, `schedule`, `nmi`, `labels`, `sgd` → `model` → `config` → `data`,
-//! `metrics`, `checkpoint` → `infer` (features and predictions) → `train`, `eval`, `kmeans`.
+//! `error`, `seeds`, `schedule`, `nmi`, `labels`, `sgd`, `device_augment` → `model` →
+//! `config` → `data`, `metrics`, `checkpoint` → `infer` (features and predictions) →
+//! `train`, `eval`, `kmeans`.
 //!
 //! This crate links libtorch 2.11.0 (tch 0.24.0) and re-exports `tch` so that dependants
 //! use the exact same version.

@@ -4,7 +4,10 @@
 //!   an uploader thread, ahead of the trainer, so the trainer's thread only queues kernels;
 //! - with `decoder = nvjpeg`, batches decoded on the device by nvJPEG worker threads.
 //!
-//! Either way the trainer sees `u8` NCHW pixels and the sample indices.
+//! Either way the trainer sees `u8` NCHW pixels and the sample indices. With
+//! `--augment-on device`, the strong preset's steps after the flip run on each batch's
+//! device ([`crate::device_augment`]) where it is made: after the upload or the nvJPEG
+//! decode on the worker threads, on the trainer's thread for the CPU device.
 //!
 //! Worker threads queue their copies and kernels on libtorch's current stream, which is the
 //! device's default stream in every thread: a batch's upload (or decode, crop and resize) is
