@@ -120,10 +120,13 @@ fn hsv_to_rgb(h: &Tensor, s: &Tensor, v: &Tensor) -> Result<Tensor> {
         .f_mul(&one_minus(&s.f_mul(&one_minus(&f)?)?)?)?
         .f_clamp(0.0, 1.0)?;
     // The sector picks each channel from (v, t, p, q): as the one-hot einsum, exactly.
+    let sector = (0..5i64)
+        .map(|k| i.f_eq(k))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let pick = |of: [&Tensor; 6]| -> Result<Tensor> {
         let mut out = of[5].shallow_clone();
         for k in (0..5).rev() {
-            out = of[k].f_where_self(&i.f_eq(k as i64)?, &out)?;
+            out = of[k].f_where_self(&sector[k], &out)?;
         }
         Ok(out)
     };
