@@ -60,11 +60,7 @@ impl JitterConfig {
         // Drawn after every jitter draw, as when the grayscale runs on its own; the draws
         // do not depend on the pixels, so the last pass can wait for it.
         let grayed = gray.is_some_and(|g| g.draw(rng));
-        match jitter {
-            Some(j) => j.apply(hwc, grayed),
-            None if grayed => crate::grayscale(hwc),
-            None => {}
-        }
+        jitter_then_gray(jitter.as_ref(), grayed, hwc);
         (jitter.is_some(), grayed)
     }
 
@@ -94,6 +90,17 @@ impl JitterConfig {
             d.len += 1;
         }
         Some(d)
+    }
+}
+
+/// `jitter`'s adjustments if it drew any, then the grayscale if `gray`; when both happen,
+/// the grayscale runs in the jitter's last pass: the same bytes as one after the other,
+/// with one pass fewer.
+pub(crate) fn jitter_then_gray(jitter: Option<&JitterDraw>, gray: bool, hwc: &mut [u8]) {
+    match jitter {
+        Some(j) => j.apply(hwc, gray),
+        None if gray => crate::grayscale(hwc),
+        None => {}
     }
 }
 

@@ -100,9 +100,8 @@ impl Augment {
         }
     }
 
-    /// The steps after the flip, as `d` drew them: jitter, grayscale, blur. When both the
-    /// jitter and the grayscale happen, the grayscale runs in the jitter's last pass: the
-    /// same bytes as one after the other, with one pass fewer.
+    /// The steps after the flip, as `d` drew them: jitter, grayscale (fused into the
+    /// jitter's last pass when both happen), blur.
     pub fn apply_drawn(
         &self,
         d: &Drawn,
@@ -111,11 +110,7 @@ impl Augment {
         h: usize,
         scratch: &mut Vec<f32>,
     ) {
-        match d.jitter {
-            Some(j) => j.apply(hwc, d.gray),
-            None if d.gray => crate::grayscale(hwc),
-            None => {}
-        }
+        crate::jitter::jitter_then_gray(d.jitter.as_ref(), d.gray, hwc);
         if let (Some(b), Some(sigma)) = (self.blur, d.blur) {
             b.blur(hwc, w, h, sigma, scratch);
         }

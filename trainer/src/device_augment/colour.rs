@@ -12,6 +12,28 @@ use tch::{Kind, Tensor};
 
 use crate::error::Result;
 
+/// The divisors of the ops, as 0-d tensors on the batch's device, made once per batch
+/// (each is a small host-to-device copy).
+#[derive(Debug)]
+pub(super) struct Divisors {
+    /// 255, for `convert_image_dtype`.
+    c255: Tensor,
+    /// 6, for the hue's sixths.
+    c6: Tensor,
+    /// The pixels of one image (`H * W`, f64), for the contrast's mean.
+    pixels: Tensor,
+}
+
+impl Divisors {
+    pub(super) fn new(h: i64, w: i64, device: tch::Device) -> Result<Self> {
+        Ok(Divisors {
+            c255: Tensor::from(255f32).f_to_device(device)?,
+            c6: Tensor::from(6f32).f_to_device(device)?,
+            pixels: Tensor::from((h * w) as f64).f_to_device(device)?,
+        })
+    }
+}
+
 /// torchvision's `_blend(img, other, ratio)`: `ratio * img + (1 - ratio) * other`, then
 /// what `.to(torch.uint8)` keeps of it, `trunc(clamp(., 0, 255))` (a floor, on values
 /// clamped to be non-negative: libtorch's CPU floor is vectorised, its trunc is not). In
@@ -43,13 +65,15 @@ pub(super) fn brightness(x: &Tensor, ratio: &Tensor, one_minus: &Tensor) -> Resu
 
 /// `adjust_contrast`: a blend with the mean of the truncated lumas. The mean is the f64 sum
 /// (exact) over the f64 count, cast to f32, as the CPU kernel computes it.
-pub(super) fn contrast(x: &Tensor, ratio: &Tensor, one_minus: &Tensor) -> Result<Tensor> {
-    let l = luma(x)?;
-    let n = l.size()[2] * l.size()[3];
-    let count = Tensor::from(n as f64).f_to_device(x.device())?;
-    let mean = l
+pub(super) fn contrast(
+    x: &Tensor,
+    ratio: &Tensor,
+    one_minus: &Tensor,
+    div: &Divisors,
+) -> Result<Tensor> {
+    let mean = luma(x)?
         .f_sum_dim_intlist([1i64, 2, 3].as_slice(), true, Kind::Double)?
-        .f_div(&count)?
+        .f_div(&div.pixels)?
         .f_to_kind(Kind::Float)?;
     blend(x, &mean, ratio, one_minus)
 }
@@ -66,11 +90,9 @@ pub(super) fn grayscale(x: &Tensor) -> Result<Tensor> {
 
 /// `adjust_hue`: to HSV (`_rgb2hsv`), the hue turned by `factor` modulo 1, back to RGB
 /// (`_hsv2rgb`), and torchvision's float-to-`uint8` conversion, `trunc(c * 255.999)`.
-pub(super) fn hue(x: &Tensor, factor: &Tensor) -> Result<Tensor> {
-    let dev = x.device();
-    let scalar = |v: f32| Tensor::from(v).f_to_device(dev);
-    let img = x.f_div(&scalar(255.0)?)?;
-    let (h, s, v) = rgb_to_hsv(&img, &scalar(6.0)?)?;
+pub(super) fn hue(x: &Tensor, factor: &Tensor, div: &Divisors) -> Result<Tensor> {
+    let img = x.f_div(&div.c255)?;
+    let (h, s, v) = rgb_to_hsv(&img, &div.c6)?;
     // `factor` is m x 1 x 1 x 1; the planes are m x 1 x H x W.
     let h = h.f_add(factor)?.f_remainder(1.0)?;
     let rgb = hsv_to_rgb(&h, &s, &v)?;

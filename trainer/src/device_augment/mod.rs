@@ -18,13 +18,13 @@
 //! most four) places in the jitter's order, the samples whose step there is brightness
 //! (then contrast, saturation, hue) are gathered, adjusted and scattered back; then the
 //! grayscale group, then the blur group. Each sample sees its own steps in its own order,
-//! and every kernel works on a whole group at once. A batch costs two small host-to-device
-//! copies (the groups' rows and factors) plus one for the blur kernels.
+//! and every kernel works on a whole group at once. A batch costs a few small host-to-device
+//! copies: the groups' rows and factors, three 0-d divisors, and the blur's rows and kernels.
 
 mod blur;
 mod colour;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 use uic_augment::jitter::ColourStep;
 use uic_augment::{Augment, Drawn};
 
@@ -94,8 +94,11 @@ impl DeviceAugment {
         };
         let mut x = pixels.f_to_kind(Kind::Float)?;
         if !plan.groups.is_empty() {
-            let rows = to_device(Tensor::from_slice(&plan.rows), device)?;
-            let factors = to_device(Tensor::from_slice(&plan.factors), device)?.f_view([2, -1])?;
+            let rows = Tensor::from_slice(&plan.rows).f_to_device(device)?;
+            let factors = Tensor::from_slice(&plan.factors)
+                .f_to_device(device)?
+                .f_view([2, -1])?;
+            let div = colour::Divisors::new(h, w, device)?;
             for g in &plan.groups {
                 let idx = rows.f_narrow(0, g.start as i64, g.len as i64)?;
                 let sub = x.f_index_select(0, &idx)?;
@@ -107,9 +110,9 @@ impl DeviceAugment {
                 };
                 let out = match g.op {
                     Op::Brightness => colour::brightness(&sub, &f(0)?, &f(1)?)?,
-                    Op::Contrast => colour::contrast(&sub, &f(0)?, &f(1)?)?,
+                    Op::Contrast => colour::contrast(&sub, &f(0)?, &f(1)?, &div)?,
                     Op::Saturation => colour::saturation(&sub, &f(0)?, &f(1)?)?,
-                    Op::Hue => colour::hue(&sub, &f(0)?)?,
+                    Op::Hue => colour::hue(&sub, &f(0)?, &div)?,
                     Op::Gray => colour::grayscale(&sub)?,
                 };
                 let _ = x.f_index_copy_(0, &idx, &out)?;
@@ -122,8 +125,9 @@ impl DeviceAugment {
                 taps.extend(uic_augment::blur::gaussian_kernel(k, sigma));
             }
             let idx: Vec<i64> = blurs.iter().map(|&(i, _)| i).collect();
-            let idx = to_device(Tensor::from_slice(&idx), device)?;
-            let taps = to_device(Tensor::from_slice(&taps), device)?
+            let idx = Tensor::from_slice(&idx).f_to_device(device)?;
+            let taps = Tensor::from_slice(&taps)
+                .f_to_device(device)?
                 .f_view([blurs.len() as i64, k as i64])?;
             let sub = x.f_index_select(0, &idx)?;
             let out = blur::gaussian_blur(&sub, &taps)?;
@@ -131,14 +135,6 @@ impl DeviceAugment {
         }
         Ok(x.f_to_kind(Kind::Uint8)?)
     }
-}
-
-fn to_device(t: Tensor, device: Device) -> Result<Tensor> {
-    Ok(if device == Device::Cpu {
-        t
-    } else {
-        t.f_to_device(device)?
-    })
 }
 
 /// A batch's colour steps as groups of rows: `rows` lists each group's rows, and `factors`
