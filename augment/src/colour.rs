@@ -3,9 +3,11 @@
 //! applies a list of [`Step`]s to those lanes and writes the bytes back, so a whole colour
 //! jitter costs one or two passes over the image instead of one per step.
 //!
-//! Every step repeats torchvision's f32 arithmetic operation for operation (no fused
-//! multiply-add, which would round differently) and truncates to an integer after each step,
-//! as the uint8 tensors do, so the bytes equal the one-step-at-a-time scalar code. Branches
+//! Brightness, contrast, saturation and grayscale repeat torchvision's f32 arithmetic
+//! operation for operation (no fused multiply-add, which would round differently); the hue
+//! computes the same values in fewer operations, within one level of torchvision ([`hue`]).
+//! Every step truncates to an integer, as the uint8 tensors do, so the bytes equal the
+//! one-step-at-a-time scalar code (`jitter/reference.rs`). Branches
 //! become selects, which lets the compiler vectorise the lane loops. The same body is
 //! compiled twice, once for AVX2 and once for the baseline target, and picked at run time;
 //! the two give identical bytes (IEEE arithmetic is the same in every lane width). Only the
@@ -29,8 +31,8 @@ pub(crate) enum Step {
     Blend { ratio: f32, offset: f32 },
     /// Blends every channel with the pixel's own luma.
     Saturate { ratio: f32, one_minus: f32 },
-    /// Rotates the hue by `factor` turns through HSV.
-    Hue { factor: f32 },
+    /// Rotates the hue by `shift` sixths of a turn, in [0, 6) ([`crate::jitter::hue_shift`]).
+    Hue { shift: f32 },
     /// Replaces every channel by the pixel's luma.
     Gray,
 }
@@ -215,7 +217,7 @@ unsafe fn chunk<I: Isa>(
             Step::Saturate { ratio, one_minus } => {
                 saturate::<I>(&mut r, &mut g, &mut b, ratio, one_minus)
             }
-            Step::Hue { factor } => hue::<I>(&mut r, &mut g, &mut b, factor),
+            Step::Hue { shift } => hue::<I>(&mut r, &mut g, &mut b, shift),
             Step::Gray => {
                 for i in 0..LANES {
                     let l = luma::<I>(r[i], g[i], b[i]);
@@ -300,89 +302,73 @@ fn min(a: f32, b: f32) -> f32 {
     }
 }
 
-/// `x / 255` for an integer `x` in [0, 255]: the f64 product rounds to the same f32 as the
-/// f32 division for all 256 values (a test checks), at a fraction of the cost.
+/// torchvision's `adjust_hue` on integer-valued channels, in the real arithmetic its f32 HSV
+/// round trip approximates, with one division where it has eight.
+///
+/// torchvision: `h = (h / 6 + 1) % 1` from the RGB channels divided by 255, `h = (h +
+/// factor) % 1`, then sector `i = floor(6h)`, `f = 6h - i` and the channels `v`, `p = v (1 -
+/// s)`, `q = v (1 - s f)`, `t = v (1 - s (1 - f))`, each `trunc(x * 255.999)`. With `M`,
+/// `m` the largest and smallest channel and `c = M - m`: `v = M / 255`, `p = m / 255`, `q =
+/// (M - c f) / 255`, `t = (m + c f) / 255`. So the largest and smallest bytes stay as they
+/// are (`trunc(M * 255.999 / 255) = M`), and only the middle one is computed: `trunc((m + c
+/// f) * 255.999 / 255)` in even sectors, `trunc((M - c f) * 255.999 / 255)` in odd ones.
+/// The hue in sixths is `k + d / c` (`k` 0, 2 or 4 for a red, green or blue maximum, with
+/// torchvision's preference on ties; `d` the difference of the other two channels), turned by
+/// `shift = 6 factor` modulo 6.
+///
+/// torchvision rounds at every step, this once or twice, so the two differ where the middle
+/// value lands within about 1e-4 of an integer: by one level, on about 1e-4 of the values or
+/// fewer (the tests measure it over all 2^24 colours). Both ISAs compute the same IEEE
+/// operations, so they give the same bytes.
 #[inline(always)]
-fn div255(x: f32) -> f32 {
-    (x as f64 * (1.0 / 255.0)) as f32
-}
-
-/// `x / 6` for |x| <= 8: f32 quotients are at least 2^-26 (relative) away from the midpoints
-/// between f32 values, and the f64 product is within 2^-52 of the quotient, so it rounds to
-/// the same f32 (checked exhaustively for all such x).
-#[inline(always)]
-fn div6(x: f32) -> f32 {
-    (x as f64 * (1.0 / 6.0)) as f32
-}
-
-/// torchvision's `adjust_hue` on integer-valued channels: RGB to HSV, `h = (h + factor) % 1`,
-/// back to RGB, `trunc(c * 255.999)`. The values are those of the scalar reference; the
-/// differences are only in form: selects for branches, exact f64 products for the divisions
-/// by 255 and 6, and two divisions for the hue where the reference computes three (`rc`,
-/// `gc`, `bc`) and uses two. Three loops over the lanes instead of one keep each loop's
-/// dependency chain short enough for several vectors to be in flight at once.
-#[inline(always)]
-fn hue<I: Isa>(r: &mut Lanes, g: &mut Lanes, b: &mut Lanes, factor: f32) {
-    let (mut hue, mut sat, mut val) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
-    // rgb_to_hsv, up to the hue's sixth.
+fn hue<I: Isa>(r: &mut Lanes, g: &mut Lanes, b: &mut Lanes, shift: f32) {
     for i in 0..LANES {
-        let (rf, gf, bf) = (div255(r[i]), div255(g[i]), div255(b[i]));
-        let maxc = max(max(rf, gf), bf);
-        let minc = min(min(rf, gf), bf);
-        let eqc = maxc == minc;
-        let cr = maxc - minc;
-        sat[i] = cr / if eqc { 1.0 } else { maxc };
-        let div = if eqc { 1.0 } else { cr };
-        // The reference sums hr + hg + hb, of which at most one is non-zero:
-        // red max: bc - gc; green max: 2 + rc - bc; blue max: 4 + gc - rc.
-        let (base, plus, minus) = if maxc == rf {
-            (0.0, maxc - bf, maxc - gf)
-        } else if maxc == gf {
-            (2.0, maxc - rf, maxc - bf)
+        let (rv, gv, bv) = (r[i], g[i], b[i]);
+        let hi = max(max(rv, gv), bv);
+        let lo = min(min(rv, gv), bv);
+        let c = hi - lo;
+        let (k, d) = if hi == rv {
+            (0.0, gv - bv)
+        } else if hi == gv {
+            (2.0, bv - rv)
         } else {
-            (4.0, maxc - gf, maxc - rf)
+            (4.0, rv - gv)
         };
-        hue[i] = (base + plus / div) - minus / div;
-        val[i] = maxc;
-    }
-    // (h / 6 + 1) % 1 (h / 6 + 1 is in [5/6, 2)), then Python's (h + factor) % 1, then the
-    // sector and fraction of hsv_to_rgb. `sector` reuses `r`.
-    for i in 0..LANES {
-        let h = div6(hue[i]) + 1.0;
-        let h = if h >= 1.0 { h - 1.0 } else { h };
-        let x = h + factor;
-        let h = x - I::floor(x);
-        let h = if h >= 1.0 { 0.0 } else { h };
-        let h6 = h * 6.0;
-        let sector = I::floor(h6);
-        hue[i] = h6 - sector;
-        r[i] = sector;
-    }
-    for i in 0..LANES {
-        let (sector, f, s, v) = (r[i], hue[i], sat[i], val[i]);
-        // NaN (only for a non-finite factor) becomes 0 here rather than at the truncation.
-        let p = clamp(v * (1.0 - s), 1.0);
-        let q = clamp(v * (1.0 - s * f), 1.0);
-        let t = clamp(v * (1.0 - s * (1.0 - f)), 1.0);
-        // Sector 0..=6 (6 when h * 6 rounds up to 6; NaN only for a non-finite factor), as
-        // the reference's `(i as i32).rem_euclid(6)`.
-        let (ro, go, bo) = if sector == 1.0 {
-            (q, v, p)
-        } else if sector == 2.0 {
-            (p, v, t)
-        } else if sector == 3.0 {
-            (p, q, v)
-        } else if sector == 4.0 {
-            (t, p, v)
-        } else if sector == 5.0 {
-            (v, p, q)
+        // In [-1, 5], then [-1, 11), then [0, 6): `h - 6` is exact for `h` in [6, 12], and
+        // `h + 6` of a tiny negative `h` may round to 6, which the second select maps to 0.
+        let h = (k + d / if c == 0.0 { 1.0 } else { c }) + shift;
+        let h = if h < 0.0 { h + 6.0 } else { h };
+        let h = if h >= 6.0 { h - 6.0 } else { h };
+        let sector = I::floor(h);
+        let cf = c * (h - sector);
+        let odd = (sector == 1.0) | (sector == 3.0) | (sector == 5.0);
+        // At most 255 * 255.999 / 255; NaN (a NaN shift) becomes 0.
+        let mid = I::trunc(clamp(
+            if odd { hi - cf } else { lo + cf } * (255.999 / 255.0),
+            255.0,
+        ));
+        // Sectors 0..=5: (v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q).
+        r[i] = if (sector == 0.0) | (sector == 5.0) {
+            hi
+        } else if (sector == 1.0) | (sector == 4.0) {
+            mid
         } else {
-            (v, t, p)
+            lo
         };
-        // All in [0, 1], so the products are in [0, 255.999].
-        r[i] = I::trunc(ro * 255.999);
-        g[i] = I::trunc(go * 255.999);
-        b[i] = I::trunc(bo * 255.999);
+        g[i] = if (sector == 0.0) | (sector == 3.0) {
+            mid
+        } else if (sector == 1.0) | (sector == 2.0) {
+            hi
+        } else {
+            lo
+        };
+        b[i] = if (sector == 0.0) | (sector == 1.0) {
+            lo
+        } else if (sector == 2.0) | (sector == 5.0) {
+            mid
+        } else {
+            hi
+        };
     }
 }
 
@@ -521,20 +507,6 @@ mod tests {
     use rand_xoshiro::Xoshiro256PlusPlus;
 
     #[test]
-    fn exact_products_replace_the_divisions() {
-        for x in 0..=255u8 {
-            let x = x as f32;
-            assert_eq!(div255(x).to_bits(), (x / 255.0).to_bits(), "{x}");
-        }
-        // Every 61st f32 in [-8, 8] (the whole range was checked once, offline).
-        for bits in (0..=8f32.to_bits()).step_by(61) {
-            for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
-                assert_eq!(div6(x).to_bits(), (x / 6.0).to_bits(), "{x}");
-            }
-        }
-    }
-
-    #[test]
     fn portable_floor_is_floor() {
         let specials = [
             0.0,
@@ -583,7 +555,7 @@ mod tests {
                     one_minus: pick(rng, -1.0, 1.0),
                 },
                 2 => Step::Hue {
-                    factor: pick(rng, -0.5, 0.5),
+                    shift: pick(rng, 0.0, 6.0),
                 },
                 _ => Step::Gray,
             })
@@ -629,21 +601,38 @@ mod tests {
         }
     }
 
-    /// Every one of the 2^24 colours, for a few hue factors, on both paths.
+    /// Every one of the 2^24 colours, for a few hue factors, on both paths: the same bytes
+    /// as the scalar reference of the same formula, and within one level of torchvision's
+    /// f32 round trip on all but a few in ten thousand values.
     #[test]
     fn hue_matches_the_reference_on_every_colour() {
         let all: Vec<u8> = (0..1u32 << 24)
             .flat_map(|c| [(c >> 16) as u8, (c >> 8) as u8, c as u8])
             .collect();
-        for factor in [0.5f32, -0.137] {
+        let mut worst = 0f64;
+        for factor in [0.5f32, -0.137, 0.1, -0.1, 0.03, 0.0] {
+            let step = [Step::Hue {
+                shift: crate::jitter::hue_shift(factor),
+            }];
             let mut want = all.clone();
-            reference::adjust_hue(&mut want, factor as f64);
+            reference::adjust_hue_sixths(&mut want, factor as f64);
             let mut got = all.clone();
-            run(&mut got, &[Step::Hue { factor }], false);
+            run(&mut got, &step, false);
             assert!(got == want, "factor {factor}");
-            let mut got = all.clone();
-            run_portable(&mut got, &[Step::Hue { factor }], false);
-            assert!(got == want, "factor {factor} (portable)");
+            let mut portable = all.clone();
+            run_portable(&mut portable, &step, false);
+            assert!(portable == want, "factor {factor} (portable)");
+            let mut torchvision = all.clone();
+            reference::adjust_hue(&mut torchvision, factor as f64);
+            let mut differ = 0usize;
+            for (a, b) in got.iter().zip(&torchvision) {
+                assert!(a.abs_diff(*b) <= 1, "factor {factor}: {a} against {b}");
+                differ += (a != b) as usize;
+            }
+            let share = differ as f64 / all.len() as f64;
+            eprintln!("factor {factor}: {share:.1e} of the values one level off torchvision");
+            worst = worst.max(share);
         }
+        assert!(worst < 2e-4, "{worst}");
     }
 }

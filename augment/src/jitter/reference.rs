@@ -81,6 +81,55 @@ pub fn adjust_hue(hwc: &mut [u8], factor: f64) {
     }
 }
 
+/// The hue step as `colour.rs` computes it (in the real arithmetic of torchvision's round
+/// trip, see `colour::hue`), one pixel at a time: the reference the fused code matches byte
+/// for byte, and that itself stays within one level of [`adjust_hue`].
+pub fn adjust_hue_sixths(hwc: &mut [u8], factor: f64) {
+    let x = 6.0 * factor as f32;
+    let shift = x - 6.0 * (x / 6.0).floor();
+    let shift = if shift >= 6.0 { 0.0 } else { shift };
+    for px in hwc.chunks_exact_mut(3) {
+        let [r, g, b] = [px[0], px[1], px[2]].map(f32::from);
+        let (hi, lo) = (r.max(g).max(b), r.min(g).min(b));
+        let c = hi - lo;
+        let (k, d) = if hi == r {
+            (0.0, g - b)
+        } else if hi == g {
+            (2.0, b - r)
+        } else {
+            (4.0, r - g)
+        };
+        let mut h = (k + d / if c == 0.0 { 1.0 } else { c }) + shift;
+        if h < 0.0 {
+            h += 6.0;
+        }
+        if h >= 6.0 {
+            h -= 6.0;
+        }
+        let sector = h.floor();
+        let cf = c * (h - sector);
+        let mid = if sector as i32 % 2 == 1 {
+            hi - cf
+        } else {
+            lo + cf
+        };
+        let mid = (mid * (255.999f32 / 255.0)).clamp(0.0, 255.0);
+        let out = match sector as i32 {
+            // A non-finite factor.
+            _ if sector.is_nan() => [lo, lo, hi],
+            0 => [hi, mid, lo],
+            1 => [mid, hi, lo],
+            2 => [lo, hi, mid],
+            3 => [lo, mid, hi],
+            4 => [mid, lo, hi],
+            _ => [hi, lo, mid],
+        };
+        for (dst, v) in px.iter_mut().zip(out) {
+            *dst = v as u8;
+        }
+    }
+}
+
 /// Python's `x % 1.0` (torch.remainder): the result has the sign of the divisor.
 fn rem_euclid1(x: f32) -> f32 {
     let r = x - x.floor();

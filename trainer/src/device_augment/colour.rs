@@ -1,25 +1,22 @@
 //! Brightness, contrast, saturation, hue and grayscale on `m x 3 x H x W` f32 tensors that
 //! hold integers in [0, 255], with one factor per sample (`m x 1 x 1 x 1`).
 //!
-//! Each op is torchvision's tensor function on `uint8` images written as the same f32
-//! operations in the same order, each a separate kernel (so nothing fuses into a
-//! multiply-add that would round differently), and ends by truncating to an integer as
-//! the `uint8` result does. Divisions by a constant divide by a 0-d tensor on the device:
-//! CUDA turns a division by a host scalar into a multiplication by its reciprocal, which
-//! rounds differently.
+//! Each op is the CPU kernels' f32 arithmetic, operation for operation, each a separate
+//! kernel (so nothing fuses into a multiply-add that would round differently), and ends by
+//! truncating to an integer as a `uint8` result does. For brightness, contrast, saturation
+//! and grayscale that is torchvision's tensor function on `uint8` images; the hue is the
+//! kernels' one-division form of it ([`hue`]). Divisions by a constant divide by a 0-d
+//! tensor on the device: CUDA turns a division by a host scalar into a multiplication by its
+//! reciprocal, which rounds differently.
 
 use tch::{Kind, Tensor};
 
 use crate::error::Result;
 
 /// The divisors of the ops, as 0-d tensors on the batch's device, made once per batch
-/// (each is a small host-to-device copy).
+/// (a small host-to-device copy).
 #[derive(Debug)]
 pub(super) struct Divisors {
-    /// 255, for `convert_image_dtype`.
-    c255: Tensor,
-    /// 6, for the hue's sixths.
-    c6: Tensor,
     /// The pixels of one image (`H * W`, f64), for the contrast's mean.
     pixels: Tensor,
 }
@@ -27,8 +24,6 @@ pub(super) struct Divisors {
 impl Divisors {
     pub(super) fn new(h: i64, w: i64, device: tch::Device) -> Result<Self> {
         Ok(Divisors {
-            c255: Tensor::from(255f32).f_to_device(device)?,
-            c6: Tensor::from(6f32).f_to_device(device)?,
             pixels: Tensor::from((h * w) as f64).f_to_device(device)?,
         })
     }
@@ -88,72 +83,58 @@ pub(super) fn grayscale(x: &Tensor) -> Result<Tensor> {
     Ok(luma(x)?.f_expand([-1, 3, -1, -1], false)?.f_contiguous()?)
 }
 
-/// `adjust_hue`: to HSV (`_rgb2hsv`), the hue turned by `factor` modulo 1, back to RGB
-/// (`_hsv2rgb`), and torchvision's float-to-`uint8` conversion, `trunc(c * 255.999)`.
-pub(super) fn hue(x: &Tensor, factor: &Tensor, div: &Divisors) -> Result<Tensor> {
-    let img = x.f_div(&div.c255)?;
-    let (h, s, v) = rgb_to_hsv(&img, &div.c6)?;
-    // `factor` is m x 1 x 1 x 1; the planes are m x 1 x H x W.
-    let h = h.f_add(factor)?.f_remainder(1.0)?;
-    let rgb = hsv_to_rgb(&h, &s, &v)?;
-    let mut out = rgb.f_mul_scalar(255.999f32 as f64)?;
-    // Non-negative: the floor is the truncation.
-    let _ = out.f_floor_()?;
-    Ok(out)
-}
-
-/// `_rgb2hsv` on `m x 3 x H x W` values in [0, 1]; each plane `m x 1 x H x W`.
-fn rgb_to_hsv(img: &Tensor, six: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let c = |i| -> Result<Tensor> { Ok(img.f_narrow(1, i, 1)?) };
+/// The hue step as the CPU kernels compute it (`uic_augment`'s `colour::hue`): torchvision's
+/// HSV round trip in the real arithmetic it approximates, within one level of it. Only the
+/// middle channel changes: with `hi`, `lo` the largest and smallest and `c = hi - lo`, the hue
+/// in sixths `h = k + d / c` (`k` 0, 2, 4 for a red, green, blue maximum; `d` the difference
+/// of the other two) is turned by `shift` ([`uic_augment::jitter::hue_shift`], `m x 1 x 1 x
+/// 1`) modulo 6, and the middle channel becomes `trunc((lo + c f) * 255.999 / 255)` in even
+/// sectors, `trunc((hi - c f) * 255.999 / 255)` in odd ones (`f` the fraction of `h`). The
+/// same f32 operations in the same order as the kernel, so the same bytes.
+pub(super) fn hue(x: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    let c = |i| -> Result<Tensor> { Ok(x.f_narrow(1, i, 1)?) };
     let (r, g, b) = (c(0)?, c(1)?, c(2)?);
-    let maxc = img.f_amax([1i64].as_slice(), true)?;
-    let minc = img.f_amin([1i64].as_slice(), true)?;
-    let eqc = maxc.f_eq_tensor(&minc)?;
-    let cr = maxc.f_sub(&minc)?;
-    let ones = maxc.f_ones_like()?;
-    let s = cr.f_div(&ones.f_where_self(&eqc, &maxc)?)?;
-    let cr_divisor = ones.f_where_self(&eqc, &cr)?;
-    let rc = maxc.f_sub(&r)?.f_div(&cr_divisor)?;
-    let gc = maxc.f_sub(&g)?.f_div(&cr_divisor)?;
-    let bc = maxc.f_sub(&b)?.f_div(&cr_divisor)?;
-    let is_r = maxc.f_eq_tensor(&r)?;
-    let not_r = maxc.f_ne_tensor(&r)?;
-    let is_g = maxc.f_eq_tensor(&g)?;
-    let not_g = maxc.f_ne_tensor(&g)?;
-    let mask = |m: &Tensor| m.f_to_kind(Kind::Float);
-    let hr = mask(&is_r)?.f_mul(&bc.f_sub(&gc)?)?;
-    let hg = mask(&is_g.f_logical_and(&not_r)?)?.f_mul(&rc.f_add_scalar(2.0)?.f_sub(&bc)?)?;
-    let hb = mask(&not_g.f_logical_and(&not_r)?)?.f_mul(&gc.f_add_scalar(4.0)?.f_sub(&rc)?)?;
-    let h = hr.f_add(&hg)?.f_add(&hb)?;
-    let h = h.f_div(six)?.f_add_scalar(1.0)?.f_fmod(1.0)?;
-    Ok((h, s, maxc))
-}
-
-/// `_hsv2rgb`: planes `m x 1 x H x W` to `m x 3 x H x W`.
-fn hsv_to_rgb(h: &Tensor, s: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let h6 = h.f_mul_scalar(6.0)?;
-    let i = h6.f_floor()?;
-    let f = h6.f_sub(&i)?;
-    let i = i.f_to_kind(Kind::Int)?.f_remainder(6)?;
-    let one_minus = |t: &Tensor| -> Result<Tensor> { Ok(t.f_neg()?.f_add_scalar(1.0)?) };
-    let p = v.f_mul(&one_minus(s)?)?.f_clamp(0.0, 1.0)?;
-    let q = v.f_mul(&one_minus(&s.f_mul(&f)?)?)?.f_clamp(0.0, 1.0)?;
-    let t = v
-        .f_mul(&one_minus(&s.f_mul(&one_minus(&f)?)?)?)?
-        .f_clamp(0.0, 1.0)?;
-    // The sector picks each channel from (v, t, p, q): as the one-hot einsum, exactly.
-    let sector = (0..5i64)
-        .map(|k| i.f_eq(k))
+    let hi = x.f_amax([1i64].as_slice(), true)?;
+    let lo = x.f_amin([1i64].as_slice(), true)?;
+    let cr = hi.f_sub(&lo)?;
+    // torchvision's preference on ties: red, then green.
+    let is_r = hi.f_eq_tensor(&r)?;
+    let is_g = hi.f_eq_tensor(&g)?;
+    let d = g
+        .f_sub(&b)?
+        .f_where_self(&is_r, &b.f_sub(&r)?.f_where_self(&is_g, &r.f_sub(&g)?)?)?;
+    let k = hi.f_full_like(0.0)?.f_where_self(
+        &is_r,
+        &hi.f_full_like(2.0)?
+            .f_where_self(&is_g, &hi.f_full_like(4.0)?)?,
+    )?;
+    let div = hi.f_ones_like()?.f_where_self(&cr.f_eq(0.0)?, &cr)?;
+    let h = k.f_add(&d.f_div(&div)?)?.f_add(shift)?;
+    let h = h.f_add_scalar(6.0)?.f_where_self(&h.f_lt(0.0)?, &h)?;
+    let h = h.f_sub_scalar(6.0)?.f_where_self(&h.f_ge(6.0)?, &h)?;
+    let sector = h.f_floor()?;
+    let cf = cr.f_mul(&h.f_sub(&sector)?)?;
+    let odd = sector.f_fmod(2.0)?.f_eq(1.0)?;
+    let mut mid = hi
+        .f_sub(&cf)?
+        .f_where_self(&odd, &lo.f_add(&cf)?)?
+        .f_mul_scalar((255.999f32 / 255.0) as f64)?;
+    // Non-negative once clamped: the floor is the truncation.
+    let _ = mid.f_clamp_(0.0, 255.0)?;
+    let _ = mid.f_floor_()?;
+    let masks = (0..5i64)
+        .map(|k| sector.f_eq(k))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let pick = |of: [&Tensor; 6]| -> Result<Tensor> {
         let mut out = of[5].shallow_clone();
         for k in (0..5).rev() {
-            out = of[k].f_where_self(&sector[k], &out)?;
+            out = of[k].f_where_self(&masks[k], &out)?;
         }
         Ok(out)
     };
-    let r = pick([v, &q, &p, &p, &t, v])?;
-    let g = pick([&t, v, v, &q, &p, &p])?;
-    let b = pick([&p, &p, &t, v, v, &q])?;
+    // Sectors 0..=5: (v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q).
+    let r = pick([&hi, &mid, &lo, &lo, &mid, &hi])?;
+    let g = pick([&mid, &hi, &hi, &mid, &lo, &lo])?;
+    let b = pick([&lo, &lo, &mid, &hi, &hi, &mid])?;
     Ok(Tensor::f_cat(&[r, g, b], 1)?)
 }

@@ -5,9 +5,10 @@
 //! choice on the host from (seed, epoch, index), exactly as when its CPU kernels apply them
 //! ([`uic_augment::Augment::draw`]); each batch carries those draws, and [`DeviceAugment`]
 //! applies them here. So both places give the same images, up to the blur's rounding:
-//! - [`colour`]: brightness, contrast, saturation, hue and grayscale repeat torchvision's f32
-//!   arithmetic operation for operation, truncating after each step as its `uint8` tensors
-//!   do, so they give the CPU kernels' bytes;
+//! - [`colour`]: brightness, contrast, saturation, hue and grayscale repeat the CPU kernels'
+//!   f32 arithmetic operation for operation (torchvision's, except for the hue's one-division
+//!   form of it), truncating after each step as `uint8` tensors do, so they give the CPU
+//!   kernels' bytes;
 //! - [`blur`]: a separable f32 convolution (TF32 off) with reflect padding, rounded half to
 //!   even: torchvision's 2-D convolution up to float rounding, like the CPU's fixed point.
 //!
@@ -19,7 +20,7 @@
 //! (then contrast, saturation, hue) are gathered, adjusted and scattered back; then the
 //! grayscale group, then the blur group. Each sample sees its own steps in its own order,
 //! and every kernel works on a whole group at once. A batch costs a few small host-to-device
-//! copies: the groups' rows and factors, three 0-d divisors, and the blur's rows and kernels.
+//! copies: the groups' rows and factors, a 0-d divisor, and the blur's rows and kernels.
 
 mod blur;
 mod colour;
@@ -112,7 +113,7 @@ impl DeviceAugment {
                     Op::Brightness => colour::brightness(&sub, &f(0)?, &f(1)?)?,
                     Op::Contrast => colour::contrast(&sub, &f(0)?, &f(1)?, &div)?,
                     Op::Saturation => colour::saturation(&sub, &f(0)?, &f(1)?)?,
-                    Op::Hue => colour::hue(&sub, &f(0)?, &div)?,
+                    Op::Hue => colour::hue(&sub, &f(0)?)?,
                     Op::Gray => colour::grayscale(&sub)?,
                 };
                 let _ = x.f_index_copy_(0, &idx, &out)?;
@@ -138,7 +139,8 @@ impl DeviceAugment {
 }
 
 /// A batch's colour steps as groups of rows: `rows` lists each group's rows, and `factors`
-/// their two f32 weights (ratio and 1 - ratio; the hue's factor and 0), in two halves.
+/// their two f32 weights (ratio and 1 - ratio; the hue's shift in sixths and 0), in two
+/// halves.
 #[derive(Debug, Default)]
 struct Plan {
     groups: Vec<Group>,
@@ -172,7 +174,7 @@ impl Plan {
                     plan.rows.push(i as i64);
                     let (a, b) = match op {
                         // As the CPU kernels: `1 - f` in f64, then each cast to f32.
-                        Op::Hue => (f as f32, 0.0),
+                        Op::Hue => (uic_augment::jitter::hue_shift(f as f32), 0.0),
                         _ => (f as f32, (1.0 - f) as f32),
                     };
                     plan.factors.push(a);

@@ -61,7 +61,7 @@ fn each_op_matches_torchvision_within_the_golden_tolerances() {
             "brightness" => colour::brightness(&x, &ratio, &one_minus),
             "contrast" => colour::contrast(&x, &ratio, &one_minus, &div),
             "saturation" => colour::saturation(&x, &ratio, &one_minus),
-            "hue" => colour::hue(&x, &ratio, &div),
+            "hue" => colour::hue(&x, &one(uic_augment::jitter::hue_shift(f as f32))),
             "grayscale" => colour::grayscale(&x),
             "blur" => {
                 let k = case["kernel"].as_u64().unwrap() as usize;
