@@ -12,7 +12,9 @@
 //! compiled three times, for AVX-512, for AVX2 and for the baseline target, and picked at
 //! run time; all give identical bytes (IEEE arithmetic is the same in every lane width). Only
 //! the byte shuffles in and out of the lanes and the rounding instructions differ between
-//! them ([`Isa`]), and those are exact.
+//! them ([`Isa`]), and those are exact. A pass of brightness and contrast steps only maps
+//! each byte on its own, and where the CPU has AVX-512 VBMI it looks the bytes up in a
+//! 256-entry table the same f32 operations made ([`byte_map`]).
 
 /// Pixels per chunk: enough independent vectors per loop for the out-of-order core to
 /// overlap the long dependency chain of the hue step.
@@ -42,6 +44,14 @@ pub(crate) enum Step {
 /// see only the [`Step::Blend`] steps (brightness and contrast map every byte; the other
 /// steps work on whole pixels). With no steps, `hwc` is only read.
 pub(crate) fn run(hwc: &mut [u8], steps: &[Step], sum_luma: bool) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if !sum_luma && vbmi() {
+        if let Some(lut) = byte_map(steps) {
+            // SAFETY: the CPU supports AVX-512F, BW and VBMI.
+            unsafe { vbmi::map_bytes(hwc, &lut) };
+            return 0;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if avx512() {
         // SAFETY: the CPU supports AVX2 and the AVX-512 subsets `run_avx512` enables.
@@ -85,6 +95,32 @@ fn avx512() -> bool {
 pub(crate) unsafe fn run_avx512(hwc: &mut [u8], steps: &[Step], sum_luma: bool) -> u64 {
     // SAFETY: the caller guarantees the CPU; AVX-512 includes what `Avx2` needs.
     unsafe { run_body::<avx2::Avx2>(hwc, steps, sum_luma) }
+}
+
+/// Whether the CPU runs [`vbmi::map_bytes`].
+#[cfg(target_arch = "x86_64")]
+fn vbmi() -> bool {
+    use std::arch::is_x86_feature_detected as has;
+    has!("avx512f") && has!("avx512bw") && has!("avx512vbmi")
+}
+
+/// When every step is a [`Step::Blend`] (brightness and contrast: a pass of a jitter with
+/// nothing else in it, a quarter of them or more), the steps map each byte on its own: their
+/// table, computed value by value with the kernel's own f32 operations, so looking bytes up
+/// in it gives the kernel's bytes. `None` for an empty list or any other step.
+fn byte_map(steps: &[Step]) -> Option<[u8; 256]> {
+    if steps.is_empty() || !steps.iter().all(|s| matches!(s, Step::Blend { .. })) {
+        return None;
+    }
+    Some(std::array::from_fn(|v| {
+        let mut x = v as f32;
+        for step in steps {
+            if let Step::Blend { ratio, offset } = *step {
+                x = blend::<Portable>(x, ratio, offset);
+            }
+        }
+        to_u8(x)
+    }))
 }
 
 /// [`run`] compiled for the baseline target.
@@ -399,6 +435,44 @@ fn hue<I: Isa>(r: &mut Lanes, g: &mut Lanes, b: &mut Lanes, shift: f32) {
 }
 
 #[cfg(target_arch = "x86_64")]
+mod vbmi {
+    use std::arch::x86_64::*;
+
+    /// Replaces every byte `b` of `bytes` by `lut[b]`: 64 bytes at a time, two two-table
+    /// byte permutes (the table's low and high halves) and a select on the index's top bit.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, BW and VBMI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(super) unsafe fn map_bytes(bytes: &mut [u8], lut: &[u8; 256]) {
+        // SAFETY: the caller guarantees the CPU; every load and store is of 64 bytes inside
+        // `lut` or inside a 64-byte chunk of `bytes`, unaligned.
+        unsafe {
+            let t = lut.as_ptr();
+            let (t0, t1) = (
+                _mm512_loadu_si512(t.cast()),
+                _mm512_loadu_si512(t.add(64).cast()),
+            );
+            let (t2, t3) = (
+                _mm512_loadu_si512(t.add(128).cast()),
+                _mm512_loadu_si512(t.add(192).cast()),
+            );
+            let mut chunks = bytes.chunks_exact_mut(64);
+            for c in &mut chunks {
+                let idx = _mm512_loadu_si512(c.as_ptr().cast());
+                let lo = _mm512_permutex2var_epi8(t0, idx, t1);
+                let hi = _mm512_permutex2var_epi8(t2, idx, t3);
+                let out = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi);
+                _mm512_storeu_si512(c.as_mut_ptr().cast(), out);
+            }
+            for b in chunks.into_remainder() {
+                *b = lut[*b as usize];
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Isa, Lanes, CHUNK, LANES};
     use std::arch::x86_64::*;
@@ -618,6 +692,50 @@ mod tests {
                     assert_eq!((sc, &c), (sb, &b), "AVX-512: len {len} steps {steps:?}");
                 }
             }
+        }
+    }
+
+    /// Passes of brightness and contrast steps only go through a byte table where the CPU
+    /// has AVX-512 VBMI: the same bytes as the lane kernel, tail bytes included.
+    #[test]
+    fn byte_table_passes_give_the_kernels_bytes() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(4);
+        let odd = [f32::NAN, f32::INFINITY, -1e30, 1e30, 0.0, -0.0];
+        for len in (0..=3 * 70).chain([64 * 50, 3 * 64 * 50 + 3 * 63 + 2]) {
+            for k in 0..6 {
+                let img: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+                let steps: Vec<Step> = (0..1 + k % 3)
+                    .map(|_| Step::Blend {
+                        ratio: if k == 5 {
+                            odd[len % 6]
+                        } else {
+                            rng.gen_range(0.0..2.0)
+                        },
+                        offset: rng.gen_range(-255.0..255.0),
+                    })
+                    .collect();
+                let lut = byte_map(&steps).expect("blends only");
+                let mut want = img.clone();
+                run_portable(&mut want, &steps, false);
+                let looked_up: Vec<u8> = img.iter().map(|&b| lut[b as usize]).collect();
+                assert_eq!(looked_up, want, "len {len} steps {steps:?}");
+                let mut got = img.clone();
+                assert_eq!(run(&mut got, &steps, false), 0);
+                assert_eq!(got, want, "len {len} steps {steps:?}");
+                #[cfg(target_arch = "x86_64")]
+                if vbmi() {
+                    let mut got = img.clone();
+                    // SAFETY: VBMI was detected just above.
+                    unsafe { vbmi::map_bytes(&mut got, &lut) };
+                    assert_eq!(got, want, "VBMI: len {len} steps {steps:?}");
+                }
+            }
+        }
+        assert!(byte_map(&[]).is_none());
+        assert!(byte_map(&[Step::Gray]).is_none());
+        #[cfg(target_arch = "x86_64")]
+        if !vbmi() {
+            eprintln!("no AVX-512 VBMI here: the table's vector lookup is not checked");
         }
     }
 
