@@ -380,8 +380,8 @@ fn min(a: f32, b: f32) -> f32 {
 ///
 /// torchvision rounds at every step, this once or twice, so the two differ where the middle
 /// value lands within about 1e-4 of an integer: by one level, on about 1e-4 of the values or
-/// fewer (the tests measure it over all 2^24 colours). Both ISAs compute the same IEEE
-/// operations, so they give the same bytes.
+/// fewer (the tests measure it over all 2^24 colours). Every build computes the same IEEE
+/// operations, so all give the same bytes.
 #[inline(always)]
 fn hue<I: Isa>(r: &mut Lanes, g: &mut Lanes, b: &mut Lanes, shift: f32) {
     for i in 0..LANES {
