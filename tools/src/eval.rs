@@ -21,6 +21,8 @@ pub struct Args {
     #[arg(long)]
     pub data: PathBuf,
     /// Labelled record file to test on; --data is then used whole for training the probes.
+    /// Its classes are matched to --data's by name: a class --data lacks is refused, a
+    /// subset of --data's classes is scored with a warning.
     #[arg(long)]
     pub test_data: Option<PathBuf>,
     /// Evaluate only an untrained backbone of the checkpoint's architecture (the run's own
@@ -33,7 +35,7 @@ pub struct Args {
     /// Seed of the split and of the probes.
     #[arg(long, default_value_t = Protocol::default().seed)]
     pub seed: u64,
-    /// Neighbours of the kNN classifier.
+    /// Neighbours of the kNN classifier (1 to the number of training images).
     #[arg(long, default_value_t = Protocol::default().knn_k)]
     pub knn_k: i64,
     /// Features of the kNN classifier: `final`, a conv layer, or `pixels` (the raw-pixel
@@ -118,7 +120,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     )?;
     if a.json {
         // Through a `Value`, whose object keys are sorted, as they always were.
-        println!("{}", serde_json::to_value(&report)?);
+        outln!("{}", serde_json::to_value(&report)?);
     } else {
         print_text(&report);
     }
@@ -131,7 +133,7 @@ fn num(x: f64) -> String {
 }
 
 fn print_text(r: &EvalReport) {
-    println!(
+    outln!(
         "{} after epoch {} ({}), {} training / {} test images",
         r.checkpoint.display(),
         r.epoch,
@@ -146,11 +148,11 @@ fn print_text(r: &EvalReport) {
     let row = |name: &str, v: Option<f64>, base: Option<f64>| {
         if let Some(v) = v {
             match base {
-                Some(b) => println!(
+                Some(b) => outln!(
                     "  {name:<22} {v:>7.4}   random init {b:>7.4}   gain {:>+7.4}",
                     v - b
                 ),
-                None => println!("  {name:<22} {v:>7.4}"),
+                None => outln!("  {name:<22} {v:>7.4}"),
             }
         }
     };
@@ -183,7 +185,7 @@ fn print_text(r: &EvalReport) {
         if let Some(c) = choice(random, l) {
             line += &format!("   random init {c}");
         }
-        println!("{line}");
+        outln!("{line}");
     }
     let nmi = |s: Option<&Scores>, f: fn(&uic_trainer::eval::NmiReport) -> f64| {
         s.and_then(|s| s.nmi.as_ref()).map(f)

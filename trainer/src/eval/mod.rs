@@ -16,6 +16,7 @@
 //! probes' test set on ten crops whose softmax outputs are averaged, as in the paper.
 
 pub mod augmented;
+mod classes;
 pub mod features;
 pub mod grid;
 pub mod knn;

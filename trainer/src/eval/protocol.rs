@@ -15,6 +15,7 @@ use tch::Device;
 use uic_loader::RecordFile;
 
 use super::augmented::train_probes_augmented;
+use super::classes;
 use super::features::{Features, DEFAULT_FEATURE_MEMORY};
 use super::grid::train_probes;
 use super::knn::KnnBank;
@@ -169,8 +170,19 @@ impl Protocol {
     }
 
     /// # Errors
-    /// Settings that contradict each other.
+    /// Settings that contradict each other, no kNN neighbours or no probe epochs.
     pub fn validate(&self) -> Result<()> {
+        if self.what.knn() && self.knn_k < 1 {
+            return Err(Error::Config(format!(
+                "knn_k {}: the kNN classifier needs at least one neighbour",
+                self.knn_k
+            )));
+        }
+        if self.what.linear() && self.probe_epochs == 0 {
+            return Err(Error::Config(
+                "probe_epochs 0: the linear probes need at least one epoch".into(),
+            ));
+        }
         if self.probe_tune == Some(ProbeTune::All) && self.standardize {
             return Err(Error::Config(
                 "--probe-tune all chooses whether to standardise; drop --standardize".into(),
@@ -217,8 +229,14 @@ impl EvalData {
     /// `data` whole for training and `test_data` for testing, or without a test file a
     /// split of `data` seeded by `seed` with `train_frac` for training.
     ///
+    /// A test file's classes are matched to the training file's by name, not by index: its
+    /// labels are rewritten into the training file's numbering. A test file with a class
+    /// the training file lacks is refused, naming it; one that lacks some of the training
+    /// classes is scored on the classes it has, with a warning.
+    ///
     /// # Errors
-    /// Unreadable or unlabelled files, or a split that leaves a side empty.
+    /// Unreadable or unlabelled files, class names that cannot be matched, or a split that
+    /// leaves a side empty.
     pub fn open(data: &Path, test_data: Option<&Path>, train_frac: f64, seed: u64) -> Result<Self> {
         let file = Arc::new(RecordFile::open(data)?);
         let all = true_labels(&file)?;
@@ -238,9 +256,15 @@ impl EvalData {
                 (file.clone(), tr, te)
             }
         };
-        let test_all = true_labels(&test_file)?;
         let train_labels: Vec<u32> = train_idx.iter().map(|&i| all[i]).collect();
-        let test_labels: Vec<u32> = test_idx.iter().map(|&i| test_all[i]).collect();
+        let test_labels: Vec<u32> = match test_data {
+            // Another file numbers its classes its own way: match them by name.
+            Some(_) => {
+                let test_all = true_labels(&test_file)?;
+                classes::test_labels_in_train_classes(&file, &all, &test_file, &test_all)?
+            }
+            None => test_idx.iter().map(|&i| all[i]).collect(),
+        };
         if train_labels.is_empty() || test_labels.is_empty() {
             return Err(Error::Config(
                 "the split leaves no training or no test images".into(),
@@ -275,8 +299,15 @@ pub fn evaluate(
     cfg.threads = p.threads;
     cfg.torch_threads = p.threads;
     set_threads(&cfg);
-    let d = EvalData::open(data, test_data, p.train_frac, p.seed)?;
     p.validate()?;
+    let d = EvalData::open(data, test_data, p.train_frac, p.seed)?;
+    if p.what.knn() && p.knn_k as usize > d.train_idx.len() {
+        return Err(Error::Config(format!(
+            "knn_k {} is more than the {} training images; lower it",
+            p.knn_k,
+            d.train_idx.len()
+        )));
+    }
     let layers = if p.layers.is_empty() {
         probe_layers(cfg.arch)
     } else {
