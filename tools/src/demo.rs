@@ -55,7 +55,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let files = synth::write_image_folder(&images, &opts)?;
     let classes = opts.classes.min(synth::MAX_CLASSES);
-    println!(
+    outln!(
         "1. generated {} synthetic JPEGs of {classes} latent classes in {}",
         files.len(),
         images.display()
@@ -63,12 +63,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
 
     let record = a.out.join("synthetic.uicr");
     let report = convert::convert(&images, &record, &ConvertOptions::default(), &|_| {})?;
-    println!("2. converted: {}", report.summary());
+    outln!("2. converted: {}", report.summary());
 
     let f = RecordFile::open(&record)?;
     let bad = f.verify();
     anyhow::ensure!(bad.is_empty(), "{} records failed verification", bad.len());
-    println!(
+    outln!(
         "3. verified {}: {} samples, {} classes, {} bytes",
         record.display(),
         f.len(),
@@ -94,7 +94,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         seed: a.seed,
         ..TrainConfig::default()
     };
-    println!(
+    outln!(
         "4. training UIC: {} width {} at {} px, k = {}, {} epochs, batch {} (labels start random; \
          chance NMI is about 0)",
         cfg.arch, cfg.width, cfg.input_size, cfg.k, cfg.epochs, cfg.batch_size
@@ -110,17 +110,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let first = nmis.first().copied().unwrap_or(0.0);
     let last = nmis.last().copied().unwrap_or(0.0);
     let best = nmis.iter().copied().fold(0.0, f64::max);
-    println!("5. NMI of the pseudo-labels against the latent classes, per epoch:");
-    println!("   {}", sparkline(&nmis));
-    println!("   epoch 1: {first:.3}   last: {last:.3}   best: {best:.3}");
+    outln!("5. NMI of the pseudo-labels against the latent classes, per epoch:");
+    outln!("   {}", sparkline(&nmis));
+    outln!("   epoch 1: {first:.3}   last: {last:.3}   best: {best:.3}");
     // A labeling that ignores the images scores ~0; report what random labels would get.
     let chance = chance_nmi(&t, classes);
-    println!("   random labels of the same sizes would score about {chance:.3}");
+    outln!("   random labels of the same sizes would score about {chance:.3}");
     let plots = crate::plots::write(&run)?;
     for p in &plots {
-        println!("   plot: {}", p.display());
+        outln!("   plot: {}", p.display());
     }
-    println!("next: uic train --data {} --out my-run --arch alexnet-small --input-size 32 --k 32 --epochs 100", record.display());
+    outln!("next: uic train --data {} --out my-run --arch alexnet-small --input-size 32 --k 32 --epochs 100", record.display());
     Ok(ExitCode::SUCCESS)
 }
 

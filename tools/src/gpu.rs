@@ -64,7 +64,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .values()
         .all(|v| v.get("pass").is_none_or(|p| p.as_bool() == Some(true)));
     out.insert("pass".into(), json!(pass));
-    println!("{}", Value::Object(out));
+    outln!("{}", Value::Object(out));
     Ok(if pass {
         ExitCode::SUCCESS
     } else {

@@ -115,42 +115,42 @@ pub fn run(a: Args) -> Result<ExitCode> {
             .collect(),
     };
     if a.json {
-        println!("{}", serde_json::to_string(&info)?);
+        outln!("{}", serde_json::to_string(&info)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("file      {} ({} bytes)", info.path, info.file_bytes);
-    println!(
+    outln!("file      {} ({} bytes)", info.path, info.file_bytes);
+    outln!(
         "format    version {}, {} storage, records aligned to {} bytes",
         info.version, info.mode, info.align
     );
-    println!(
+    outln!(
         "samples   {} ({} re-encoded or converted: stored bytes are not the source file's)",
         n, info.converted
     );
     let payload_pct = 100.0 * info.payload_bytes as f64 / info.file_bytes.max(1) as f64;
-    println!(
+    outln!(
         "payload   {} bytes ({payload_pct:.1}% of the file)",
         info.payload_bytes
     );
     if let (Some(w), Some(hh), Some(b)) = (&info.width, &info.height, &info.bytes) {
-        println!("width     {w}");
-        println!("height    {hh}");
-        println!("bytes     {b}");
+        outln!("width     {w}");
+        outln!("height    {hh}");
+        outln!("bytes     {b}");
     }
     if info.num_classes == 0 {
-        println!("classes   none (unlabeled)");
+        outln!("classes   none (unlabeled)");
     } else {
-        println!(
+        outln!(
             "classes   {}; images per class: {}",
             info.num_classes,
             info.class_sizes.as_ref().expect("classes")
         );
         let shown = info.classes.len().min(10);
         for c in &info.classes[..shown] {
-            println!("          {:>8}  {}", c.count, c.name);
+            outln!("          {:>8}  {}", c.count, c.name);
         }
         if info.classes.len() > shown {
-            println!(
+            outln!(
                 "          ... {} more (--json lists all)",
                 info.classes.len() - shown
             );

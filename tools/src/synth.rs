@@ -44,7 +44,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let t = Instant::now();
     if a.folder {
         let n = synth::write_scale_folder(&a.output, &opts)?;
-        println!(
+        outln!(
             "wrote {n} JPEGs of {} classes under {} in {:.1} s",
             a.classes,
             a.output.display(),
@@ -52,7 +52,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
     } else {
         let w = synth::write_scale_records(&a.output, &opts)?;
-        println!(
+        outln!(
             "wrote {} records of {} classes to {} ({} bytes) in {:.1} s",
             w.num_samples,
             a.classes,

@@ -24,16 +24,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "num_samples": f.len(),
             "bad": bad,
         });
-        println!("{out}");
+        outln!("{out}");
     } else {
         for b in &bad {
-            println!(
+            outln!(
                 "bad record {} ({}): checksum {:#010x}, expected {:#010x}",
                 b.index, b.path, b.actual, b.expected
             );
         }
         if bad.is_empty() {
-            println!(
+            outln!(
                 "ok: all {} records match their checksums ({})",
                 f.len(),
                 a.file.display()
