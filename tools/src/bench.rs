@@ -26,6 +26,18 @@ pub enum Command {
     Sync(Box<SyncArgs>),
 }
 
+impl Command {
+    /// Whether the benchmark runs libtorch's kernels (the loader's alone does not).
+    pub fn runs_libtorch(&self) -> bool {
+        !matches!(self, Command::Loader(_))
+    }
+}
+
+/// A count flag that must be positive: refused by the parser, with its name, before any work.
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
 #[derive(Debug, clap::Args)]
 pub struct SyncArgs {
     /// Model settings, as for `uic train` (the gradients are the model's parameters').
@@ -34,8 +46,8 @@ pub struct SyncArgs {
     /// Allreduce one flat float32 buffer of this many megabytes (2^20 bytes) instead.
     #[arg(long)]
     pub mb: Option<f64>,
-    /// Timed syncs.
-    #[arg(long, default_value_t = 20)]
+    /// Timed syncs (at least 1).
+    #[arg(long, default_value_t = 20, value_parser = at_least_one())]
     pub iters: usize,
     /// Untimed syncs first.
     #[arg(long, default_value_t = 3)]
@@ -52,8 +64,8 @@ pub struct StepArgs {
     /// Model and batch settings, as for `uic train`.
     #[command(flatten)]
     pub set: crate::train::Overrides,
-    /// Timed steps.
-    #[arg(long, default_value_t = 60)]
+    /// Timed steps (at least 1).
+    #[arg(long, default_value_t = 60, value_parser = at_least_one())]
     pub steps: usize,
     /// Untimed steps first.
     #[arg(long, default_value_t = 10)]
@@ -166,7 +178,7 @@ fn sync(a: SyncArgs) -> Result<ExitCode> {
     }
     let gbps = bytes as f64 / median / 1e9;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "what": what,
@@ -178,7 +190,7 @@ fn sync(a: SyncArgs) -> Result<ExitCode> {
             })
         );
     } else {
-        println!(
+        outln!(
             "sync of {what} ({:.1} MB) across {} ranks: {:.1} ms per sync (median of {}; \
              fastest {:.1} ms), {gbps:.2} GB/s",
             bytes as f64 / 1e6,
@@ -228,7 +240,7 @@ fn step(a: StepArgs) -> Result<ExitCode> {
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     let threads = tch::get_num_threads();
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "peer": "uic-tch", "device": format!("{:?}", model.device()), "amp": cfg.amp,
@@ -239,7 +251,7 @@ fn step(a: StepArgs) -> Result<ExitCode> {
             })
         );
     } else {
-        println!(
+        outln!(
             "{} width {} at {s} px, batch {b}, k {}, sobel {}, {threads} libtorch threads: \
              median step {:.2} ms (mean {:.2}), {:.0} images/s",
             cfg.arch,
@@ -388,31 +400,31 @@ fn loader(a: LoaderArgs) -> Result<ExitCode> {
             "substituted": substituted,
             "preset": format!("{:?}", a.preset).to_lowercase(),
         });
-        println!("{j}");
+        outln!("{j}");
     } else {
-        println!(
+        outln!(
             "file               {} ({n} samples, {})",
             a.file.display(),
             file.mode()
         );
         if let Some(d) = decode_only {
-            println!("decode only        {d:>8.0} images/s (1 thread, full-size decode)");
+            outln!("decode only        {d:>8.0} images/s (1 thread, full-size decode)");
         }
-        println!("decode+crop        {fused:>8.0} images/s (1 thread, fused region decode + resize to {0}x{0}, median of {1} passes)", a.size, a.epochs);
-        println!(
+        outln!("decode+crop        {fused:>8.0} images/s (1 thread, fused region decode + resize to {0}x{0}, median of {1} passes)", a.size, a.epochs);
+        outln!(
             "full loader        {rate:>8.0} images/s ({threads} threads, batch {}, {} epochs)",
             a.batch_size, a.epochs
         );
-        println!(
+        outln!(
             "limit              {limit:>8.0} images/s (decode+crop x threads); loader at {:.0}% (median of the epochs' ratios to the pass beside each)",
             100.0 * fraction
         );
-        println!(
-            "consumer waited    {:>8.1}% of the time",
+        outln!(
+            "consumer waited    {:>8.1}% of the time (it does nothing with a batch here, so near 100% means only that the loader sets the pace)",
             100.0 * waited / secs
         );
         if substituted > 0 {
-            println!("substituted        {substituted} samples failed to decode (see warnings)");
+            outln!("substituted        {substituted} samples failed to decode (see warnings)");
         }
     }
     Ok(ExitCode::SUCCESS)

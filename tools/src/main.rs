@@ -8,6 +8,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+#[macro_use]
+mod out;
+
 mod bench;
 mod convert;
 mod demo;
@@ -17,6 +20,7 @@ mod gpu;
 mod inspect;
 mod interrupt;
 mod launch;
+mod omp;
 mod plot;
 mod plots;
 mod synth;
@@ -50,7 +54,7 @@ enum Command {
     GpuCheck(gpu::Args),
     /// Draw a run folder's plots (NMI, loss, lr, class sizes) as PNG.
     Plot(PlotArgs),
-    /// Benchmarks: `uic bench loader FILE`.
+    /// Benchmarks: `loader FILE` (the loader alone), `step` (one training step) and `sync` (the ranks' gradient sync).
     #[command(subcommand)]
     Bench(bench::Command),
     /// The demo: synthetic JPEGs of latent classes, converted, trained with UIC on the CPU; NMI rises (no download needed).
@@ -58,6 +62,22 @@ enum Command {
     /// Synthetic tiny JPEGs of many classes, straight into a record file (the scale bench).
     #[command(hide = true)]
     Synth(synth::Args),
+}
+
+impl Command {
+    /// Whether the command runs libtorch's kernels, whose OpenMP threads should wait
+    /// passively ([`omp`]).
+    fn runs_libtorch(&self) -> bool {
+        match self {
+            Command::Train(_) | Command::Eval(_) | Command::Demo(_) | Command::Plot(_) => true,
+            #[cfg(feature = "cuda")]
+            Command::GpuCheck(_) => true,
+            Command::Bench(b) => b.runs_libtorch(),
+            Command::Convert(_) | Command::Inspect(_) | Command::Verify(_) | Command::Synth(_) => {
+                false
+            }
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,7 +99,7 @@ fn plot(a: &PlotArgs) -> anyhow::Result<ExitCode> {
         ps.push(plots::write_grid(&a.dir, a.data.as_deref(), 8, 12)?);
     }
     for p in ps {
-        println!("{}", p.display());
+        outln!("{}", p.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -99,6 +119,9 @@ fn main() -> ExitCode {
         .mut_subcommand("train", train::with_defaults)
         .mut_subcommand("bench", |b| b.mut_subcommand("step", train::with_defaults));
     let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
+    if cli.command.runs_libtorch() {
+        omp::passive_wait();
+    }
     uic_trainer::alloc::keep_freed_buffers();
     interrupt::install();
     let result = match cli.command {

@@ -165,9 +165,9 @@ pub struct TrainConfig {
     /// Convolutions on channels-last (NHWC) activations: oneDNN's fast layout on the CPU
     /// (and cuDNN's under autocast). Results differ from NCHW only by float rounding.
     pub channels_last: bool,
-    /// Loader threads (0: one per core).
+    /// Loader threads (0: one per core, shared among the node's ranks: [`core_share`]).
     pub threads: usize,
-    /// libtorch intra-op threads (0: one per core).
+    /// libtorch intra-op threads (0: one per core, shared among the node's ranks).
     pub torch_threads: usize,
     /// Batches the loader may prepare ahead.
     pub batches_ahead: usize,
@@ -277,6 +277,18 @@ impl TrainConfig {
                 self.momentum, self.weight_decay
             ));
         }
+        if !(self.width.is_finite() && self.width > 0.0) {
+            return bad(format!("width {} (the channel multiplier must be above 0)", self.width));
+        }
+        if self.batches_ahead == 0 {
+            return bad("batches_ahead = 0 (the loader needs room for one batch)".into());
+        }
+        if self.labeler == Labeler::Kmeans && (self.pca_dims == 0 || self.kmeans_iters == 0) {
+            return bad(format!(
+                "pca_dims = {}, kmeans_iters = {}: the k-means labeler needs both above 0",
+                self.pca_dims, self.kmeans_iters
+            ));
+        }
         if !(self.min_scale > 0.0 && self.min_scale <= 1.0) {
             return bad(format!("min_scale {} not in (0, 1]", self.min_scale));
         }
@@ -326,6 +338,22 @@ impl TrainConfig {
 }
 
 impl TrainConfig {
+    /// Loader threads: `threads`, or 0 resolved to this process's [`core_share`].
+    pub fn loader_threads(&self) -> usize {
+        match self.threads {
+            0 => core_share(),
+            t => t,
+        }
+    }
+
+    /// libtorch intra-op threads: `torch_threads`, or 0 resolved to [`core_share`].
+    pub fn torch_threads_resolved(&self) -> usize {
+        match self.torch_threads {
+            0 => core_share(),
+            t => t,
+        }
+    }
+
     /// Whether the colour steps and the blur run on the training device
     /// ([`AugmentOn::Auto`] resolved).
     pub fn augments_on_device(&self) -> bool {
@@ -361,13 +389,23 @@ impl TrainConfig {
 
 /// Sets libtorch's intra-op threads from the config (0: one per core).
 pub fn set_threads(cfg: &TrainConfig) {
+    tch::set_num_threads(cfg.torch_threads_resolved() as i32);
+}
+
+/// The cores a process of this node may take by default: those it may run on (its affinity
+/// mask and cgroup quota, as [`std::thread::available_parallelism`] sees them) shared among
+/// the node's ranks (`LOCAL_WORLD_SIZE`, which torchrun and `--nproc-per-node` set), at least
+/// one. Eight ranks of a 16-core node then take two cores each, not sixteen each.
+///
+/// Under `srun`, which sets no `LOCAL_WORLD_SIZE`, the share is the task's own CPU binding.
+pub fn core_share() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let t = if cfg.torch_threads == 0 {
-        cores
-    } else {
-        cfg.torch_threads
-    };
-    tch::set_num_threads(t as i32);
+    let local = std::env::var("LOCAL_WORLD_SIZE")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1);
+    (cores / local).max(1)
 }
 
 #[cfg(test)]
@@ -391,6 +429,24 @@ mod tests {
         assert!(toml::from_str::<TrainConfig>("epoch = 3").is_err());
         let c: TrainConfig = toml::from_str("lr = -1.0").unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn counts_and_sizes_that_mean_nothing_are_refused_by_name() {
+        for (toml, name) in [
+            ("width = 0.0", "width"),
+            ("width = nan", "width"),
+            ("batches_ahead = 0", "batches_ahead"),
+            ("labeler = \"kmeans\"\npca_dims = 0", "pca_dims"),
+            ("labeler = \"kmeans\"\nkmeans_iters = 0", "kmeans_iters"),
+        ] {
+            let c: TrainConfig = toml::from_str(toml).unwrap();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(name), "{toml}: {err}");
+        }
+        // The k-means settings only matter to the k-means labeler.
+        let c: TrainConfig = toml::from_str("pca_dims = 0").unwrap();
+        assert!(c.validate().is_ok());
     }
 
     #[test]

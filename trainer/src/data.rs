@@ -13,7 +13,7 @@ use crate::config::TrainConfig;
 pub fn train_loader_config(cfg: &TrainConfig, n: usize) -> LoaderConfig {
     LoaderConfig {
         batch_size: cfg.batch_size,
-        threads: cfg.threads,
+        threads: cfg.loader_threads(),
         batches_ahead: cfg.batches_ahead,
         size: (cfg.input_size, cfg.input_size),
         crop: CropMode::RandomResized(RrcConfig {
@@ -33,7 +33,7 @@ pub fn train_loader_config(cfg: &TrainConfig, n: usize) -> LoaderConfig {
 pub fn eval_loader_config(cfg: &TrainConfig) -> LoaderConfig {
     LoaderConfig {
         batch_size: cfg.batch_size,
-        threads: cfg.threads,
+        threads: cfg.loader_threads(),
         batches_ahead: cfg.batches_ahead,
         size: (cfg.input_size, cfg.input_size),
         crop: CropMode::Center {
