@@ -523,3 +523,119 @@ fn convert_reads_tar_shards_and_says_how() {
     assert_clean_error(&o);
     assert!(text(&o.stderr).contains("neither a folder nor a readable tar archive"));
 }
+
+/// A reader that has already gone: every command that prints exits quietly (0, or 141 if
+/// it died of SIGPIPE), never with a panic. The read end is closed before the command
+/// starts, so the first write fails whatever the timing.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    for i in 0..3 {
+        write_jpeg(&input.join(format!("c{i}/{i}.jpg")), 24, 24);
+    }
+    let file = dir.path().join("f.uicr");
+    let o = uic(&["convert", input.to_str().unwrap(), "-o", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let f = file.to_str().unwrap();
+    for args in [
+        &["inspect", f][..],
+        &["inspect", f, "--json"],
+        &["verify", f],
+        &["--help"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_uic"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        let code = out.status.code();
+        use std::os::unix::process::ExitStatusExt;
+        let sigpipe = out.status.signal() == Some(libc::SIGPIPE);
+        assert!(
+            code == Some(0) || code == Some(141) || sigpipe,
+            "uic {args:?} into a closed pipe: {:?}, {err}",
+            out.status
+        );
+        assert!(!err.contains("panicked"), "uic {args:?}: {err}");
+        assert!(err.is_empty(), "uic {args:?} said: {err}");
+    }
+}
+
+/// Hidden folders and macOS's `__MACOSX` beside the class folders are not classes: they
+/// are named in the report and the summary counts them, and the class indices of the real
+/// classes are those of a tree without them.
+#[test]
+fn hidden_and_macosx_folders_are_not_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_jpeg(&input.join("airplane/0.jpg"), 24, 24);
+    write_jpeg(&input.join("cat/1.jpg"), 24, 24);
+    write_jpeg(&input.join(".hidden_class/2.jpg"), 24, 24);
+    write_jpeg(&input.join("__MACOSX/cat/._1.jpg"), 24, 24);
+    let out = dir.path().join("out.uicr");
+    let o = uic(&["convert", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("2 skipped"), "{err}");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out.uicr.report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["num_classes"], 2, "{report}");
+    assert_eq!(report["kept"], 2, "{report}");
+    let skipped: Vec<(&str, &str)> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["path"].as_str().unwrap(), e["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{report}");
+    assert!(skipped.contains(&(".hidden_class", "hidden folder, not a class; not read")));
+    assert!(skipped.iter().any(|(p, r)| *p == "__MACOSX" && r.contains("macOS")));
+    let f = uic_loader::RecordFile::open(&out).unwrap();
+    assert_eq!(f.class_names(), ["airplane", "cat"]);
+}
+
+/// libtorch's OpenMP threads wait passively (libgomp's spin count 0) in a command that runs
+/// libtorch, unless the user chose a policy: the re-executed process is the one that runs.
+/// `OMP_DISPLAY_ENV=VERBOSE` makes libgomp print its settings as it starts, once per start.
+#[test]
+fn libtorch_commands_wait_passively_unless_the_user_chose() {
+    let spin_counts = |policy: Option<&str>| -> Vec<String> {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_uic"));
+        c.args(["train", "--data", "/nonexistent.uicr", "--out", "/nonexistent-run"])
+            .env("OMP_DISPLAY_ENV", "VERBOSE")
+            .env_remove("OMP_WAIT_POLICY");
+        if let Some(p) = policy {
+            c.env("OMP_WAIT_POLICY", p);
+        }
+        let out = c.output().unwrap();
+        assert!(!out.status.success());
+        text(&out.stderr)
+            .lines()
+            .filter(|l| l.trim_start().starts_with("GOMP_SPINCOUNT"))
+            .map(|l| l.split('\'').nth(1).unwrap_or_default().to_string())
+            .collect()
+    };
+    // Started with libgomp's default, then re-executed with the passive policy.
+    let unset = spin_counts(None);
+    assert_eq!(unset.last().map(String::as_str), Some("0"), "{unset:?}");
+    assert_eq!(unset.len(), 2, "{unset:?}");
+    // A policy the user set is kept: one start, their spin count.
+    let active = spin_counts(Some("ACTIVE"));
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_ne!(active[0], "0", "{active:?}");
+    // A command that does not run libtorch is not re-executed.
+    let out = Command::new(env!("CARGO_BIN_EXE_uic"))
+        .args(["inspect", "/nonexistent.uicr"])
+        .env("OMP_DISPLAY_ENV", "VERBOSE")
+        .env_remove("OMP_WAIT_POLICY")
+        .output()
+        .unwrap();
+    let starts = text(&out.stderr).matches("GOMP_SPINCOUNT").count();
+    assert_eq!(starts, 1, "{}", text(&out.stderr));
+}

@@ -289,6 +289,12 @@ fn discover_folder(root: &Path, opts: &SourceOptions) -> Result<Sources> {
             let mut class_of = Vec::new();
             for (c, dir) in subdirs.iter().enumerate() {
                 let found = walk_files(root, dir, &mut skipped);
+                if found.is_empty() {
+                    tracing::warn!(
+                        "class folder {} holds no files: class {c} will have no images",
+                        dir.display()
+                    );
+                }
                 class_of.extend(std::iter::repeat_n(c as u32, found.len()));
                 files.extend(found);
             }
@@ -800,7 +806,9 @@ fn top_level_dirs(root: &Path, skipped: &mut Vec<ReportEntry>) -> Result<Vec<Pat
         let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
         match std::fs::metadata(&p) {
             Ok(m) if m.is_dir() => {
-                if std::fs::canonicalize(&p).is_ok_and(|c| canonical_root.starts_with(&c)) {
+                if let Some(why) = not_a_class(&rel) {
+                    skipped.push(entry(&rel, why));
+                } else if std::fs::canonicalize(&p).is_ok_and(|c| canonical_root.starts_with(&c)) {
                     skipped.push(entry(
                         &rel,
                         "symlink to the input folder or above it (a loop); not followed",
@@ -822,6 +830,21 @@ fn top_level_dirs(root: &Path, skipped: &mut Vec<ReportEntry>) -> Result<Vec<Pat
         }
     }
     Ok(dirs)
+}
+
+/// Why a top-level folder of an ImageFolder tree is not a class, if it is not: a hidden
+/// folder (`.git`, `.ipynb_checkpoints`, `.hidden_class`) or the `__MACOSX` folder that
+/// macOS's zip adds. torchvision would count them as classes and shift every class index
+/// that follows; they are named in the report instead, and not read.
+fn not_a_class(rel: &Path) -> Option<&'static str> {
+    let name = rel.file_name()?.as_bytes();
+    if name == b"__MACOSX" {
+        Some("folder of macOS zip metadata (__MACOSX), not a class; not read")
+    } else if name.starts_with(b".") {
+        Some("hidden folder, not a class; not read")
+    } else {
+        None
+    }
 }
 
 /// `file`'s path relative to `root` if it lies under it (both resolved, so `./x` and
