@@ -15,6 +15,11 @@ static NO_EXIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 /// Installs the handler. Without an action registered, an interrupt just exits with 130.
 pub fn install() {
     let _ = ctrlc::set_handler(|| {
+        // A progress bar may hold the terminal's last line: clear it, so the message that
+        // follows stands on a line of its own.
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprint!("\r\x1b[2K");
+        }
         if let Some(f) = ON_INTERRUPT
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -307,6 +307,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let dist = join_group(&a.dist)?;
     let rank = dist.as_ref().map_or(0, Dist::rank);
     let mut t = Trainer::new_in(cfg, &a.data, &a.out, a.resume, dist)?;
+    let total = t.config().epochs + t.config().fft_epochs;
+    if a.resume && t.epochs_done() >= total {
+        if rank == 0 {
+            eprintln!(
+                "nothing to do: the checkpoint in {} holds epoch {} and this run asks for {total}; \
+                 to train longer, run the same command with --resume and a larger --epochs \
+                 (the learning-rate schedule then spans the new total)",
+                a.out.display(),
+                t.epochs_done()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if rank != 0 {
         // Rank 0 reports, plots and writes; the others train and stay quiet.
         t.run(&mut uic_trainer::Quiet)?;
@@ -327,12 +340,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 out.display(),
                 ck.state.epoch
             ),
-            _ => format!("no epoch finished; {} holds no checkpoint", out.display()),
+            _ => {
+                eprintln!(
+                    "interrupted before the first epoch ended: nothing was saved; run the same \
+                     command to start again"
+                );
+                return;
+            }
         };
         eprintln!("interrupted: {held}; run the same command with --resume to continue");
     });
     let file = uic_loader::RecordFile::open(&a.data)?;
     if let Some(w) = upscale_warning(&file, t.config().input_size) {
+        eprintln!("{w}");
+    }
+    if let Some(w) = k_warning(file.len(), t.config().k) {
         eprintln!("{w}");
     }
     let mut obs = Bars::new(a.quiet).with_chance(chance_nmi(&file, t.config().k));
@@ -375,6 +397,25 @@ fn upscale_warning(file: &uic_loader::RecordFile, input_size: u32) -> Option<Str
     })
 }
 
+/// A warning when `k` is above a tenth of the `n` images: classes of fewer than ten images
+/// each, and an NMI inflated by the number of classes alone (the README's advice, "Your own
+/// images").
+fn k_warning(n: usize, k: usize) -> Option<String> {
+    (k > 0 && k.saturating_mul(10) > n).then(|| {
+        format!(
+            "warning: --k {k} is {} of the {n} images (about {:.0} images a class); with K near \
+             N the NMI is inflated. Choose --k at most about {} (N/10; README, \"Your own images\")",
+            if k >= n {
+                "as many as or more than".to_string()
+            } else {
+                format!("N/{}", (n as f64 / k as f64).round().max(1.0))
+            },
+            n as f64 / k as f64,
+            (n / 10).max(2)
+        )
+    })
+}
+
 /// The NMI that uniformly random labels in `k` classes would score against the file's
 /// true labels (none without them): the floor against which `nmi_true` means something,
 /// high when `k` is close to the number of images.
@@ -400,6 +441,8 @@ pub struct Bars {
     /// When this process started training, and the epochs it has finished since.
     start: Option<std::time::Instant>,
     done_here: u64,
+    /// The run's epochs, as the last batch said.
+    epochs: Option<u64>,
 }
 
 impl Bars {
@@ -416,6 +459,7 @@ impl Bars {
             chance: None,
             start: None,
             done_here: 0,
+            epochs: None,
         }
     }
 
@@ -456,6 +500,7 @@ fn duration(secs: f64) -> String {
 impl Observer for Bars {
     fn batch(&mut self, p: &Progress) {
         self.start.get_or_insert_with(std::time::Instant::now);
+        self.epochs = Some(p.epochs);
         let Some(b) = &self.bar else { return };
         // Length first: the first frame is never a full bar of `0/0`.
         b.set_length(p.batches as u64);
@@ -476,7 +521,15 @@ impl Observer for Bars {
 
     fn epoch(&mut self, m: &EpochMetrics) {
         self.done_here += 1;
-        let line = epoch_line(m, self.chance);
+        // The rest of the run at the mean pace of the epochs this process finished.
+        let eta = match (self.start, self.epochs) {
+            (Some(t), Some(n)) => {
+                let per_epoch = t.elapsed().as_secs_f64() / self.done_here as f64;
+                Some(per_epoch * n.saturating_sub(m.epoch) as f64)
+            }
+            _ => None,
+        };
+        let line = epoch_line(m, self.chance, self.epochs, eta);
         match &self.bar {
             Some(b) => {
                 b.println(line);
@@ -494,7 +547,14 @@ impl Observer for Bars {
     }
 }
 
-pub fn epoch_line(m: &EpochMetrics, chance: Option<f64>) -> String {
+/// One epoch's line: `epoch 3/6 loss ...`, ending with the epoch's seconds and, given
+/// `eta`, the run's time to go.
+pub fn epoch_line(
+    m: &EpochMetrics,
+    chance: Option<f64>,
+    epochs: Option<u64>,
+    eta: Option<f64>,
+) -> String {
     let truth = match (m.nmi_true, m.nmi_true_geometric, chance) {
         (Some(a), Some(g), Some(c)) => {
             format!(" nmi_true {a:.3} (geometric {g:.3}, chance {c:.3})")
@@ -502,9 +562,11 @@ pub fn epoch_line(m: &EpochMetrics, chance: Option<f64>) -> String {
         (Some(a), Some(g), None) => format!(" nmi_true {a:.3} (geometric {g:.3})"),
         _ => String::new(),
     };
+    let of = epochs.map_or(String::new(), |n| format!("/{n}"));
+    let eta = eta.map_or(String::new(), |s| format!(", run ETA {}", duration(s)));
     format!(
-        "epoch {:>4} loss {:.3} lr {:.4} nmi_prev {:.3}{truth} empty_fixed {} classes {}..{} \
-         {:.0} img/s wait {:.0}%",
+        "epoch {}{of} loss {:.3} lr {:.4} nmi_prev {:.3}{truth} empty_fixed {} classes {}..{} \
+         {:.0} img/s wait {:.0}% {:.1}s{eta}",
         m.epoch,
         m.loss,
         m.lr,
@@ -513,6 +575,22 @@ pub fn epoch_line(m: &EpochMetrics, chance: Option<f64>) -> String {
         m.class_min,
         m.class_max,
         m.images_per_s,
-        100.0 * m.data_wait
+        100.0 * m.data_wait,
+        m.seconds
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_above_a_tenth_of_the_images_is_warned_with_its_ratio() {
+        assert_eq!(k_warning(10_000, 1_000), None);
+        let w = k_warning(10_000, 3_000).unwrap();
+        assert!(w.contains("--k 3000 is N/3 of the 10000 images"), "{w}");
+        assert!(w.contains("at most about 1000"), "{w}");
+        let w = k_warning(100, 100).unwrap();
+        assert!(w.contains("as many as or more than"), "{w}");
+    }
 }

@@ -540,6 +540,135 @@ fn eval_reports_probes_and_the_random_init_baseline() {
     );
 }
 
+/// `--resume` on a run that already has the epochs asked for says there is nothing to do
+/// and changes nothing; a resume that trains longer records its epoch count in config.toml.
+#[test]
+fn resume_with_nothing_left_says_so_and_a_longer_one_records_what_ran() {
+    let (_tmp, data, run) = fresh();
+    run_ok(&train_args_epochs(&data, &run, 2));
+    let resumed = |n: u64| {
+        let mut args = train_args_epochs(&data, &run, n);
+        args.push("--resume".into());
+        text(&run_ok(&args).stderr)
+    };
+    let config = || std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let err = resumed(1);
+    assert!(
+        err.contains("nothing to do") && err.contains("holds epoch 2") && err.contains("--epochs"),
+        "{err}"
+    );
+    assert!(!err.contains("done:"), "{err}");
+    assert_eq!(metrics_lines(&run), 2);
+    assert!(config().contains("epochs = 2\n"), "{}", config());
+    resumed(3);
+    assert_eq!(metrics_lines(&run), 3);
+    assert!(config().contains("epochs = 3\n"), "{}", config());
+}
+
+/// A copy of `src` holding the classes `keep` names (in that order, as class 0, 1, ...),
+/// each sample relabelled to its class's new index; samples of other classes are left out.
+fn relabelled_copy(src: &Path, dst: &Path, keep: &[String]) {
+    let f = uic_loader::RecordFile::open(src).unwrap();
+    let names: Vec<String> = f.class_names().into_iter().map(|n| n.into_owned()).collect();
+    let mut w = uic_loader::RecordWriter::create(
+        dst,
+        uic_loader::WriterOptions {
+            mode: f.mode(),
+            classes: keep.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for i in 0..f.len() {
+        let s = f.sample(i);
+        let name = &names[s.label.unwrap() as usize];
+        if let Some(new) = keep.iter().position(|k| k == name) {
+            w.append(&uic_loader::NewSample {
+                data: s.data,
+                width: s.width,
+                height: s.height,
+                label: Some(new as u32),
+                source: f.source_path(i),
+                converted: s.converted,
+            })
+            .unwrap();
+        }
+    }
+    w.finish().unwrap();
+}
+
+/// Another file numbers its classes its own way: `--test-data` matches them by name. The
+/// same images with the classes in reverse order score exactly as the original; a test
+/// file without one class is scored on the others (near the full file's score, with a
+/// warning naming it); a test class the training file lacks is refused by name.
+#[test]
+fn eval_matches_test_classes_by_name() {
+    let (tmp, data, run) = fresh();
+    run_ok(&train_args_epochs(&data, &run, 1));
+    let names: Vec<String> = uic_loader::RecordFile::open(&data)
+        .unwrap()
+        .class_names()
+        .into_iter()
+        .map(|n| n.into_owned())
+        .collect();
+    let knn = |test: &Path| {
+        let v = eval_json("knn", &run, &data, &["--test-data", test.to_str().unwrap()]);
+        v["knn_top1"].as_f64().unwrap()
+    };
+    let full = knn(&data);
+
+    let reversed = tmp.path().join("reversed.uicr");
+    let mut rev = names.clone();
+    rev.reverse();
+    relabelled_copy(&data, &reversed, &rev);
+    assert_eq!(knn(&reversed), full, "the same images, classes in another order");
+
+    // Without class 1, every later class shifts down one index in the test file.
+    let lacking = tmp.path().join("lacking.uicr");
+    let fewer: Vec<String> = names.iter().filter(|n| *n != &names[1]).cloned().collect();
+    relabelled_copy(&data, &lacking, &fewer);
+    let out = eval_cmd(
+        "knn",
+        &run,
+        &data,
+        &["--test-data", lacking.to_str().unwrap(), "--json"],
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.to_lowercase().contains("warn") && err.contains(&names[1]), "{err}");
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let partial = v["knn_top1"].as_f64().unwrap();
+    assert!((partial - full).abs() <= 0.1, "{partial} against {full}");
+
+    // The other way round: the test file has a class the training file lacks.
+    let out = eval_cmd(
+        "knn",
+        &run,
+        &lacking,
+        &["--test-data", data.to_str().unwrap()],
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("class that the training file") && err.contains(&names[1]),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Neighbour counts that cannot mean anything are refused before any work.
+#[test]
+fn eval_refuses_nonsense_neighbour_counts() {
+    let (_tmp, data, run) = fresh();
+    run_ok(&train_args_epochs(&data, &run, 1));
+    for (k, says) in [("0", "at least one neighbour"), ("100000", "more than the")] {
+        let out = eval_cmd("knn", &run, &data, &["--knn-k", k]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "--knn-k {k} accepted");
+        assert!(err.contains(says) && err.contains("knn"), "{err}");
+    }
+}
+
 #[test]
 fn kmeans_labeler_runs_the_extra_pass() {
     let (_tmp, data, run) = fresh();
@@ -698,6 +827,9 @@ fn a_redirected_log_has_one_plain_line_per_epoch_and_an_interrupt_says_how_to_re
     let err = text(&out.stderr);
     let epochs: Vec<&str> = err.lines().filter(|l| l.starts_with("epoch ")).collect();
     assert_eq!(epochs.len(), 2, "{err}");
+    // Each says where it is in the run, and the last says how long is left.
+    assert!(epochs[0].starts_with("epoch 1/2 ") && epochs[1].starts_with("epoch 2/2 "), "{err}");
+    assert!(epochs.iter().all(|l| l.contains("run ETA ")), "{err}");
     assert!(!err.contains('\x1b'), "escape codes in a log: {err:?}");
     // nmi_true beside its chance level (the file has labels).
     assert!(epochs.iter().all(|l| l.contains(", chance 0.")), "{err}");

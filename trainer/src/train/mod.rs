@@ -267,14 +267,20 @@ impl Trainer {
 
     /// A new run: its `config.toml`, and no metrics of an earlier one.
     fn start_fresh(&self) -> Result<()> {
-        let p = self.out.join("config.toml");
-        let text = toml::to_string(&self.cfg)
-            .map_err(|e| Error::Internal(format!("cannot write the config as TOML: {e}")))?;
-        std::fs::write(&p, text).map_err(|e| Error::io("write", &p, e))?;
+        self.write_config()?;
         let m = self.out.join("metrics.jsonl");
         if m.exists() {
             std::fs::remove_file(&m).map_err(|e| Error::io("remove", &m, e))?;
         }
+        Ok(())
+    }
+
+    /// `config.toml`: the settings this run goes on with (written atomically).
+    fn write_config(&self) -> Result<()> {
+        let p = self.out.join("config.toml");
+        let text = toml::to_string(&self.cfg)
+            .map_err(|e| Error::Internal(format!("cannot write the config as TOML: {e}")))?;
+        uic_loader::write_atomic(&p, text.as_bytes())?;
         Ok(())
     }
 
@@ -342,6 +348,11 @@ impl Trainer {
             }
         }
         metrics::rewrite(&mpath, &lines)?;
+        // What runs from here (a new epoch count, thread count...). A resume with nothing
+        // left to do runs nothing, so the file keeps saying what ran.
+        if self.epoch < self.cfg.epochs + self.cfg.fft_epochs {
+            self.write_config()?;
+        }
         Ok(())
     }
 
