@@ -162,7 +162,7 @@ fn strict_mode_fails_and_writes_no_record_file() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("--strict") && err.contains("9 files skipped"),
+        err.contains("strict: ") && err.contains("9 files skipped"),
         "{err}"
     );
     assert!(!out.exists());

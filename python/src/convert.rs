@@ -34,7 +34,7 @@ fn inputs(input: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
 /// Converts images into a record file, as `uic convert` does, and returns the report (the
 /// dict also written to OUTPUT.report.json, plus its one-line `summary`).
 #[pyfunction]
-#[pyo3(signature = (input, output, labels=None, label_column=None, max_side=None, quality=None, mode="jpeg", threads=0, strict=false))]
+#[pyo3(signature = (input, output, labels=None, label_column=None, max_side=None, quality=None, mode="jpeg", threads=0, strict=false, file_list=None, max_pixels=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn convert<'py>(
     py: Python<'py>,
@@ -47,6 +47,8 @@ pub fn convert<'py>(
     mode: &str,
     threads: i64,
     strict: bool,
+    file_list: Option<PathBuf>,
+    max_pixels: Option<i64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let inputs = inputs(input)?;
     let mode = match mode {
@@ -67,16 +69,22 @@ pub fn convert<'py>(
     if threads < 0 {
         return Err(invalid(format!("threads {threads}: 0 means one per core")));
     }
+    let max_pixels = match max_pixels {
+        None => uic_loader::jpeg::DEFAULT_MAX_PIXELS,
+        Some(p) if p >= 1 => p as u64,
+        Some(p) => return Err(invalid(format!("max_pixels {p} must be at least 1"))),
+    };
     let opts = ConvertOptions {
         mode,
         max_side,
         quality,
         threads: threads as usize,
         strict,
+        max_pixels,
         sources: SourceOptions {
             labels_csv: labels,
             label_column,
-            file_list: None,
+            file_list,
         },
         ..Default::default()
     };

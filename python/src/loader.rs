@@ -61,6 +61,7 @@ fn side(name: &str, v: i64) -> PyResult<u32> {
 #[pymethods]
 impl Loader {
     #[new]
+    #[pyo3(text_signature = "(file, batch_size, size=224, threads=0, order='random', seed=0, preset='paper', drop_last=True, rank=0, world_size=1, batches_ahead=3)")]
     #[pyo3(signature = (file, batch_size, size = SizeArg::Side(224), threads = 0, order = "random", seed = 0, preset = "paper", drop_last = true, rank = 0, world_size = 1, batches_ahead = 3))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -87,7 +88,7 @@ impl Loader {
         let rank = count("rank", rank, 0)?;
         if rank >= world {
             return Err(invalid(format!(
-                "rank {rank} of world_size {world}: ranks are 0..{world}"
+                "rank {rank} of world_size {world}: rank must be below world_size"
             )));
         }
         let batches_ahead = count("batches_ahead", batches_ahead, 1)?;
@@ -152,6 +153,25 @@ impl Loader {
         let order_box = kind.build(&records, seed);
         // As shard_positions cuts each epoch: every rank gets len / world samples.
         let samples = records.len() / world;
+        if samples == 0 {
+            return Err(invalid(format!(
+                "{} holds {} samples, fewer than world_size {world}: some ranks would get none",
+                records.path().display(),
+                records.len()
+            )));
+        }
+        if drop_last && samples < batch_size {
+            return Err(invalid(format!(
+                "batch_size {batch_size} is more than the {samples} samples {} per epoch, so \
+                 every epoch would be empty with drop_last=True; lower batch_size or pass \
+                 drop_last=False",
+                if world == 1 {
+                    format!("of {}", records.path().display())
+                } else {
+                    format!("each of the {world} ranks gets")
+                }
+            )));
+        }
         let loader = py
             .detach(|| uic_loader::Loader::new(records, cfg))
             .map_err(to_py)?;

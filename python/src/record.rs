@@ -89,6 +89,32 @@ impl RecordFile {
         Ok(self.file.source_path_lossy(index).into_owned())
     }
 
+    /// Sample `index` (negative counts from the end) as a dict: `index`, `label` (None
+    /// without labels), `width`, `height`, `path`, and `data`, the stored bytes.
+    fn __getitem__<'py>(&self, py: Python<'py>, index: isize) -> PyResult<Bound<'py, PyDict>> {
+        let n = self.file.len();
+        let i = if index < 0 {
+            index + n as isize
+        } else {
+            index
+        };
+        if i < 0 || i as usize >= n {
+            return Err(pyo3::exceptions::PyIndexError::new_err(format!(
+                "sample {index} of {n}"
+            )));
+        }
+        let i = i as usize;
+        let s = self.file.sample(i);
+        let d = PyDict::new(py);
+        d.set_item("index", i)?;
+        d.set_item("label", s.label)?;
+        d.set_item("width", s.width)?;
+        d.set_item("height", s.height)?;
+        d.set_item("path", self.file.source_path_lossy(i).into_owned())?;
+        d.set_item("data", pyo3::types::PyBytes::new(py, s.data))?;
+        Ok(d)
+    }
+
     /// Checks every record's CRC-32C; returns the bad ones as dicts (index, path,
     /// expected, actual), an empty list when all are intact.
     fn verify<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {

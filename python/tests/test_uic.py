@@ -218,11 +218,53 @@ def test_a_flipped_byte_is_found_by_verify(record, tmp_path):
         (dict(batch_size=4, world_size=0), "world_size 0"),
         (dict(batch_size=4, threads=-1), "threads -1"),
         (dict(batch_size=4, batches_ahead=0), "batches_ahead 0"),
+        (dict(batch_size=64), "batch_size 64 is more than the 40 samples"),
+        (dict(batch_size=16, world_size=3), "each of the 3 ranks gets"),
+        (dict(batch_size=1, world_size=41), "fewer than world_size 41"),
     ],
 )
 def test_bad_loader_arguments_are_value_errors(record, kwargs, message):
     with pytest.raises(ValueError, match=message):
         uic.Loader(record, **kwargs)
+
+
+def test_a_batch_larger_than_the_data_needs_drop_last_false(record):
+    # Refused above with drop_last=True (every epoch would be empty); kept as one short
+    # batch without it.
+    loader = uic.Loader(record, batch_size=64, size=32, drop_last=False)
+    assert len(loader) == 1
+    batches = list(loader)
+    assert len(batches) == 1 and batches[0][0].shape[0] == 40
+
+
+def test_record_file_indexing_and_the_loaders_signature(record):
+    f = uic.RecordFile(record)
+    first, last = f[0], f[-1]
+    assert first["index"] == 0 and last["index"] == len(f) - 1
+    assert first["label"] == f.labels[0]
+    assert first["path"] == f.source_path(0)
+    assert first["data"][:2] == b"\xff\xd8"  # a JPEG
+    assert (first["width"], first["height"]) == (64, 64)
+    with pytest.raises(IndexError):
+        f[len(f)]
+    assert "Ellipsis" not in (uic.Loader.__doc__ or "") + str(uic.Loader.__text_signature__)
+    assert "size=224" in uic.Loader.__text_signature__
+
+
+def test_convert_takes_a_file_list_and_max_pixels(folder, tmp_path):
+    classes = sorted(os.listdir(folder))
+    picked = [f"{c}/{sorted(os.listdir(folder / c))[0]}" for c in classes]
+    lst = tmp_path / "list.txt"
+    lst.write_text("\n".join(reversed(picked)) + "\n")
+    out = tmp_path / "listed.uicr"
+    uic.convert(folder, out, file_list=lst, threads=1)
+    f = uic.RecordFile(out)
+    assert [f.source_path(i) for i in range(len(f))] == list(reversed(picked))
+    # Every 64 x 64 image declares more than 100 pixels: nothing usable is left.
+    with pytest.raises(ValueError, match="no usable image"):
+        uic.convert(folder, tmp_path / "small.uicr", max_pixels=100, threads=1)
+    with pytest.raises(ValueError, match="max_pixels 0"):
+        uic.convert(folder, tmp_path / "x.uicr", max_pixels=0)
 
 
 def test_wrong_types_are_type_errors(record):

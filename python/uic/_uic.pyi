@@ -18,6 +18,8 @@ def convert(
     mode: str = "jpeg",
     threads: int = 0,
     strict: bool = False,
+    file_list: Optional[_Path] = None,
+    max_pixels: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Converts images into a record file, as `uic convert` does.
 
@@ -32,6 +34,10 @@ def convert(
     mode: "jpeg" (passthrough or re-encoded) or "raw" (RGB pixels).
     threads: worker threads, 0 for one per core.
     strict: fail, writing nothing, if any input file is skipped.
+    file_list: a text file of image paths relative to `input`, one per line, converted in
+      list order.
+    max_pixels: skip images declaring more pixels than this (decompression bombs); the
+      CLI's default when None.
 
     Returns the report (also written to OUTPUT.report.json) plus its one-line `summary`.
     An existing output is replaced only when the conversion succeeds. Raises ValueError
@@ -55,6 +61,10 @@ class RecordFile:
     def labels(self) -> Optional[npt.NDArray[np.int64]]:
         """Each sample's label, or None for a file without labels."""
     def source_path(self, index: int) -> str: ...
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        """Sample `index` (negative counts from the end) as a dict: index, label (None
+        without labels), width, height, path, and data (the stored bytes: a JPEG file, or
+        RGB pixels in raw mode)."""
     def verify(self) -> List[Dict[str, Any]]:
         """CRC-checks every record; the bad ones as dicts (index, path, expected, actual)."""
 

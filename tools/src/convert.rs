@@ -84,8 +84,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // An existing output is replaced, as `cp` and `tar -f` do; the summary says so.
     let replaces = a.output.is_file();
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} images, {per_sec}, eta {eta}")
-            .expect("static template"),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} images, {rate}, eta {eta}")
+            .expect("static template")
+            // indicatif's own {per_sec} prints `622.1763/s`.
+            .with_key(
+                "rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} images/s", s.per_sec());
+                },
+            ),
     );
     let report = convert::convert_inputs(&a.inputs, &a.output, &opts, &|p: Progress| {
         bar.set_length(p.total as u64);

@@ -267,7 +267,7 @@ pub fn convert_inputs(
     } else if opts.strict && !report.skipped.is_empty() {
         let first = &report.skipped[0];
         Some(format!(
-            "--strict: {} files skipped, first {}: {}",
+            "strict: {} files skipped, first {}: {}",
             report.skipped.len(),
             first.path,
             first.reason
