@@ -1,6 +1,6 @@
 //! The same input gives a byte-identical record file whatever the thread count.
 
-mod common;
+use crate::common;
 
 use uic_loader::convert::{convert, ConvertOptions};
 use uic_loader::StorageMode;

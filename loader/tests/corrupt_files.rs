@@ -1,6 +1,6 @@
 //! Damaged record files give a clean error naming what is wrong, never a panic.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! The fused region + DCT-scaled decode agrees with decoding everything and cropping after.
 
-mod common;
+use crate::common;
 
 use rand::SeedableRng;
 use uic_loader::crop::{random_resized_crop, ten_crop, CropDecoder, Rect, RrcConfig};

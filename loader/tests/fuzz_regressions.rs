@@ -1,13 +1,13 @@
 //! Regressions from the fuzz targets in `fuzz/` (docs/reliability.md), on stable: every
 //! input a fuzzer crashed on is a fixture in `tests/fixtures/fuzz/`, and the allocation
 //! bounds (a record declaring 2^40 samples, a JPEG declaring 65,535 x 65,535) are checked
-//! with an allocator that remembers the largest request.
+//! with an allocator that remembers each thread's largest request.
 
-mod common;
+use crate::common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use uic_loader::convert::{discover, SourceOptions};
@@ -16,27 +16,40 @@ use uic_loader::format::{Header, HEADER_LEN};
 use uic_loader::jpeg::{Decoder, Scale};
 use uic_loader::{Error, RecordFile, StorageMode};
 
-/// The system allocator, remembering the largest single request since the last reset.
+/// The system allocator, remembering the largest single request of each thread since its
+/// last reset. Per thread, because this file's tests share their process (and this
+/// allocator) with the other integration tests, which allocate freely at the same time;
+/// each measured call runs on the test's own thread.
 struct Largest;
 
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// This thread's largest request since [`largest_during`] reset it. A `const` initialiser
+    /// of a type without `Drop`: reading it never allocates, so the allocator may touch it.
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
 /// Tests that read `LARGEST` run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
+
+fn note(size: usize) {
+    // `try_with`: a thread being torn down has no slot left; its requests are not measured.
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
 
 // SAFETY: forwards to `System` unchanged; only records the size.
 unsafe impl GlobalAlloc for Largest {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        note(layout.size());
         // SAFETY: the caller's contract is passed on as is.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        note(layout.size());
         // SAFETY: as above.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        note(new_size);
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -53,9 +66,9 @@ static ALLOC: Largest = Largest;
 const BOUND: usize = 16 << 20;
 
 fn largest_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    LARGEST.store(0, Ordering::Relaxed);
+    LARGEST.with(|l| l.set(0));
     let out = f();
-    (out, LARGEST.load(Ordering::Relaxed))
+    (out, LARGEST.with(Cell::get))
 }
 
 fn fixture(name: &str) -> PathBuf {

@@ -1,7 +1,7 @@
 //! Hostile and odd inputs end up converted, kept, or skipped and reported: never a panic,
 //! a hang, or a silent loss.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;

@@ -1,7 +1,7 @@
 //! The batch pipeline: determinism across thread counts, resume, views, corrupt records,
 //! and no hang however the consumer behaves.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

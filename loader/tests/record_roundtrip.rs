@@ -1,6 +1,6 @@
 //! Write then read gives identical bytes, labels, sizes and paths, in every storage mode.
 
-mod common;
+use crate::common;
 
 use std::os::unix::ffi::OsStrExt;
 

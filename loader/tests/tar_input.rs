@@ -2,7 +2,7 @@
 //! a flat tar with each labels format, WebDataset shards, and damaged archives. Every
 //! archive is built here, from JPEGs made here.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
