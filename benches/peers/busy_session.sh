@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # `uic train` idle and beside a competing load (docs/benchmarks.md, "A busy machine"): the
 # README's imagenette recipe for 2 epochs, each condition ROUNDS times, alternating.
-#   before: OMP_WAIT_POLICY set empty, which libgomp rejects ("Invalid value") and then
-#           keeps its default (spin, then sleep), and which `uic` leaves alone: what every
-#           libtorch command did before it chose passive waiting;
-#   after:  OMP_WAIT_POLICY unset, so `uic` re-executes itself with PASSIVE (the default now).
+#   before: OMP_WAIT_POLICY and GOMP_SPINCOUNT set empty, which libgomp rejects ("Invalid
+#           value") and then keeps its default (300,000 spins, then sleep), and which `uic`
+#           leaves alone (it re-executes only when both are unset): what every
+#           libtorch command did before it bounded the spin;
+#   after:  OMP_WAIT_POLICY and GOMP_SPINCOUNT unset, so `uic` re-executes itself with
+#           GOMP_SPINCOUNT=10000 (the default now).
 # The load is one busy shell loop per core, started before and stopped after each run.
 # Prints one line per run: condition, load, wall seconds, and the epochs' images/s.
 #
@@ -12,6 +14,7 @@
 set -euo pipefail
 uic=$1 images=$2 rounds=${3:-3}
 shift $(( $# < 3 ? $# : 3 ))
+extra=("$@")
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 "$uic" convert "$images" -o "$work/i36.uicr" --max-side 36 >/dev/null 2>&1
@@ -26,13 +29,13 @@ one() { # condition load
   [ "$load" = busy ] && load_start
   t0=$(date +%s.%N)
   if [ "$cond" = before ]; then
-    OMP_WAIT_POLICY= "$uic" train --data "$work/i36.uicr" --out "$out" --arch alexnet-small \
+    OMP_WAIT_POLICY= GOMP_SPINCOUNT= "$uic" train --data "$work/i36.uicr" --out "$out" --arch alexnet-small \
       --width 0.5 --input-size 32 --min-scale 0.2 --preset strong --no-sobel --k 30 \
-      --batch-size 128 --epochs 2 --quiet "$@" 2>/dev/null
+      --batch-size 128 --epochs 2 --quiet ${extra[@]+"${extra[@]}"} 2>/dev/null
   else
-    env -u OMP_WAIT_POLICY "$uic" train --data "$work/i36.uicr" --out "$out" --arch alexnet-small \
+    env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$uic" train --data "$work/i36.uicr" --out "$out" --arch alexnet-small \
       --width 0.5 --input-size 32 --min-scale 0.2 --preset strong --no-sobel --k 30 \
-      --batch-size 128 --epochs 2 --quiet "$@" 2>/dev/null
+      --batch-size 128 --epochs 2 --quiet ${extra[@]+"${extra[@]}"} 2>/dev/null
   fi
   t1=$(date +%s.%N)
   [ "$load" = busy ] && load_stop
@@ -44,7 +47,7 @@ one() { # condition load
 for r in $(seq 1 "$rounds"); do
   for load in idle busy; do
     for cond in before after; do
-      one "$cond" "$load" "$@"
+      one "$cond" "$load"
     done
   done
 done

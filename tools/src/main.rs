@@ -65,8 +65,8 @@ enum Command {
 }
 
 impl Command {
-    /// Whether the command runs libtorch's kernels, whose OpenMP threads should wait
-    /// passively ([`omp`]).
+    /// Whether the command runs libtorch's kernels, whose OpenMP threads should not spin
+    /// long ([`omp`]).
     fn runs_libtorch(&self) -> bool {
         match self {
             Command::Train(_) | Command::Eval(_) | Command::Demo(_) | Command::Plot(_) => true,
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
         .mut_subcommand("bench", |b| b.mut_subcommand("step", train::with_defaults));
     let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     if cli.command.runs_libtorch() {
-        omp::passive_wait();
+        omp::bounded_spin();
     }
     uic_trainer::alloc::keep_freed_buffers();
     interrupt::install();
