@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -84,6 +85,21 @@ auto issue(F&& f) {
   return f();
 }
 
+// c10d's own log lines (`[W1207 ... socket.cpp:469] [c10d] waitForInput ...` while a rank
+// waits for the others) are for whoever debugs c10d, not for a user whose run is fine: they
+// are kept to errors unless TORCH_CPP_LOG_LEVEL asks for more (then c10's own reading of it
+// applies, as under PyTorch).
+void quiet_c10d_logs() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (std::getenv("TORCH_CPP_LOG_LEVEL") != nullptr) {
+      c10::initLogging();
+    } else if (FLAGS_caffe2_log_level < 2) {
+      FLAGS_caffe2_log_level = 2; // ERROR
+    }
+  });
+}
+
 std::vector<at::Tensor> tensors_of(at::Tensor* const* ts, size_t n) {
   std::vector<at::Tensor> v;
   v.reserve(n);
@@ -113,6 +129,7 @@ uic_c10d_group* uic_c10d_new(
     int64_t timeout_ms,
     char** err) {
   uic_c10d_group* g = nullptr;
+  quiet_c10d_logs();
   guarded(err, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions so;
@@ -148,6 +165,7 @@ uic_c10d_group* uic_c10d_new(
 // agent does; the ranks then join it with `agent_store` set. Returns NULL and sets `*err` on failure.
 void* uic_c10d_store_host(uint16_t port, int world, int64_t timeout_ms, char** err) {
   c10d::TCPStore* s = nullptr;
+  quiet_c10d_logs();
   guarded(err, [&] {
     c10d::TCPStoreOptions so;
     so.port = port;
