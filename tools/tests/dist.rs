@@ -244,6 +244,8 @@ fn ranks_started_differently_or_with_a_batch_they_cannot_share_are_refused() {
     let k = other.iter().position(|a| a == "--k").unwrap();
     other[k + 1] = "7".into();
     let r0 = rank(&train_args(&data, &run, 2), 0, 2, port);
+    // Rank 1 comes late: rank 0 says whom it waits for, where, and until when.
+    std::thread::sleep(Duration::from_secs(5));
     let r1 = rank(&other, 1, 2, port);
     for (o, r) in [
         (wait(r0, Duration::from_secs(120), "rank 0"), 0),
@@ -252,10 +254,20 @@ fn ranks_started_differently_or_with_a_batch_they_cannot_share_are_refused() {
         assert!(!o.status.success());
         let e = text(&o.stderr);
         assert!(
-            e.contains("rank 1's settings or data file differ from rank 0's"),
+            e.contains("rank 1's settings differ from rank 0's"),
             "rank {r}: {e}"
         );
-        assert_eq!(e.lines().count(), 1, "{e}");
+        // The rank that differs names the setting and both values.
+        let mut lines: Vec<&str> = e.lines().collect();
+        if r == 1 {
+            assert!(e.contains("(k: rank 0 6, rank 1 7)"), "rank {r}: {e}");
+        } else {
+            let waiting = format!("rank 0: waiting for 1 more rank at 127.0.0.1:{port}, until ");
+            assert!(lines[0].starts_with(&waiting), "{e}");
+            assert!(lines[0].ends_with(" UTC (--dist-timeout 60 s)"), "{e}");
+            lines.remove(0);
+        }
+        assert_eq!(lines.len(), 1, "{e}");
     }
     assert!(!run.exists(), "a refused run made its folder");
 

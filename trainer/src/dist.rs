@@ -74,6 +74,22 @@ impl Dist {
         tch::no_grad(|| self.group.broadcast(&mut ts, 0)).map_err(self.fail(what))
     }
 
+    /// Rank 0's `bytes`, on every rank (the others' `bytes` are ignored).
+    ///
+    /// # Errors
+    /// [`Error::Collective`], naming `what`.
+    pub fn broadcast_bytes(&self, bytes: &[u8], what: &str) -> Result<Vec<u8>> {
+        let len = Tensor::from_slice(&[bytes.len() as i64]);
+        self.broadcast(std::slice::from_ref(&len), what)?;
+        let n = usize::try_from(i64::try_from(&len)?).unwrap_or(0);
+        let buf = match self.rank() {
+            0 => Tensor::from_slice(bytes),
+            _ => Tensor::zeros([n as i64], (Kind::Uint8, Device::Cpu)),
+        };
+        self.broadcast(std::slice::from_ref(&buf), what)?;
+        Ok(Vec::<u8>::try_from(&buf)?)
+    }
+
     /// Every rank's `values` (the same length on each), in rank order.
     ///
     /// # Errors

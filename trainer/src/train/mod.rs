@@ -139,7 +139,8 @@ impl Trainer {
             file_len: file.header().file_len,
         };
         if let Some(d) = &dist {
-            d.check_same(run_hash(&cfg, &data_id, &file), "settings or data file")?;
+            d.check_same(data_hash(&data_id, &file), "data file")?;
+            check_same_settings(d, &cfg)?;
         }
         // Everything that can refuse the settings runs before the output folder is made.
         let mut t = Trainer::build(cfg, file, data_id, out, dist)?;
@@ -513,14 +514,50 @@ fn check_distributed(cfg: &TrainConfig, world: usize) -> Result<()> {
     Ok(())
 }
 
-/// What every rank must share: the settings that shape the run (not thread counts or the
-/// device), and the data file's size and first samples' bytes.
-fn run_hash(cfg: &TrainConfig, id: &DataId, file: &RecordFile) -> u64 {
+/// The settings every rank must share: all but the thread counts and
+/// `batches_ahead`, which each rank may size to its machine (the device is shared).
+fn rank_settings(cfg: &TrainConfig) -> TrainConfig {
     let mut c = cfg.clone();
     let d = TrainConfig::default();
     (c.threads, c.torch_threads, c.batches_ahead) = (d.threads, d.torch_threads, d.batches_ahead);
-    let text = toml::to_string(&c).unwrap_or_default();
-    let mut h = dist::hash_bytes(dist::HASH_START, text.as_bytes());
+    c
+}
+
+/// Refuses to go on unless every rank has the same [`rank_settings`]. On a difference, every
+/// rank learns it (the comparison is a collective); rank 0 then sends its settings, and each
+/// rank that differs names the settings with both values.
+///
+/// # Errors
+/// [`Error::Config`], or [`Error::Collective`].
+fn check_same_settings(d: &Dist, cfg: &TrainConfig) -> Result<()> {
+    let mine = rank_settings(cfg);
+    let text = toml::to_string(&mine).unwrap_or_default();
+    let Err(e) = d.check_same(dist::hash_bytes(dist::HASH_START, text.as_bytes()), "settings")
+    else {
+        return Ok(());
+    };
+    let zero = d.broadcast_bytes(text.as_bytes(), "sending rank 0's settings")?;
+    let Ok(zero) = toml::from_str::<TrainConfig>(&String::from_utf8_lossy(&zero)) else {
+        return Err(e);
+    };
+    let r = d.rank();
+    let diffs = zero.differences(&mine);
+    if diffs.is_empty() {
+        return Err(e);
+    }
+    let each: Vec<String> = diffs
+        .into_iter()
+        .map(|(k, a, b)| format!("{k}: rank 0 {a}, rank {r} {b}"))
+        .collect();
+    Err(Error::Config(format!(
+        "rank {r}'s settings differ from rank 0's ({}): start every rank with the same settings",
+        each.join("; ")
+    )))
+}
+
+/// What every rank must share of the data: the file's size and first samples' bytes.
+fn data_hash(id: &DataId, file: &RecordFile) -> u64 {
+    let mut h = dist::HASH_START;
     h = dist::hash_bytes(h, &id.samples.to_le_bytes());
     h = dist::hash_bytes(h, &id.file_len.to_le_bytes());
     for i in 0..file.len().min(16) {
