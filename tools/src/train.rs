@@ -25,8 +25,8 @@ pub struct Args {
     #[arg(long, value_name = "TOML")]
     pub config: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint (starts afresh if it has none).
-    /// Only --epochs, --fft-epochs, thread counts, --device, --decoder and --augment-on may
-    /// differ from the checkpoint's.
+    /// Only --epochs, --fft-epochs, thread counts, --batches-ahead, --device, --decoder and
+    /// --augment-on may differ from the checkpoint's.
     #[arg(long)]
     pub resume: bool,
     #[command(flatten)]
@@ -118,15 +118,24 @@ pub struct Overrides {
     /// No Sobel layer.
     #[arg(long)]
     pub no_sobel: bool,
-    /// An MLP before the classifier layer, as in the official code.
-    #[arg(long)]
+    /// An MLP before the classifier layer, as in the official code [default: off].
+    #[arg(long, overrides_with = "no_mlp_head")]
     pub mlp_head: bool,
+    /// No MLP before the classifier layer (undoes `mlp_head = true` of a --config file).
+    #[arg(long)]
+    pub no_mlp_head: bool,
     /// Initial labels: random (official code) or inference (one centre-crop pass).
     #[arg(long)]
     pub init_labels: Option<InitLabels>,
     /// Labeler: uic, or kmeans (DeepCluster-style: extra pass, PCA-256, k-means) to compare.
     #[arg(long)]
     pub labeler: Option<uic_trainer::Labeler>,
+    /// PCA dimensions of the k-means labeler.
+    #[arg(long)]
+    pub pca_dims: Option<u32>,
+    /// Lloyd iterations of the k-means labeler.
+    #[arg(long)]
+    pub kmeans_iters: Option<usize>,
     /// Further fine-tuning epochs with labels fixed by a centre-crop pass.
     #[arg(long)]
     pub fft_epochs: Option<u64>,
@@ -145,12 +154,21 @@ pub struct Overrides {
     /// --decoder nvjpeg, else cpu).
     #[arg(long)]
     pub augment_on: Option<uic_trainer::AugmentOn>,
-    /// bfloat16 autocast in the forward pass (for CUDA).
-    #[arg(long)]
+    /// bfloat16 autocast in the forward pass (for CUDA) [default: off].
+    #[arg(long, overrides_with = "no_amp")]
     pub amp: bool,
+    /// No autocast: float32 throughout (undoes `amp = true` of a --config file).
+    #[arg(long)]
+    pub no_amp: bool,
+    /// Channels-last (NHWC) activations [default: on].
+    #[arg(long, overrides_with = "no_channels_last")]
+    pub channels_last: bool,
     /// Keep activations NCHW-contiguous instead of channels-last (NHWC).
     #[arg(long)]
     pub no_channels_last: bool,
+    /// Batches the loader may prepare ahead of training.
+    #[arg(long)]
+    pub batches_ahead: Option<usize>,
     /// Loader threads [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -188,6 +206,9 @@ impl Overrides {
             augment_on,
             fft_epochs,
             fft_lr,
+            pca_dims,
+            kmeans_iters,
+            batches_ahead,
             threads,
             torch_threads,
             seed
@@ -198,17 +219,22 @@ impl Overrides {
         if self.no_sobel {
             c.sobel = Some(false);
         }
-        if self.mlp_head {
-            c.mlp_head = true;
+        // Each switch and its `--no-` form override each other: the last one given wins,
+        // and neither leaves the config file's value as it was.
+        for (on, off, field) in [
+            (self.mlp_head, self.no_mlp_head, &mut c.mlp_head),
+            (self.amp, self.no_amp, &mut c.amp),
+            (self.channels_last, self.no_channels_last, &mut c.channels_last),
+        ] {
+            if on {
+                *field = true;
+            }
+            if off {
+                *field = false;
+            }
         }
         if let Some(d) = self.device {
             c.device = d;
-        }
-        if self.amp {
-            c.amp = true;
-        }
-        if self.no_channels_last {
-            c.channels_last = false;
         }
     }
 }
@@ -273,13 +299,49 @@ pub fn join_group(d: &DistArgs) -> Result<Option<Dist>> {
         anyhow::bail!("--dist-timeout must be at least 1 second");
     }
     let r = launch.rendezvous(std::time::Duration::from_secs(d.dist_timeout));
+    let joined = waiting_notice(&launch, d.dist_timeout);
     let group = uic_c10d::Group::connect(&r).with_context(|| {
         format!(
             "rank {} of {} cannot join the others at {}:{}",
             launch.rank, launch.world, launch.master_addr, launch.master_port
         )
-    })?;
-    Ok(Some(Dist::new(group, launch.local_rank)))
+    });
+    drop(joined);
+    Ok(Some(Dist::new(group?, launch.local_rank)))
+}
+
+/// How long the ranks may take to meet before rank 0 says it is waiting.
+const QUIET_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// On rank 0, a line after [`QUIET_WAIT`] if the ranks have not all joined by then: how many
+/// it waits for, where, and until when. Dropping the returned sender (the group is formed,
+/// or failed) cancels the line.
+fn waiting_notice(launch: &Launch, timeout_s: u64) -> Option<std::sync::mpsc::Sender<()>> {
+    if launch.rank != 0 || launch.world < 2 {
+        return None;
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let until = std::time::SystemTime::now() + std::time::Duration::from_secs(timeout_s);
+    let (others, addr, port) = (launch.world - 1, launch.master_addr.clone(), launch.master_port);
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(QUIET_WAIT) {
+            eprintln!(
+                "rank 0: waiting for {others} more rank{} at {addr}:{port}, until {} UTC \
+                 (--dist-timeout {timeout_s} s)",
+                if others == 1 { "" } else { "s" },
+                utc_clock(until)
+            );
+        }
+    });
+    Some(tx)
+}
+
+/// `14:03:12`: the UTC time of day of `t`.
+fn utc_clock(t: std::time::SystemTime) -> String {
+    let s = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{:02}:{:02}:{:02}", s / 3600 % 24, s / 60 % 60, s % 60)
 }
 
 /// With `--nproc-per-node N` (N > 1, no launcher around): runs N ranks of this command and
@@ -583,6 +645,12 @@ pub fn epoch_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_is_utc_time_of_day() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400 * 3 + 3723);
+        assert_eq!(utc_clock(t), "01:02:03");
+    }
 
     #[test]
     fn k_above_a_tenth_of_the_images_is_warned_with_its_ratio() {

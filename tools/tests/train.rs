@@ -565,6 +565,23 @@ fn resume_with_nothing_left_says_so_and_a_longer_one_records_what_ran() {
     assert!(config().contains("epochs = 3\n"), "{}", config());
 }
 
+/// A switch's `--no-` form undoes the config file's `true`; config.toml says what ran.
+#[test]
+fn no_flags_undo_a_config_files_switches() {
+    let (tmp, data, run) = fresh();
+    let toml = tmp.path().join("s.toml");
+    std::fs::write(&toml, "amp = true\nmlp_head = true\nbatches_ahead = 5\n").unwrap();
+    let mut args = train_args_epochs(&data, &run, 1);
+    args.extend(
+        ["--config", toml.to_str().unwrap(), "--no-amp", "--no-mlp-head"].map(String::from),
+    );
+    run_ok(&args);
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    for want in ["amp = false", "mlp_head = false", "batches_ahead = 5"] {
+        assert!(config.lines().any(|l| l == want), "no {want} in {config}");
+    }
+}
+
 /// A copy of `src` holding the classes `keep` names (in that order, as class 0, 1, ...),
 /// each sample relabelled to its class's new index; samples of other classes are left out.
 fn relabelled_copy(src: &Path, dst: &Path, keep: &[String]) {
