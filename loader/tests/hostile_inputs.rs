@@ -68,10 +68,12 @@ fn every_hostile_input_is_converted_kept_or_reported() {
     let out = dir.path().join("zoo.uicr");
     let report = convert(&root, &out, &ConvertOptions::default(), &|_| {}).unwrap();
 
+    let reasons: Vec<String> = report.skipped.iter().map(|e| e.reason.to_string()).collect();
     let skipped: HashMap<&str, &str> = report
         .skipped
         .iter()
-        .map(|e| (e.path.as_str(), e.reason.as_str()))
+        .zip(&reasons)
+        .map(|(e, r)| (e.path.as_str(), r.as_str()))
         .collect();
     let converted: HashMap<&str, &str> = report
         .converted
@@ -209,7 +211,7 @@ fn pixel_limit_is_configurable() {
         report
             .skipped
             .iter()
-            .all(|e| e.reason.contains("over the limit of 5000")),
+            .all(|e| e.reason.to_string().contains("over the limit of 5000")),
         "{:?}",
         report.skipped
     );

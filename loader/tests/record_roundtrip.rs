@@ -317,7 +317,7 @@ fn flat_folder_with_labels_csv_and_file_list() {
     let reasons: Vec<_> = report
         .skipped
         .iter()
-        .map(|e| (e.path.as_str(), e.reason.contains("labels CSV")))
+        .map(|e| (e.path.as_str(), e.reason.to_string().contains("labels CSV")))
         .collect();
     assert_eq!(
         reasons,

@@ -4,6 +4,7 @@ use std::io::Cursor;
 
 use fast_image_resize as fr;
 
+use super::skip::SkipReason;
 use crate::error::{Error, Result};
 use crate::format::StorageMode;
 use crate::jpeg::{Decoder, EncodeOptions, Encoder, JpegHeader, PixelFormat, Scale, Subsampling};
@@ -92,9 +93,9 @@ pub fn prepare(
     bytes: &[u8],
     opts: &PrepareOptions,
     codec: &mut Codec,
-) -> std::result::Result<Prepared, String> {
+) -> std::result::Result<Prepared, SkipReason> {
     if bytes.is_empty() {
-        return Err("empty file (0 bytes)".into());
+        return Err(SkipReason::Empty);
     }
     if is_jpeg(bytes) {
         prepare_jpeg(bytes, opts, codec)
@@ -107,12 +108,12 @@ fn prepare_jpeg(
     bytes: &[u8],
     opts: &PrepareOptions,
     codec: &mut Codec,
-) -> std::result::Result<Prepared, String> {
+) -> std::result::Result<Prepared, SkipReason> {
     codec.decoder.set_max_pixels(opts.max_pixels);
     let header = codec
         .decoder
         .read_header(bytes)
-        .map_err(|e| format!("not a decodable JPEG: {e}"))?;
+        .map_err(|e| undecodable("JPEG", &e))?;
     let (tw, th) = fit_within(header.width, header.height, opts.max_side);
     let passthrough = opts.mode == StorageMode::Jpeg && !opts.reencode && !header.is_cmyk();
     if passthrough {
@@ -151,10 +152,24 @@ fn cmyk_note(header: &JpegHeader, opts: &PrepareOptions) -> String {
     .replace("Cmyk", "CMYK")
 }
 
-fn decode_reason(e: &Error) -> String {
+fn decode_reason(e: &Error) -> SkipReason {
     match e {
-        Error::TooManyPixels { .. } => format!("{e} (a decompression bomb?)"),
-        _ => format!("not a decodable JPEG: {e}"),
+        Error::TooManyPixels { .. } => SkipReason::TooManyPixels(e.to_string()),
+        _ => undecodable("JPEG", e),
+    }
+}
+
+fn undecodable(format: &str, e: &dyn std::fmt::Display) -> SkipReason {
+    SkipReason::Undecodable {
+        format: format.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn failed(step: &'static str) -> impl Fn(&dyn std::fmt::Display) -> SkipReason {
+    move |e| SkipReason::Failed {
+        step,
+        detail: e.to_string(),
     }
 }
 
@@ -162,24 +177,24 @@ fn prepare_other(
     bytes: &[u8],
     opts: &PrepareOptions,
     codec: &mut Codec,
-) -> std::result::Result<Prepared, String> {
+) -> std::result::Result<Prepared, SkipReason> {
     let reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(|e| SkipReason::Unreadable(e.to_string()))?;
     let Some(format) = reader.format() else {
-        return Err("not an image: unrecognised format".into());
+        return Err(SkipReason::UnrecognisedFormat);
     };
     let name = format!("{format:?}").to_uppercase();
     let (w, h) = reader
         .into_dimensions()
-        .map_err(|e| format!("not a decodable {name}: {e}"))?;
+        .map_err(|e| undecodable(&name, &e))?;
     if w as u64 * h as u64 > opts.max_pixels {
         let e = Error::TooManyPixels {
             width: w,
             height: h,
             limit: opts.max_pixels,
         };
-        return Err(format!("{e} (a decompression bomb?)"));
+        return Err(SkipReason::TooManyPixels(e.to_string()));
     }
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
@@ -189,7 +204,7 @@ fn prepare_other(
     reader.limits(limits);
     let img = reader
         .decode()
-        .map_err(|e| format!("not a decodable {name}: {e}"))?;
+        .map_err(|e| undecodable(&name, &e))?;
     let rgb = img.to_rgb8();
     let (sw, sh) = rgb.dimensions();
     let (tw, th) = fit_within(sw, sh, opts.max_side);
@@ -208,7 +223,7 @@ fn finish(
     opts: &PrepareOptions,
     codec: &mut Codec,
     note: Option<String>,
-) -> std::result::Result<Prepared, String> {
+) -> std::result::Result<Prepared, SkipReason> {
     let rgb = if (sw, sh) == (tw, th) {
         rgb
     } else {
@@ -225,7 +240,7 @@ fn finish(
             codec
                 .encoder
                 .encode(&rgb, tw, th, PixelFormat::Rgb, &eo)
-                .map_err(|e| format!("cannot re-encode: {e}"))?
+                .map_err(|e| failed("re-encode")(&e))?
         }
     };
     Ok(Prepared {
@@ -245,15 +260,15 @@ fn resize_rgb(
     sh: u32,
     tw: u32,
     th: u32,
-) -> std::result::Result<Vec<u8>, String> {
+) -> std::result::Result<Vec<u8>, SkipReason> {
     let src = fr::images::Image::from_vec_u8(sw, sh, rgb, fr::PixelType::U8x3)
-        .map_err(|e| format!("cannot resize: {e}"))?;
+        .map_err(|e| failed("resize")(&e))?;
     let mut dst = fr::images::Image::new(tw, th, fr::PixelType::U8x3);
     let opts =
         fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
     resizer
         .resize(&src, &mut dst, &opts)
-        .map_err(|e| format!("cannot resize: {e}"))?;
+        .map_err(|e| failed("resize")(&e))?;
     Ok(dst.into_vec())
 }
 
@@ -279,15 +294,18 @@ mod tests {
             quality: 90,
             max_pixels: 1 << 26,
         };
+        let e = prepare(b"", &opts, &mut codec).unwrap_err();
+        assert_eq!(e, SkipReason::Empty);
+        assert_eq!(e.to_string(), "empty file (0 bytes)");
         assert_eq!(
-            prepare(b"", &opts, &mut codec).unwrap_err(),
-            "empty file (0 bytes)"
+            prepare(b"\x00\x01garbage", &opts, &mut codec).unwrap_err(),
+            SkipReason::UnrecognisedFormat
         );
-        assert!(prepare(b"\x00\x01garbage", &opts, &mut codec)
-            .unwrap_err()
-            .contains("unrecognised"));
-        assert!(prepare(b"\xff\xd8\xff\xe0broken", &opts, &mut codec)
-            .unwrap_err()
-            .contains("JPEG"));
+        let e = prepare(b"\xff\xd8\xff\xe0broken", &opts, &mut codec).unwrap_err();
+        assert!(
+            matches!(&e, SkipReason::Undecodable { format, .. } if format == "JPEG"),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("not a decodable JPEG: "), "{e}");
     }
 }

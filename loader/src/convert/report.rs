@@ -1,6 +1,10 @@
 //! The JSON report written next to every converted file: nothing is skipped silently.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
+
+use super::skip::SkipReason;
 
 /// One file that was skipped or altered, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -9,6 +13,21 @@ pub struct ReportEntry {
     pub path: String,
     /// Why it was skipped or what was changed.
     pub reason: String,
+}
+
+/// One input that was not written, and why. Serialised as `{"path", "reason"}`, the
+/// reason as its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Path relative to the input root, or an archive member's name (lossy UTF-8).
+    pub path: String,
+    /// Why it was left out.
+    #[serde(serialize_with = "as_text")]
+    pub reason: SkipReason,
+}
+
+fn as_text<S: serde::Serializer>(r: &SkipReason, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(r)
 }
 
 /// What a conversion did. Written as `OUTPUT.report.json`.
@@ -36,7 +55,7 @@ pub struct Report {
     /// converted to RGB), with what was done.
     pub converted: Vec<ReportEntry>,
     /// Files not written, with the reason.
-    pub skipped: Vec<ReportEntry>,
+    pub skipped: Vec<Skipped>,
     /// Number of classes (0 when unlabeled).
     pub num_classes: usize,
     /// Bytes of the source files that were kept.
@@ -64,11 +83,21 @@ impl Report {
         } else {
             ""
         };
+        // Files the labels file leaves out are not damaged or unusable: said apart.
+        let unlabelled = self
+            .skipped
+            .iter()
+            .filter(|e| e.reason.is_unlabelled())
+            .count();
+        let not_listed = match unlabelled {
+            0 => String::new(),
+            n => format!(", {n} not in the labels file"),
+        };
         let mut s = format!(
-            "kept {} images ({reencoded}{} converted, {} skipped) in {:.1} s, {:.0} images/s; {} -> {} ({:.0}%)",
+            "kept {} images ({reencoded}{} converted, {} skipped{not_listed}) in {:.1} s, {:.0} images/s; {} -> {} ({:.0}%)",
             self.kept,
             self.converted.len(),
-            self.skipped.len(),
+            self.skipped.len() - unlabelled,
             self.seconds,
             self.images_per_s,
             human_bytes(self.input_bytes),
@@ -89,7 +118,13 @@ impl Report {
             let each: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
             s.push_str(&format!("; skipped: {}", each.join(", ")));
         }
-        if let Some(first) = self.skipped.first() {
+        // The first file that is damaged or unusable, else the first the labels leave out.
+        let first = self
+            .skipped
+            .iter()
+            .find(|e| !e.reason.is_unlabelled())
+            .or(self.skipped.first());
+        if let Some(first) = first {
             s.push_str(&format!(
                 "; first skipped: {}: {}",
                 first.path, first.reason
@@ -99,34 +134,14 @@ impl Report {
     }
 }
 
-/// The kind of a skip reason: its text before any `:` (the detail), with each run of digits
-/// written `N`, so that "file is 9 bytes, over the 8-byte limit" and "... 12 bytes ..." are
-/// one kind.
-fn skip_kind(reason: &str) -> String {
-    let head = reason.split(':').next().unwrap_or(reason).trim();
-    let mut out = String::with_capacity(head.len());
-    let mut in_digits = false;
-    for c in head.chars() {
-        if c.is_ascii_digit() {
-            if !in_digits {
-                out.push('N');
-            }
-            in_digits = true;
-        } else {
-            out.push(c);
-            in_digits = false;
-        }
-    }
-    out
-}
-
-/// Skips counted by kind, the commonest first (ties by name).
-fn skip_kinds(skipped: &[ReportEntry]) -> Vec<(String, usize)> {
+/// Skips counted by kind, the commonest first (ties by name); files the labels file leaves
+/// out are counted apart.
+fn skip_kinds(skipped: &[Skipped]) -> Vec<(Cow<'static, str>, usize)> {
     let mut counts = std::collections::BTreeMap::new();
-    for e in skipped {
-        *counts.entry(skip_kind(&e.reason)).or_insert(0usize) += 1;
+    for e in skipped.iter().filter(|e| !e.reason.is_unlabelled()) {
+        *counts.entry(e.reason.kind()).or_insert(0usize) += 1;
     }
-    let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+    let mut v: Vec<(Cow<'static, str>, usize)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v
 }
@@ -149,12 +164,20 @@ pub fn human_bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::skip::TarDamage;
     use super::*;
 
-    fn skipped(path: &str, reason: &str) -> ReportEntry {
-        ReportEntry {
+    fn skipped(path: &str, reason: SkipReason) -> Skipped {
+        Skipped {
             path: path.into(),
-            reason: reason.into(),
+            reason,
+        }
+    }
+
+    fn undecodable(detail: &str) -> SkipReason {
+        SkipReason::Undecodable {
+            format: "JPEG".into(),
+            detail: detail.into(),
         }
     }
 
@@ -163,11 +186,17 @@ mod tests {
         let mut r = Report {
             kept: 5,
             skipped: vec![
-                skipped("a.txt", "not an image file extension"),
-                skipped("b.jpg", "not a decodable JPEG: bad Huffman table"),
-                skipped("c.md", "not an image file extension"),
-                skipped("d.jpg", "not a decodable JPEG: premature end"),
-                skipped("e.jpg", "file is 900 bytes, over the 800-byte limit"),
+                skipped("a.txt", SkipReason::NotImageExtension),
+                skipped("b.jpg", undecodable("bad Huffman table")),
+                skipped("c.md", SkipReason::NotImageExtension),
+                skipped("d.jpg", undecodable("premature end")),
+                skipped(
+                    "e.jpg",
+                    SkipReason::TooLarge {
+                        bytes: 900,
+                        limit: 800,
+                    },
+                ),
             ],
             ..Report::default()
         };
@@ -178,8 +207,8 @@ mod tests {
         );
         assert!(
             s.contains(
-                "; skipped: 2 not a decodable JPEG, 2 not an image file extension, 1 file is N \
-                 bytes, over the N-byte limit; first skipped: a.txt: not an image file extension"
+                "; skipped: 2 not a decodable JPEG, 2 not an image file extension, 1 over \
+                 the size limit; first skipped: a.txt: not an image file extension"
             ),
             "{s}"
         );
@@ -192,5 +221,45 @@ mod tests {
             "{s}"
         );
         assert!(!s.contains("; skipped:"), "{s}");
+    }
+
+    /// Reasons whose details hold colons and parentheses are counted whole, and files the
+    /// labels file leaves out are said apart from damaged ones.
+    #[test]
+    fn mixed_reasons_are_counted_by_kind_not_by_their_text() {
+        let r = Report {
+            kept: 3,
+            skipped: vec![
+                skipped("x.csv", SkipReason::NotInLabels { noun: "labels CSV" }),
+                skipped(
+                    "train.tar",
+                    SkipReason::TarDamage(TarDamage::BadHeader {
+                        at: 1024,
+                        detail: "numeric field was not a number: 'x' when getting size".into(),
+                        next: Some(2048),
+                        rest: 4096,
+                    }),
+                ),
+                skipped("y.jpg", SkipReason::NotInLabels { noun: "labels CSV" }),
+                skipped("z.jpg", undecodable("premature end (at byte 3)")),
+            ],
+            ..Report::default()
+        };
+        let s = r.summary();
+        assert!(
+            s.starts_with("kept 3 images (0 converted, 2 skipped, 2 not in the labels file)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("; skipped: 1 damaged tar archive, 1 not a decodable JPEG; first skipped: \
+                 train.tar: damaged tar header at byte 1024"),
+            "{s}"
+        );
+        // The JSON keeps its keys and the reason's text.
+        let v = serde_json::to_value(&r.skipped[0]).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"path": "x.csv", "reason": "no label for this file in the labels CSV"})
+        );
     }
 }

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use crate::convert::prepare::{prepare, Codec, PrepareOptions, Prepared};
 use crate::convert::report::Report;
 use crate::convert::source::{discover_inputs, SourceItem, SourceOptions, Sources};
-use crate::convert::ReportEntry;
+use crate::convert::{ReportEntry, SkipReason, Skipped};
 use crate::error::{Error, Result};
 use crate::format::{StorageMode, DEFAULT_ALIGN};
 
@@ -95,12 +95,16 @@ thread_local! {
 }
 
 fn with_codec<T>(
-    f: impl FnOnce(&mut Codec) -> std::result::Result<T, String>,
-) -> std::result::Result<T, String> {
+    f: impl FnOnce(&mut Codec) -> std::result::Result<T, SkipReason>,
+) -> std::result::Result<T, SkipReason> {
     CODEC.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            *slot = Some(Codec::new().map_err(|e| e.to_string())?);
+            let codec = Codec::new().map_err(|e| SkipReason::Failed {
+                step: "start the JPEG codec",
+                detail: e.to_string(),
+            })?;
+            *slot = Some(codec);
         }
         f(slot.as_mut().expect("codec initialised above"))
     })
@@ -208,7 +212,7 @@ pub fn convert_inputs(
             chunk.min(total - done)
         };
         let items = &sources.items[done..done + size];
-        let results: Vec<(u64, std::result::Result<Prepared, String>)> = pool.install(|| {
+        let results: Vec<(u64, std::result::Result<Prepared, SkipReason>)> = pool.install(|| {
             items
                 .par_iter()
                 .map(|item| load(&sources, item, &prep, opts.max_file_bytes))
@@ -247,7 +251,10 @@ pub fn convert_inputs(
                         report.converted.push(named(&sources, item, note));
                     }
                 }
-                Err(reason) => report.skipped.push(named(&sources, item, reason)),
+                Err(reason) => report.skipped.push(Skipped {
+                    path: sources.name(item),
+                    reason,
+                }),
             }
         }
         done += size;
@@ -295,7 +302,7 @@ pub fn convert_inputs(
 }
 
 /// 4096 when the probe's median record is large, else 64 (see [`ConvertOptions::align`]).
-fn auto_align(probe: &[(u64, std::result::Result<Prepared, String>)]) -> u32 {
+fn auto_align(probe: &[(u64, std::result::Result<Prepared, SkipReason>)]) -> u32 {
     let mut sizes: Vec<usize> = probe
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
@@ -320,7 +327,7 @@ fn load(
     item: &SourceItem,
     prep: &PrepareOptions,
     max_file_bytes: u64,
-) -> (u64, std::result::Result<Prepared, String>) {
+) -> (u64, std::result::Result<Prepared, SkipReason>) {
     match sources.read(item, max_file_bytes) {
         Ok(bytes) => (bytes.len() as u64, with_codec(|c| prepare(&bytes, prep, c))),
         Err(e) => (0, Err(e)),

@@ -39,7 +39,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::convert::labels::{class_order, read_labels, Labels, LabelsFormat};
-use crate::convert::report::ReportEntry;
+use crate::convert::report::Skipped;
+use crate::convert::skip::{NotAClass, SkipReason};
 use crate::convert::tar::{self, Kind, Member};
 use crate::error::{Error, IoContext, Result};
 
@@ -162,7 +163,7 @@ pub struct Sources {
     /// Class names, in label order (empty without labels).
     pub classes: Vec<Vec<u8>>,
     /// Files found but not taken, with the reason.
-    pub skipped: Vec<ReportEntry>,
+    pub skipped: Vec<Skipped>,
     /// The format of the labels file, when one was read.
     pub labels_format: Option<LabelsFormat>,
     root: PathBuf,
@@ -178,19 +179,27 @@ impl Sources {
 
     /// The bytes of `item`, or why they cannot be read; files over `max_bytes` are refused
     /// before they are read.
-    pub fn read(&self, item: &SourceItem, max_bytes: u64) -> std::result::Result<Vec<u8>, String> {
-        let too_big = |len: u64| format!("file is {len} bytes, over the {max_bytes}-byte limit");
+    pub fn read(
+        &self,
+        item: &SourceItem,
+        max_bytes: u64,
+    ) -> std::result::Result<Vec<u8>, SkipReason> {
+        let too_big = |bytes: u64| SkipReason::TooLarge {
+            bytes,
+            limit: max_bytes,
+        };
+        let unreadable = |e: std::io::Error| SkipReason::Unreadable(e.to_string());
         match item.origin {
             Origin::File => {
                 let path = self.root.join(&item.rel);
-                let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read: {e}"))?;
+                let meta = std::fs::metadata(&path).map_err(unreadable)?;
                 if !meta.is_file() {
-                    return Err("not a regular file".into());
+                    return Err(SkipReason::NotRegularFile);
                 }
                 if meta.len() > max_bytes {
                     return Err(too_big(meta.len()));
                 }
-                std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))
+                std::fs::read(&path).map_err(unreadable)
             }
             Origin::Member {
                 container,
@@ -204,7 +213,7 @@ impl Sources {
                 self.containers[container as usize]
                     .file
                     .read_exact_at(&mut buf, offset)
-                    .map_err(|e| format!("cannot read from the archive: {e}"))?;
+                    .map_err(|e| SkipReason::UnreadableMember(e.to_string()))?;
                 Ok(buf)
             }
         }
@@ -344,12 +353,12 @@ fn join_labels(
     found: impl Iterator<Item = (PathBuf, Origin)>,
     labels: &Labels,
     items: &mut Vec<SourceItem>,
-    skipped: &mut Vec<ReportEntry>,
+    skipped: &mut Vec<Skipped>,
 ) -> Vec<Vec<u8>> {
     let name = |rel: &Path, origin| name_of(containers, rel, origin);
     for (rel, origin) in found {
         if !has_image_extension(&rel) {
-            skipped.push(named(name(&rel, origin), "not an image file extension"));
+            skipped.push(named(name(&rel, origin), SkipReason::NotImageExtension));
             continue;
         }
         match labels.class_of(&labels.key(rel.as_os_str().as_bytes())) {
@@ -360,7 +369,9 @@ fn join_labels(
             }),
             None => skipped.push(named(
                 name(&rel, origin),
-                format!("no label for this file in the {}", labels.format.noun()),
+                SkipReason::NotInLabels {
+                    noun: labels.format.noun(),
+                },
             )),
         }
     }
@@ -372,7 +383,7 @@ fn report_unlisted(
     labels: &Labels,
     items: &[SourceItem],
     where_: &str,
-    skipped: &mut Vec<ReportEntry>,
+    skipped: &mut Vec<Skipped>,
 ) {
     let seen: HashSet<Vec<u8>> = items
         .iter()
@@ -381,19 +392,16 @@ fn report_unlisted(
     for key in labels.rows.iter().filter(|k| !seen.contains(*k)) {
         skipped.push(named(
             String::from_utf8_lossy(key).into_owned(),
-            format!(
-                "listed in the {} but not found {where_}",
-                labels.format.noun()
-            ),
+            SkipReason::ListedNotFound {
+                noun: labels.format.noun(),
+                place: where_.to_string(),
+            },
         ));
     }
 }
 
-fn named(path: String, reason: impl Into<String>) -> ReportEntry {
-    ReportEntry {
-        path,
-        reason: reason.into(),
-    }
+fn named(path: String, reason: SkipReason) -> Skipped {
+    Skipped { path, reason }
 }
 
 /// Whether a member path ends in `.ext` (case-insensitive).
@@ -434,7 +442,11 @@ fn discover_tars(archives: &[PathBuf], opts: &SourceOptions) -> Result<Sources> 
                 scan.damage[0]
             )));
         }
-        skipped.extend(scan.damage.into_iter().map(|d| named(name.clone(), d)));
+        skipped.extend(
+            scan.damage
+                .into_iter()
+                .map(|d| named(name.clone(), SkipReason::TarDamage(d))),
+        );
         scans.push(scan.members);
         containers.push(Container {
             file: Arc::new(file),
@@ -504,26 +516,26 @@ fn push_image(
     origin: Origin,
     label: Option<u32>,
     items: &mut Vec<SourceItem>,
-    skipped: &mut Vec<ReportEntry>,
+    skipped: &mut Vec<Skipped>,
 ) {
     if has_image_extension(&rel) {
         items.push(SourceItem { rel, origin, label });
     } else {
         skipped.push(named(
             name_of(containers, &rel, origin),
-            "not an image file extension",
+            SkipReason::NotImageExtension,
         ));
     }
 }
 
 /// What a member that is not an image file says in the report, if anything: folders are
 /// passed over as a folder walk passes them.
-fn not_a_file(m: &Member) -> Option<String> {
+fn not_a_file(m: &Member) -> Option<SkipReason> {
     match m.kind {
-        Kind::File if m.cut_short() => Some(m.cut_reason()),
+        Kind::File if m.cut_short() => Some(SkipReason::TarDamage(m.cut_reason(false))),
         Kind::File | Kind::Dir => None,
-        Kind::Link => Some("link member; not followed".into()),
-        Kind::Other => Some("not a regular file".into()),
+        Kind::Link => Some(SkipReason::LinkMember),
+        Kind::Other => Some(SkipReason::NotRegularFile),
     }
 }
 
@@ -546,7 +558,7 @@ fn flat_members(s: &mut Sources, scans: Vec<Vec<Member>>) -> Vec<(PathBuf, Origi
                 if let Some(earlier) = by_path.insert(rel.clone(), origin) {
                     s.skipped.push(named(
                         name_of(&s.containers, &rel, earlier),
-                        "a later member has the same path and replaces it, as extraction would",
+                        SkipReason::Replaced,
                     ));
                 }
             }
@@ -574,7 +586,7 @@ fn imagenet_tar(s: &mut Sources, scans: Vec<Vec<Member>>) {
                 if m.cut_short() {
                     s.skipped.push(named(
                         name_of(&s.containers, &rel, origin),
-                        format!("{}; its members before the cut are kept", m.cut_reason()),
+                        SkipReason::TarDamage(m.cut_reason(true)),
                     ));
                 }
                 classes.entry(stem).or_default().push((c as u32, m));
@@ -584,7 +596,7 @@ fn imagenet_tar(s: &mut Sources, scans: Vec<Vec<Member>>) {
             } else if m.kind == Kind::File {
                 s.skipped.push(named(
                     name_of(&s.containers, &rel, origin),
-                    "file at the top level of the ImageNet train tar (not a class tar)",
+                    SkipReason::TopLevelOfTrainTar,
                 ));
             }
         }
@@ -602,7 +614,7 @@ fn imagenet_tar(s: &mut Sources, scans: Vec<Vec<Member>>) {
             s.skipped.extend(
                 scan.damage
                     .into_iter()
-                    .map(|d| named(inner.name.clone(), d)),
+                    .map(|d| named(inner.name.clone(), SkipReason::TarDamage(d))),
             );
             let container = s.containers.len() as u32;
             s.containers.push(inner);
@@ -690,10 +702,7 @@ fn webdataset(s: &mut Sources, scans: Vec<Vec<Member>>) {
                 .find_map(|e| usable.iter().find(|m| wds_key(&m.path).1 == *e));
             let Some(image) = image else {
                 if !usable.is_empty() {
-                    s.skipped.push(named(
-                        key_name(),
-                        "sample has no .jpg, .jpeg, .png or .webp member",
-                    ));
+                    s.skipped.push(named(key_name(), SkipReason::NoImageMember));
                 }
                 continue;
             };
@@ -738,7 +747,7 @@ fn webdataset(s: &mut Sources, scans: Vec<Vec<Member>>) {
             }
             None => s.skipped.push(named(
                 name_of(&s.containers, &item.rel, item.origin),
-                "sample has no .cls or .txt label",
+                SkipReason::NoLabelMember,
             )),
         }
     }
@@ -746,17 +755,17 @@ fn webdataset(s: &mut Sources, scans: Vec<Vec<Member>>) {
 }
 
 /// The text of a `.cls` (an integer) or `.txt` label member, trimmed.
-fn read_label(file: &File, m: &Member) -> std::result::Result<Vec<u8>, String> {
+fn read_label(file: &File, m: &Member) -> std::result::Result<Vec<u8>, SkipReason> {
     if m.size > MAX_LABEL_BYTES {
-        return Err(format!(
-            "label member {} is {} bytes, over the {MAX_LABEL_BYTES}-byte limit",
-            String::from_utf8_lossy(&m.path),
-            m.size
-        ));
+        return Err(SkipReason::LabelTooLarge {
+            member: String::from_utf8_lossy(&m.path).into_owned(),
+            bytes: m.size,
+            limit: MAX_LABEL_BYTES,
+        });
     }
     let mut buf = vec![0u8; m.size as usize];
     file.read_exact_at(&mut buf, m.offset)
-        .map_err(|e| format!("cannot read the label: {e}"))?;
+        .map_err(|e| SkipReason::LabelUnreadable(e.to_string()))?;
     let text = buf.trim_ascii().to_vec();
     let is_cls = wds_key(&m.path).1 == "cls";
     if text.is_empty()
@@ -766,12 +775,11 @@ fn read_label(file: &File, m: &Member) -> std::result::Result<Vec<u8>, String> {
                 .and_then(|t| t.parse::<i64>().ok())
                 .is_none())
     {
-        return Err(format!(
-            "label {} is not {}: {:?}",
-            String::from_utf8_lossy(&m.path),
-            if is_cls { "an integer" } else { "a class name" },
-            String::from_utf8_lossy(&text)
-        ));
+        return Err(SkipReason::BadLabel {
+            member: String::from_utf8_lossy(&m.path).into_owned(),
+            integer: is_cls,
+            text: String::from_utf8_lossy(&text).into_owned(),
+        });
     }
     Ok(text)
 }
@@ -782,19 +790,19 @@ fn has_image_extension(p: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-pub(crate) fn entry(rel: &Path, reason: impl Into<String>) -> ReportEntry {
+pub(crate) fn entry(rel: &Path, reason: SkipReason) -> Skipped {
     named(rel.to_string_lossy().into_owned(), reason)
 }
 
 /// The class folders of an ImageFolder root, sorted; top-level files are reported.
-fn top_level_dirs(root: &Path, skipped: &mut Vec<ReportEntry>) -> Result<Vec<PathBuf>> {
+fn top_level_dirs(root: &Path, skipped: &mut Vec<Skipped>) -> Result<Vec<PathBuf>> {
     let canonical_root = std::fs::canonicalize(root).at("cannot resolve", root)?;
     let mut entries: Vec<_> = std::fs::read_dir(root)
         .at("cannot list", root)?
         .filter_map(|e| match e {
             Ok(e) => Some(e.path()),
             Err(err) => {
-                skipped.push(entry(root, format!("cannot list: {err}")));
+                skipped.push(entry(root, SkipReason::CannotList(err.to_string())));
                 None
             }
         })
@@ -809,24 +817,18 @@ fn top_level_dirs(root: &Path, skipped: &mut Vec<ReportEntry>) -> Result<Vec<Pat
                 if let Some(why) = not_a_class(&rel) {
                     skipped.push(entry(&rel, why));
                 } else if std::fs::canonicalize(&p).is_ok_and(|c| canonical_root.starts_with(&c)) {
-                    skipped.push(entry(
-                        &rel,
-                        "symlink to the input folder or above it (a loop); not followed",
-                    ));
+                    skipped.push(entry(&rel, SkipReason::SymlinkLoop));
                 } else {
                     dirs.push(p);
                 }
             }
             Ok(_) => files.push(rel),
-            Err(err) => skipped.push(entry(&rel, format!("cannot read: {err}"))),
+            Err(err) => skipped.push(entry(&rel, SkipReason::Unreadable(err.to_string()))),
         }
     }
     if !dirs.is_empty() {
         for rel in files {
-            skipped.push(entry(
-                &rel,
-                "file at the top level of an ImageFolder tree (not in a class folder)",
-            ));
+            skipped.push(entry(&rel, SkipReason::TopLevelFile));
         }
     }
     Ok(dirs)
@@ -836,12 +838,12 @@ fn top_level_dirs(root: &Path, skipped: &mut Vec<ReportEntry>) -> Result<Vec<Pat
 /// folder (`.git`, `.ipynb_checkpoints`, `.hidden_class`) or the `__MACOSX` folder that
 /// macOS's zip adds. torchvision would count them as classes and shift every class index
 /// that follows; they are named in the report instead, and not read.
-fn not_a_class(rel: &Path) -> Option<&'static str> {
+fn not_a_class(rel: &Path) -> Option<SkipReason> {
     let name = rel.file_name()?.as_bytes();
     if name == b"__MACOSX" {
-        Some("folder of macOS zip metadata (__MACOSX), not a class; not read")
+        Some(SkipReason::NotAClass(NotAClass::MacosMetadata))
     } else if name.starts_with(b".") {
-        Some("hidden folder, not a class; not read")
+        Some(SkipReason::NotAClass(NotAClass::Hidden))
     } else {
         None
     }
@@ -855,7 +857,7 @@ fn inside(root: &Path, file: &Path) -> Option<PathBuf> {
 }
 
 /// Every regular file under `dir`, sorted by path bytes, as paths relative to `root`.
-fn walk_files(root: &Path, dir: &Path, skipped: &mut Vec<ReportEntry>) -> Vec<PathBuf> {
+fn walk_files(root: &Path, dir: &Path, skipped: &mut Vec<Skipped>) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let walk = walkdir::WalkDir::new(dir)
         .min_depth(1)
@@ -868,7 +870,7 @@ fn walk_files(root: &Path, dir: &Path, skipped: &mut Vec<ReportEntry>) -> Vec<Pa
                 let p = err.path().unwrap_or(dir);
                 skipped.push(entry(
                     p.strip_prefix(root).unwrap_or(p),
-                    format!("cannot read: {err}"),
+                    SkipReason::Unreadable(err.to_string()),
                 ));
                 continue;
             }
@@ -885,20 +887,14 @@ fn walk_files(root: &Path, dir: &Path, skipped: &mut Vec<ReportEntry>) -> Vec<Pa
         if ft.is_symlink() {
             match std::fs::metadata(e.path()) {
                 Ok(m) if m.is_file() => out.push(rel),
-                Ok(m) if m.is_dir() => skipped.push(entry(
-                    &rel,
-                    "symlink to a folder inside the tree; not followed",
-                )),
-                Ok(_) => skipped.push(entry(
-                    &rel,
-                    "symlink to something that is not a regular file",
-                )),
-                Err(err) => skipped.push(entry(&rel, format!("broken symlink: {err}"))),
+                Ok(m) if m.is_dir() => skipped.push(entry(&rel, SkipReason::SymlinkToFolder)),
+                Ok(_) => skipped.push(entry(&rel, SkipReason::SymlinkToOther)),
+                Err(err) => skipped.push(entry(&rel, SkipReason::BrokenSymlink(err.to_string()))),
             }
         } else if ft.is_file() {
             out.push(rel);
         } else {
-            skipped.push(entry(&rel, "not a regular file"));
+            skipped.push(entry(&rel, SkipReason::NotRegularFile));
         }
     }
     out
@@ -907,7 +903,7 @@ fn walk_files(root: &Path, dir: &Path, skipped: &mut Vec<ReportEntry>) -> Vec<Pa
 fn read_file_list(
     root: &Path,
     list: &Path,
-    skipped: &mut Vec<ReportEntry>,
+    skipped: &mut Vec<Skipped>,
 ) -> Result<Vec<PathBuf>> {
     let bytes = std::fs::read(list).at("cannot read file list", list)?;
     let mut seen = HashSet::new();
@@ -925,7 +921,7 @@ fn read_file_list(
         if seen.insert(rel.clone()) {
             out.push(rel);
         } else {
-            skipped.push(entry(&rel, "listed twice in the file list; kept the first"));
+            skipped.push(entry(&rel, SkipReason::ListedTwice));
         }
     }
     Ok(out)

@@ -17,6 +17,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::skip::TarDamage;
 use crate::error::{Error, Result};
 
 const BLOCK: u64 = 512;
@@ -55,12 +56,12 @@ impl Member {
     }
 
     /// What a report says of a member that is cut short.
-    pub(crate) fn cut_reason(&self) -> String {
-        format!(
-            "cut short: the archive ends {} bytes into this member's {}, and any members \
-             after it are missing",
-            self.present, self.size
-        )
+    pub(crate) fn cut_reason(&self, inner_tar: bool) -> TarDamage {
+        TarDamage::CutShort {
+            present: self.present,
+            size: self.size,
+            inner_tar,
+        }
     }
 }
 
@@ -68,7 +69,7 @@ impl Member {
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
     pub(crate) members: Vec<Member>,
-    pub(crate) damage: Vec<String>,
+    pub(crate) damage: Vec<TarDamage>,
 }
 
 /// A `Read + Seek` view of `len` bytes of `file` from `start`, by positioned reads.
@@ -123,10 +124,7 @@ pub(crate) fn scan(file: &File, start: u64, len: u64) -> Scan {
                 match next_header(file, start, len, end + BLOCK) {
                     Some(next) => {
                         if !out.damage.is_empty() {
-                            out.damage.push(format!(
-                                "end-of-archive blocks at byte {end} are followed by more \
-                                 members, from byte {next}; read on"
-                            ));
+                            out.damage.push(TarDamage::MembersAfterEnd { end, next });
                         }
                         at = next;
                     }
@@ -134,36 +132,32 @@ pub(crate) fn scan(file: &File, start: u64, len: u64) -> Scan {
                 }
             }
             Ok(Stop::NoEndMarker) => {
-                out.damage.push(
-                    "the archive ends without its end-of-archive blocks; it may have been cut \
-                     at a member boundary, and members after the cut are missing"
-                        .into(),
-                );
+                out.damage.push(TarDamage::NoEndMarker);
                 return out;
             }
             Ok(Stop::CutShort) => return out,
             Err((header, e)) => {
                 if header + BLOCK > len {
-                    out.damage.push(format!(
-                        "the archive ends inside a header at byte {header} (it is truncated)"
-                    ));
+                    out.damage.push(TarDamage::EndsInHeader { at: header });
                     return out;
                 }
                 match next_header(file, start, len, header + BLOCK) {
                     Some(next) => {
-                        out.damage.push(format!(
-                            "damaged tar header at byte {header} ({e}); skipped {} bytes to the \
-                             next valid header, at byte {next}",
-                            next - header
-                        ));
+                        out.damage.push(TarDamage::BadHeader {
+                            at: header,
+                            detail: e.to_string(),
+                            next: Some(next),
+                            rest: len - header,
+                        });
                         at = next;
                     }
                     None => {
-                        out.damage.push(format!(
-                            "damaged tar header at byte {header} ({e}); no valid header after it, \
-                             so the rest of the archive ({} bytes) was not read",
-                            len - header
-                        ));
+                        out.damage.push(TarDamage::BadHeader {
+                            at: header,
+                            detail: e.to_string(),
+                            next: None,
+                            rest: len - header,
+                        });
                         return out;
                     }
                 }
@@ -419,12 +413,12 @@ mod tests {
         // Cut at the member boundary: the missing end blocks are named.
         let s = scan_bytes(&bytes[..512 + 1024]);
         assert_eq!(s.members.len(), 1);
-        assert!(s.damage[0].contains("end-of-archive"), "{:?}", s.damage);
+        assert!(s.damage[0].to_string().contains("end-of-archive"), "{:?}", s.damage);
         // Cut inside the second header.
         let s = scan_bytes(&bytes[..512 + 1024 + 300]);
         assert_eq!(s.members.len(), 1);
         assert!(
-            s.damage[0].contains("inside a header at byte 1536"),
+            s.damage[0].to_string().contains("inside a header at byte 1536"),
             "{:?}",
             s.damage
         );
@@ -443,7 +437,7 @@ mod tests {
         assert_eq!(names, [b"a.jpg".as_slice(), b"c.jpg"]);
         assert_eq!(s.damage.len(), 1);
         assert!(
-            s.damage[0].contains("damaged tar header at byte 1024"),
+            s.damage[0].to_string().contains("damaged tar header at byte 1024"),
             "{:?}",
             s.damage
         );
@@ -455,14 +449,14 @@ mod tests {
         let s = scan_bytes(&bytes);
         let names: Vec<&[u8]> = s.members.iter().map(|m| m.path.as_slice()).collect();
         assert_eq!(names, [b"x.jpg".as_slice(), b"b.jpg"]);
-        assert!(s.damage[1].contains("read on"), "{:?}", s.damage);
+        assert!(s.damage[1].to_string().contains("read on"), "{:?}", s.damage);
         // Nothing valid after the damage: said so, with what was kept.
         let mut bytes = tar_of(&[("a.jpg", &[1; 10]), ("b.jpg", &[2; 10])]);
         bytes[1024 + 10] ^= 0xff;
         let s = scan_bytes(&bytes);
         assert_eq!(s.members.len(), 1);
         assert!(
-            s.damage[0].contains("no valid header after it"),
+            s.damage[0].to_string().contains("no valid header after it"),
             "{:?}",
             s.damage
         );
