@@ -65,6 +65,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     for e in 0..epochs {
         let (indices, positions) = shard_positions(&order.indices(e), rank, world);
         for b in loader.epoch_at(e, indices, positions, 0)? {
+            let b = b?;
             let px = b.pixels(0);
             dump.write_all(px)?;
             let labels: Vec<i64> = match b.labels() {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong while writing, reading, decoding or converting records.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An I/O operation on a named file failed.
     #[error("{op} ({path})")]
@@ -56,6 +57,10 @@ pub enum Error {
     /// The input of a conversion is unusable as a whole (no images, a bad labels CSV...).
     #[error("{0}")]
     Input(String),
+    /// An epoch's producer stopped before its last batch (with the cause when known): the
+    /// epoch is not complete.
+    #[error("{0}")]
+    LoaderStopped(String),
 }
 
 /// Shorthand for results of this crate.

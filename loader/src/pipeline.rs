@@ -351,6 +351,10 @@ impl Loader {
             cancel: AtomicBool::new(false),
             starved: AtomicBool::new(false),
             stats: self.stats.clone(),
+            failure: std::sync::Mutex::new(None),
+            fail_at: std::env::var(FAIL_AT_VAR)
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
         });
         let (done_tx, done_rx) = bounded(self.cfg.batches_ahead.max(1));
         let producer = {
@@ -397,6 +401,23 @@ struct Shared {
     cancel: AtomicBool,
     starved: AtomicBool,
     stats: Arc<LoaderStats>,
+    /// Why the producer stopped early, for the consumer's error.
+    failure: std::sync::Mutex<Option<String>>,
+    /// [`FAIL_AT_VAR`]: the batch before which the producer stops, as a failure would stop it.
+    fail_at: Option<usize>,
+}
+
+/// A test hook of the failure path: with `UIC_LOADER_FAIL_AT=k` in the environment, every
+/// epoch's producer stops before batch `k` as if a worker had failed there, so that a test
+/// (in Rust or Python) can check that the consumer sees an error, not a short epoch.
+pub const FAIL_AT_VAR: &str = "UIC_LOADER_FAIL_AT";
+
+/// The text of a panic's payload.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic")
 }
 
 /// The producer: one batch after another, each filled by the whole pool.
@@ -420,7 +441,23 @@ fn produce(
             }
         };
         shared.starved.store(false, Ordering::SeqCst);
-        pool.install(|| fill(shared, k, &mut slot));
+        if shared.fail_at == Some(k) {
+            *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("stopped by {FAIL_AT_VAR}={k}"));
+            return;
+        }
+        // A worker's panic (a bug) stops the epoch with its message, which the consumer
+        // returns as an error: never a silently short epoch.
+        let filled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.install(|| fill(shared, k, &mut slot))
+        }));
+        if let Err(p) = filled {
+            *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                "a loader thread panicked: {}",
+                panic_text(p.as_ref())
+            ));
+            return;
+        }
         if done_tx.send(slot).is_err() {
             return;
         }
@@ -617,8 +654,15 @@ impl Epoch {
                 Err(RecvTimeoutError::Disconnected) => {
                     let at = self.expect;
                     self.expect = self.shared.num_batches;
-                    return Err(NextError::Stopped(Error::InvalidArgument(format!(
-                        "the loader stopped before batch {at} of {}",
+                    let why = self
+                        .shared
+                        .failure
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take()
+                        .map_or(String::new(), |w| format!(": {w}"));
+                    return Err(NextError::Stopped(Error::LoaderStopped(format!(
+                        "the loader stopped before batch {at} of {}{why}",
                         self.shared.num_batches
                     ))));
                 }
@@ -646,18 +690,17 @@ pub enum NextError {
     Stopped(Error),
 }
 
+/// The epoch's batches in order. A loader that stops before the last batch yields one
+/// `Err` (a short epoch is never silent), then `None`.
 impl Iterator for Epoch {
-    type Item = Batch;
+    type Item = Result<Batch>;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<Result<Batch>> {
         loop {
             match self.next_timeout(Duration::from_secs(3600)) {
-                Ok(b) => return b,
+                Ok(b) => return b.map(Ok),
                 Err(NextError::TimedOut) => continue,
-                Err(NextError::Stopped(e)) => {
-                    tracing::error!("{e}");
-                    return None;
-                }
+                Err(NextError::Stopped(e)) => return Some(Err(e)),
             }
         }
     }

@@ -68,7 +68,11 @@ fn every_hostile_input_is_converted_kept_or_reported() {
     let out = dir.path().join("zoo.uicr");
     let report = convert(&root, &out, &ConvertOptions::default(), &|_| {}).unwrap();
 
-    let reasons: Vec<String> = report.skipped.iter().map(|e| e.reason.to_string()).collect();
+    let reasons: Vec<String> = report
+        .skipped
+        .iter()
+        .map(|e| e.reason.to_string())
+        .collect();
     let skipped: HashMap<&str, &str> = report
         .skipped
         .iter()

@@ -33,6 +33,7 @@ fn run(loader: &Loader, epoch: u64, indices: Vec<usize>, start: usize) -> Vec<(V
     loader
         .epoch(epoch, indices, start)
         .unwrap()
+        .map(|b| b.unwrap())
         .map(|b| (b.indices().to_vec(), b.pixels(0).to_vec()))
         .collect()
 }
@@ -150,6 +151,7 @@ fn deferred_steps_are_the_drawn_ones_and_applying_them_gives_the_same_batch() {
         .unwrap()
         .zip(later.epoch(1, idx, 0).unwrap())
     {
+        let (a, b) = (a.unwrap(), b.unwrap());
         for v in 0..2 {
             // The same draws, whether or not the loader applied them.
             assert_eq!(a.drawn(v), b.drawn(v));
@@ -190,6 +192,7 @@ fn two_views_are_independent_and_labels_ride_along() {
         .epoch(0, (0..10).collect(), 0)
         .unwrap()
         .next()
+        .unwrap()
         .unwrap();
     assert_ne!(b.pixels(0), b.pixels(1));
     assert_eq!(b.pixels(1).len(), 5 * 3 * 24 * 32);
@@ -215,7 +218,8 @@ fn a_corrupt_record_is_counted_and_substituted_without_hanging() {
     let batches: Vec<_> = loader
         .epoch(0, Sequential { len: file.len() }.indices(0), 0)
         .unwrap()
-        .collect();
+        .collect::<Result<_, _>>()
+        .unwrap();
     let substituted: usize = batches.iter().map(|b| b.substituted()).sum();
     assert_eq!(substituted, 1);
     assert_eq!(batches[0].substituted(), 1, "record 4 is in batch 0");
@@ -250,7 +254,8 @@ fn holding_every_batch_or_stopping_early_never_hangs() {
     let held: Vec<_> = loader
         .epoch(0, (0..file.len()).collect(), 0)
         .unwrap()
-        .collect();
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(held.len(), 19);
     drop(held);
     // Stop after one batch, then start another epoch at once.

@@ -61,7 +61,9 @@ fn side(name: &str, v: i64) -> PyResult<u32> {
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(text_signature = "(file, batch_size, size=224, threads=0, order='random', seed=0, preset='paper', drop_last=True, rank=0, world_size=1, batches_ahead=3)")]
+    #[pyo3(
+        text_signature = "(file, batch_size, size=224, threads=0, order='random', seed=0, preset='paper', drop_last=True, rank=0, world_size=1, batches_ahead=3)"
+    )]
     #[pyo3(signature = (file, batch_size, size = SizeArg::Side(224), threads = 0, order = "random", seed = 0, preset = "paper", drop_last = true, rank = 0, world_size = 1, batches_ahead = 3))]
     #[allow(clippy::too_many_arguments)]
     fn new(

@@ -93,11 +93,7 @@ impl RecordFile {
     /// without labels), `width`, `height`, `path`, and `data`, the stored bytes.
     fn __getitem__<'py>(&self, py: Python<'py>, index: isize) -> PyResult<Bound<'py, PyDict>> {
         let n = self.file.len();
-        let i = if index < 0 {
-            index + n as isize
-        } else {
-            index
-        };
+        let i = if index < 0 { index + n as isize } else { index };
         if i < 0 || i as usize >= n {
             return Err(pyo3::exceptions::PyIndexError::new_err(format!(
                 "sample {index} of {n}"

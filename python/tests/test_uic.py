@@ -267,6 +267,17 @@ def test_convert_takes_a_file_list_and_max_pixels(folder, tmp_path):
         uic.convert(folder, tmp_path / "x.uicr", max_pixels=0)
 
 
+def test_a_loader_that_stops_mid_epoch_raises(record, monkeypatch):
+    # The loader's test hook stops every epoch's producer before batch 2, as a failure would.
+    monkeypatch.setenv("UIC_LOADER_FAIL_AT", "2")
+    loader = uic.Loader(record, batch_size=8, size=32, threads=1)
+    seen = []
+    with pytest.raises(RuntimeError, match="stopped before batch 2 of 5: stopped by UIC_LOADER_FAIL_AT=2"):
+        for _, _, indices in loader.epoch(0):
+            seen.append(len(indices))
+    assert seen == [8, 8]
+
+
 def test_wrong_types_are_type_errors(record):
     with pytest.raises(TypeError):
         uic.Loader(12345, batch_size=4)

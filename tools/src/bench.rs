@@ -347,7 +347,7 @@ fn loader(a: LoaderArgs) -> Result<ExitCode> {
     };
     limit_pass(0)?;
     for b in loader.epoch(0, order.indices(0), 0)? {
-        std::hint::black_box(b.pixels(0)[0]);
+        std::hint::black_box(b?.pixels(0)[0]);
     }
     let (mut images, mut waited, mut secs) = (0usize, 0.0, 0.0);
     let (mut singles, mut fractions) = (Vec::new(), Vec::new());
@@ -361,6 +361,7 @@ fn loader(a: LoaderArgs) -> Result<ExitCode> {
         let mut epoch = loader.epoch(e, order.indices(e), 0)?;
         let mut count = 0;
         for b in epoch.by_ref() {
+            let b = b?;
             count += b.len();
             std::hint::black_box(b.pixels(0)[0]);
         }
@@ -413,7 +414,8 @@ fn loader(a: LoaderArgs) -> Result<ExitCode> {
         outln!("decode+crop        {fused:>8.0} images/s (1 thread, fused region decode + resize to {0}x{0}, median of {1} passes)", a.size, a.epochs);
         outln!(
             "full loader        {rate:>8.0} images/s ({threads} threads, batch {}, {} epochs)",
-            a.batch_size, a.epochs
+            a.batch_size,
+            a.epochs
         );
         outln!(
             "limit              {limit:>8.0} images/s (decode+crop x threads); loader at {:.0}% (median of the epochs' ratios to the pass beside each)",

@@ -97,7 +97,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     outln!(
         "4. training UIC: {} width {} at {} px, k = {}, {} epochs, batch {} (labels start random; \
          chance NMI is about 0)",
-        cfg.arch, cfg.width, cfg.input_size, cfg.k, cfg.epochs, cfg.batch_size
+        cfg.arch,
+        cfg.width,
+        cfg.input_size,
+        cfg.k,
+        cfg.epochs,
+        cfg.batch_size
     );
     let mut t = Trainer::new(cfg, &record, &run, false)?;
     let mut bars = Bars::new(a.quiet);

@@ -121,11 +121,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     outln!("file      {} ({} bytes)", info.path, info.file_bytes);
     outln!(
         "format    version {}, {} storage, records aligned to {} bytes",
-        info.version, info.mode, info.align
+        info.version,
+        info.mode,
+        info.align
     );
     outln!(
         "samples   {} ({} re-encoded or converted: stored bytes are not the source file's)",
-        n, info.converted
+        n,
+        info.converted
     );
     let payload_pct = 100.0 * info.payload_bytes as f64 / info.file_bytes.max(1) as f64;
     outln!(

@@ -125,6 +125,7 @@ pub fn write_grid(run: &Path, data: Option<&Path>, rows: usize, cols: usize) -> 
     let loader = uic_loader::Loader::new(file.clone(), uic_trainer::eval_loader_config(cfg))?;
     let mut hwc: Vec<Vec<u8>> = Vec::with_capacity(flat.len());
     for batch in loader.epoch(0, flat.clone(), 0)? {
+        let batch = batch?;
         for chw in batch.pixels(0).chunks_exact(3 * s * s) {
             let mut img = vec![0u8; 3 * s * s];
             for p in 0..s * s {

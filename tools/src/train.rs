@@ -224,7 +224,11 @@ impl Overrides {
         for (on, off, field) in [
             (self.mlp_head, self.no_mlp_head, &mut c.mlp_head),
             (self.amp, self.no_amp, &mut c.amp),
-            (self.channels_last, self.no_channels_last, &mut c.channels_last),
+            (
+                self.channels_last,
+                self.no_channels_last,
+                &mut c.channels_last,
+            ),
         ] {
             if on {
                 *field = true;
@@ -322,7 +326,11 @@ fn waiting_notice(launch: &Launch, timeout_s: u64) -> Option<std::sync::mpsc::Se
     }
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let until = std::time::SystemTime::now() + std::time::Duration::from_secs(timeout_s);
-    let (others, addr, port) = (launch.world - 1, launch.master_addr.clone(), launch.master_port);
+    let (others, addr, port) = (
+        launch.world - 1,
+        launch.master_addr.clone(),
+        launch.master_port,
+    );
     std::thread::spawn(move || {
         if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(QUIET_WAIT) {
             eprintln!(

@@ -29,7 +29,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         for b in &bad {
             outln!(
                 "bad record {} ({}): checksum {:#010x}, expected {:#010x}",
-                b.index, b.path, b.actual, b.expected
+                b.index,
+                b.path,
+                b.actual,
+                b.expected
             );
         }
         if bad.is_empty() {

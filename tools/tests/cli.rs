@@ -546,7 +546,12 @@ fn a_closed_stdout_ends_a_command_quietly() {
         write_jpeg(&input.join(format!("c{i}/{i}.jpg")), 24, 24);
     }
     let file = dir.path().join("f.uicr");
-    let o = uic(&["convert", input.to_str().unwrap(), "-o", file.to_str().unwrap()]);
+    let o = uic(&[
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let f = file.to_str().unwrap();
     for args in [
@@ -588,7 +593,12 @@ fn hidden_and_macosx_folders_are_not_classes() {
     write_jpeg(&input.join(".hidden_class/2.jpg"), 24, 24);
     write_jpeg(&input.join("__MACOSX/cat/._1.jpg"), 24, 24);
     let out = dir.path().join("out.uicr");
-    let o = uic(&["convert", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let o = uic(&[
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("2 skipped"), "{err}");
@@ -606,7 +616,9 @@ fn hidden_and_macosx_folders_are_not_classes() {
         .collect();
     assert_eq!(skipped.len(), 2, "{report}");
     assert!(skipped.contains(&(".hidden_class", "hidden folder, not a class; not read")));
-    assert!(skipped.iter().any(|(p, r)| *p == "__MACOSX" && r.contains("macOS")));
+    assert!(skipped
+        .iter()
+        .any(|(p, r)| *p == "__MACOSX" && r.contains("macOS")));
     let f = uic_loader::RecordFile::open(&out).unwrap();
     assert_eq!(f.class_names(), ["airplane", "cat"]);
 }
@@ -619,10 +631,16 @@ fn hidden_and_macosx_folders_are_not_classes() {
 fn libtorch_commands_spin_briefly_unless_the_user_chose() {
     let spin_counts = |set: Option<(&str, &str)>| -> Vec<String> {
         let mut c = Command::new(env!("CARGO_BIN_EXE_uic"));
-        c.args(["train", "--data", "/nonexistent.uicr", "--out", "/nonexistent-run"])
-            .env("OMP_DISPLAY_ENV", "VERBOSE")
-            .env_remove("OMP_WAIT_POLICY")
-            .env_remove("GOMP_SPINCOUNT");
+        c.args([
+            "train",
+            "--data",
+            "/nonexistent.uicr",
+            "--out",
+            "/nonexistent-run",
+        ])
+        .env("OMP_DISPLAY_ENV", "VERBOSE")
+        .env_remove("OMP_WAIT_POLICY")
+        .env_remove("GOMP_SPINCOUNT");
         if let Some((k, v)) = set {
             c.env(k, v);
         }
@@ -650,4 +668,72 @@ fn libtorch_commands_spin_briefly_unless_the_user_chose() {
         .unwrap();
     let starts = text(&out.stderr).matches("GOMP_SPINCOUNT").count();
     assert_eq!(starts, 1, "{}", text(&out.stderr));
+}
+
+/// A loader whose producer stops mid-epoch (made to by the `UIC_LOADER_FAIL_AT` hook) is an
+/// error the command reports with its cause, not a shorter epoch that looks complete.
+#[test]
+fn a_loader_that_stops_mid_epoch_is_an_error_not_a_short_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    for i in 0..8 {
+        write_jpeg(&input.join(format!("c{}/{i}.jpg", i % 2)), 32, 32);
+    }
+    let file = dir.path().join("f.uicr");
+    let o = uic(&[
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_uic"))
+        .args([
+            "bench",
+            "loader",
+            file.to_str().unwrap(),
+            "--batch-size",
+            "2",
+        ])
+        .args(["--epochs", "1", "--size", "16", "--threads", "1"])
+        .env("UIC_LOADER_FAIL_AT", "1")
+        .output()
+        .unwrap();
+    assert_clean_error(&out);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the loader stopped before batch 1 of 4: stopped by UIC_LOADER_FAIL_AT=1"),
+        "{err}"
+    );
+    // Training stops on it too, with nothing recorded for the unfinished epoch.
+    let run = dir.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_uic"))
+        .args([
+            "train",
+            "--data",
+            file.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ])
+        .args([
+            "--arch",
+            "alexnet-small",
+            "--width",
+            "0.25",
+            "--input-size",
+            "16",
+        ])
+        .args(["--k", "2", "--batch-size", "2", "--epochs", "1", "--quiet"])
+        .env("UIC_LOADER_FAIL_AT", "2")
+        .output()
+        .unwrap();
+    assert_clean_error(&out);
+    let err = text(&out.stderr);
+    assert!(err.contains("stopped by UIC_LOADER_FAIL_AT=2"), "{err}");
+    assert!(
+        !run.join("metrics.jsonl").exists()
+            || std::fs::read_to_string(run.join("metrics.jsonl"))
+                .unwrap()
+                .is_empty()
+    );
 }

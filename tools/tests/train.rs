@@ -573,7 +573,13 @@ fn no_flags_undo_a_config_files_switches() {
     std::fs::write(&toml, "amp = true\nmlp_head = true\nbatches_ahead = 5\n").unwrap();
     let mut args = train_args_epochs(&data, &run, 1);
     args.extend(
-        ["--config", toml.to_str().unwrap(), "--no-amp", "--no-mlp-head"].map(String::from),
+        [
+            "--config",
+            toml.to_str().unwrap(),
+            "--no-amp",
+            "--no-mlp-head",
+        ]
+        .map(String::from),
     );
     run_ok(&args);
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
@@ -586,7 +592,11 @@ fn no_flags_undo_a_config_files_switches() {
 /// each sample relabelled to its class's new index; samples of other classes are left out.
 fn relabelled_copy(src: &Path, dst: &Path, keep: &[String]) {
     let f = uic_loader::RecordFile::open(src).unwrap();
-    let names: Vec<String> = f.class_names().into_iter().map(|n| n.into_owned()).collect();
+    let names: Vec<String> = f
+        .class_names()
+        .into_iter()
+        .map(|n| n.into_owned())
+        .collect();
     let mut w = uic_loader::RecordWriter::create(
         dst,
         uic_loader::WriterOptions {
@@ -638,7 +648,11 @@ fn eval_matches_test_classes_by_name() {
     let mut rev = names.clone();
     rev.reverse();
     relabelled_copy(&data, &reversed, &rev);
-    assert_eq!(knn(&reversed), full, "the same images, classes in another order");
+    assert_eq!(
+        knn(&reversed),
+        full,
+        "the same images, classes in another order"
+    );
 
     // Without class 1, every later class shifts down one index in the test file.
     let lacking = tmp.path().join("lacking.uicr");
@@ -652,7 +666,10 @@ fn eval_matches_test_classes_by_name() {
     );
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.to_lowercase().contains("warn") && err.contains(&names[1]), "{err}");
+    assert!(
+        err.to_lowercase().contains("warn") && err.contains(&names[1]),
+        "{err}"
+    );
     let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     let partial = v["knn_top1"].as_f64().unwrap();
     assert!((partial - full).abs() <= 0.1, "{partial} against {full}");
@@ -845,7 +862,10 @@ fn a_redirected_log_has_one_plain_line_per_epoch_and_an_interrupt_says_how_to_re
     let epochs: Vec<&str> = err.lines().filter(|l| l.starts_with("epoch ")).collect();
     assert_eq!(epochs.len(), 2, "{err}");
     // Each says where it is in the run, and the last says how long is left.
-    assert!(epochs[0].starts_with("epoch 1/2 ") && epochs[1].starts_with("epoch 2/2 "), "{err}");
+    assert!(
+        epochs[0].starts_with("epoch 1/2 ") && epochs[1].starts_with("epoch 2/2 "),
+        "{err}"
+    );
     assert!(epochs.iter().all(|l| l.contains("run ETA ")), "{err}");
     assert!(!err.contains('\x1b'), "escape codes in a log: {err:?}");
     // nmi_true beside its chance level (the file has labels).

@@ -278,7 +278,10 @@ impl TrainConfig {
             ));
         }
         if !(self.width.is_finite() && self.width > 0.0) {
-            return bad(format!("width {} (the channel multiplier must be above 0)", self.width));
+            return bad(format!(
+                "width {} (the channel multiplier must be above 0)",
+                self.width
+            ));
         }
         if self.batches_ahead == 0 {
             return bad("batches_ahead = 0 (the loader needs room for one batch)".into());

@@ -190,6 +190,7 @@ pub fn extract_batches(
     let loader = Loader::new(file.clone(), lc)?;
     let mut got = 0usize;
     for batch in loader.epoch(0, indices.to_vec(), 0)? {
+        let batch = batch?;
         let n = batch.len() as i64;
         let x = Tensor::from_slice(batch.pixels(0)).view([n, 3, side, side]);
         // Only the backbone runs without gradients: `f` may train on the features.
@@ -302,6 +303,7 @@ pub fn predict(
     let mut ent = Vec::with_capacity(indices.len());
     tch::no_grad(|| -> Result<()> {
         for batch in loader.epoch(0, indices.to_vec(), 0)? {
+            let batch = batch?;
             let x = Tensor::from_slice(batch.pixels(0)).view([batch.len() as i64, 3, s, s]);
             let logits = model.forward(&x, false);
             let logp = logits.log_softmax(1, Kind::Float);

@@ -17,8 +17,8 @@ mod tar;
 pub use labels::LabelsFormat;
 pub use prepare::{fit_within, prepare, Codec, PrepareOptions, Prepared};
 pub use report::{Report, ReportEntry, Skipped};
-pub use skip::{NotAClass, SkipReason, TarDamage};
 pub use run::{convert, convert_inputs, report_path, ConvertOptions, Progress};
+pub use skip::{NotAClass, SkipReason, TarDamage};
 pub use source::{
     discover, discover_inputs, Layout, Origin, SourceItem, SourceOptions, Sources, IMAGE_EXTENSIONS,
 };

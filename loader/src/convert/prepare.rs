@@ -202,9 +202,7 @@ fn prepare_other(
     limits.max_image_height = Some(h);
     limits.max_alloc = Some(opts.max_pixels.saturating_mul(16));
     reader.limits(limits);
-    let img = reader
-        .decode()
-        .map_err(|e| undecodable(&name, &e))?;
+    let img = reader.decode().map_err(|e| undecodable(&name, &e))?;
     let rgb = img.to_rgb8();
     let (sw, sh) = rgb.dimensions();
     let (tw, th) = fit_within(sw, sh, opts.max_side);

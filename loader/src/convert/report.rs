@@ -251,8 +251,10 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("; skipped: 1 damaged tar archive, 1 not a decodable JPEG; first skipped: \
-                 train.tar: damaged tar header at byte 1024"),
+            s.contains(
+                "; skipped: 1 damaged tar archive, 1 not a decodable JPEG; first skipped: \
+                 train.tar: damaged tar header at byte 1024"
+            ),
             "{s}"
         );
         // The JSON keeps its keys and the reason's text.

@@ -206,11 +206,13 @@ impl fmt::Display for SkipReason {
         match self {
             NotImageExtension => f.write_str("not an image file extension"),
             NotInLabels { noun } => write!(f, "no label for this file in the {noun}"),
-            ListedNotFound { noun, place } => write!(f, "listed in the {noun} but not found {place}"),
+            ListedNotFound { noun, place } => {
+                write!(f, "listed in the {noun} but not found {place}")
+            }
             ListedTwice => f.write_str("listed twice in the file list; kept the first"),
-            Replaced => f.write_str(
-                "a later member has the same path and replaces it, as extraction would",
-            ),
+            Replaced => {
+                f.write_str("a later member has the same path and replaces it, as extraction would")
+            }
             Empty => f.write_str("empty file (0 bytes)"),
             TooLarge { bytes, limit } => {
                 write!(f, "file is {bytes} bytes, over the {limit}-byte limit")
@@ -230,13 +232,15 @@ impl fmt::Display for SkipReason {
             SymlinkToOther => f.write_str("symlink to something that is not a regular file"),
             NotRegularFile => f.write_str("not a regular file"),
             LinkMember => f.write_str("link member; not followed"),
-            TopLevelFile => f.write_str(
-                "file at the top level of an ImageFolder tree (not in a class folder)",
-            ),
-            TopLevelOfTrainTar => f.write_str(
-                "file at the top level of the ImageNet train tar (not a class tar)",
-            ),
-            NotAClass(self::NotAClass::Hidden) => f.write_str("hidden folder, not a class; not read"),
+            TopLevelFile => {
+                f.write_str("file at the top level of an ImageFolder tree (not in a class folder)")
+            }
+            TopLevelOfTrainTar => {
+                f.write_str("file at the top level of the ImageNet train tar (not a class tar)")
+            }
+            NotAClass(self::NotAClass::Hidden) => {
+                f.write_str("hidden folder, not a class; not read")
+            }
             NotAClass(self::NotAClass::MacosMetadata) => {
                 f.write_str("folder of macOS zip metadata (__MACOSX), not a class; not read")
             }
@@ -246,7 +250,10 @@ impl fmt::Display for SkipReason {
                 member,
                 bytes,
                 limit,
-            } => write!(f, "label member {member} is {bytes} bytes, over the {limit}-byte limit"),
+            } => write!(
+                f,
+                "label member {member} is {bytes} bytes, over the {limit}-byte limit"
+            ),
             LabelUnreadable(e) => write!(f, "cannot read the label: {e}"),
             BadLabel {
                 member,
@@ -255,7 +262,11 @@ impl fmt::Display for SkipReason {
             } => write!(
                 f,
                 "label {member} is not {}: {text:?}",
-                if *integer { "an integer" } else { "a class name" }
+                if *integer {
+                    "an integer"
+                } else {
+                    "a class name"
+                }
             ),
             TarDamage(d) => d.fmt(f),
         }

@@ -900,11 +900,7 @@ fn walk_files(root: &Path, dir: &Path, skipped: &mut Vec<Skipped>) -> Vec<PathBu
     out
 }
 
-fn read_file_list(
-    root: &Path,
-    list: &Path,
-    skipped: &mut Vec<Skipped>,
-) -> Result<Vec<PathBuf>> {
+fn read_file_list(root: &Path, list: &Path, skipped: &mut Vec<Skipped>) -> Result<Vec<PathBuf>> {
     let bytes = std::fs::read(list).at("cannot read file list", list)?;
     let mut seen = HashSet::new();
     let mut out = Vec::new();

@@ -413,12 +413,18 @@ mod tests {
         // Cut at the member boundary: the missing end blocks are named.
         let s = scan_bytes(&bytes[..512 + 1024]);
         assert_eq!(s.members.len(), 1);
-        assert!(s.damage[0].to_string().contains("end-of-archive"), "{:?}", s.damage);
+        assert!(
+            s.damage[0].to_string().contains("end-of-archive"),
+            "{:?}",
+            s.damage
+        );
         // Cut inside the second header.
         let s = scan_bytes(&bytes[..512 + 1024 + 300]);
         assert_eq!(s.members.len(), 1);
         assert!(
-            s.damage[0].to_string().contains("inside a header at byte 1536"),
+            s.damage[0]
+                .to_string()
+                .contains("inside a header at byte 1536"),
             "{:?}",
             s.damage
         );
@@ -437,7 +443,9 @@ mod tests {
         assert_eq!(names, [b"a.jpg".as_slice(), b"c.jpg"]);
         assert_eq!(s.damage.len(), 1);
         assert!(
-            s.damage[0].to_string().contains("damaged tar header at byte 1024"),
+            s.damage[0]
+                .to_string()
+                .contains("damaged tar header at byte 1024"),
             "{:?}",
             s.damage
         );
@@ -449,7 +457,11 @@ mod tests {
         let s = scan_bytes(&bytes);
         let names: Vec<&[u8]> = s.members.iter().map(|m| m.path.as_slice()).collect();
         assert_eq!(names, [b"x.jpg".as_slice(), b"b.jpg"]);
-        assert!(s.damage[1].to_string().contains("read on"), "{:?}", s.damage);
+        assert!(
+            s.damage[1].to_string().contains("read on"),
+            "{:?}",
+            s.damage
+        );
         // Nothing valid after the damage: said so, with what was kept.
         let mut bytes = tar_of(&[("a.jpg", &[1; 10]), ("b.jpg", &[2; 10])]);
         bytes[1024 + 10] ^= 0xff;

@@ -75,6 +75,7 @@ pub fn train_probes_augmented(
             .map(|p| indices[p])
             .collect();
         for batch in loader.epoch(epoch as u64, epoch_indices, 0)? {
+            let batch = batch?;
             let n = batch.len() as i64;
             let y: Vec<i64> = batch
                 .indices()

@@ -149,7 +149,10 @@ pub(crate) fn test_labels_in_train_classes(
     test_labels: &[u32],
 ) -> Result<Vec<u32>> {
     let names = |f: &RecordFile| -> Vec<String> {
-        f.class_names().into_iter().map(|n| n.into_owned()).collect()
+        f.class_names()
+            .into_iter()
+            .map(|n| n.into_owned())
+            .collect()
     };
     let train_what = format!("the training file {}", train.path().display());
     let test_what = format!("the test file {}", test.path().display());
@@ -213,7 +216,10 @@ mod tests {
         let e = match_classes(&train, &all(2), &test, &all(3), "T", "the test file x")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("the test file x has 1 class that T lacks: \"emu\""), "{e}");
+        assert!(
+            e.contains("the test file x has 1 class that T lacks: \"emu\""),
+            "{e}"
+        );
         // An unknown class with no image cannot shift a score: accepted.
         let m = match_classes(&train, &all(2), &test, &[true, true, false], "T", "x").unwrap();
         assert_eq!(&m.to_train[..2], [0, 1]);

@@ -136,8 +136,8 @@ impl Feed {
         let (h, w) = size;
         let a = Ahead::start("uic-upload", vec![epoch], n, ahead, move |ep, b| {
             let batch = ep.next().ok_or_else(|| {
-                Error::Internal(format!("the loader stopped before batch {b} of {n}"))
-            })?;
+                Error::Internal(format!("the loader ended before batch {b} of {n}"))
+            })??;
             // SAFETY: `host` is dropped right after the copy, before `batch`.
             let host = unsafe { lend(&batch, h, w) };
             let pixels = upload_pinned(&host, device)?;
@@ -156,12 +156,13 @@ impl Feed {
         Ok(Feed::Upload(a))
     }
 
-    /// The next batch; `None` at the end of the epoch (or when a producer stopped: the
-    /// caller checks the count against [`Feed::num_batches`]).
+    /// The next batch; `None` at the end of the epoch. A loader that stopped early gives
+    /// its error (the caller also checks the count against [`Feed::num_batches`]).
     pub(crate) fn next(&mut self) -> Option<Result<StepInput>> {
         match self {
-            Feed::Cpu(e, None) => e.next().map(|b| Ok(StepInput::Cpu(b))),
+            Feed::Cpu(e, None) => e.next().map(|b| Ok(StepInput::Cpu(b?))),
             Feed::Cpu(e, Some((a, (h, w)))) => e.next().map(|b| {
+                let b = b?;
                 // SAFETY: `t` is dropped before `b`, and `apply` returns new storage.
                 let t = unsafe { lend(&b, *h, *w) };
                 let pixels = a.apply(&t, b.drawn(0));

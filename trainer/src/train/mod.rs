@@ -532,8 +532,10 @@ fn rank_settings(cfg: &TrainConfig) -> TrainConfig {
 fn check_same_settings(d: &Dist, cfg: &TrainConfig) -> Result<()> {
     let mine = rank_settings(cfg);
     let text = toml::to_string(&mine).unwrap_or_default();
-    let Err(e) = d.check_same(dist::hash_bytes(dist::HASH_START, text.as_bytes()), "settings")
-    else {
+    let Err(e) = d.check_same(
+        dist::hash_bytes(dist::HASH_START, text.as_bytes()),
+        "settings",
+    ) else {
         return Ok(());
     };
     let zero = d.broadcast_bytes(text.as_bytes(), "sending rank 0's settings")?;
