@@ -3,6 +3,7 @@
 
 mod cli;
 mod dist;
+mod eval;
 mod gpu;
 mod synth;
 mod train;
