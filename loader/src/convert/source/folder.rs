@@ -9,11 +9,12 @@ pub(super) fn discover_folder(root: &Path, opts: &SourceOptions) -> Result<Sourc
     let labels = opts.labels()?;
     let mut skipped = Vec::new();
     let (layout, files, class_dirs) = if let Some(list) = &opts.file_list {
-        (
-            Layout::FileList,
-            read_file_list(root, list, &mut skipped)?,
-            None,
-        )
+        let files = read_file_list(root, list, &mut skipped)?;
+        let classes = match labels {
+            Some(_) => None,
+            None => list_classes(root, &files)?,
+        };
+        (Layout::FileList, files, classes)
     } else if labels.is_some() {
         let mut files = walk_files(root, root, &mut skipped);
         // The labels file may sit among the images (ImageNet's LOC_val_solution.csv often
@@ -186,6 +187,50 @@ pub(super) fn walk_files(root: &Path, dir: &Path, skipped: &mut Vec<Skipped>) ->
     out
 }
 
+/// The classes of listed paths under an ImageFolder tree, as the tree alone would give them:
+/// the root's class folders (all of them, so that class indices match the whole tree's),
+/// and each path's class its first component. `None` when the root has no class folders,
+/// or when some listed path lies outside them (said on the log: the output then has no
+/// labels, rather than labels for some files only).
+fn list_classes(root: &Path, files: &[PathBuf]) -> Result<Option<(Vec<Vec<u8>>, Vec<u32>)>> {
+    // Top-level files and hidden folders are the tree's business, not the list's.
+    let dirs = top_level_dirs(root, &mut Vec::new())?;
+    if dirs.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<Vec<u8>> = dirs
+        .iter()
+        .map(|d| d.file_name().unwrap_or_default().as_bytes().to_vec())
+        .collect();
+    let index: HashMap<&[u8], u32> = names
+        .iter()
+        .enumerate()
+        .map(|(c, n)| (n.as_slice(), c as u32))
+        .collect();
+    let class_of: Vec<Option<u32>> = files
+        .iter()
+        .map(|f| {
+            let mut parts = f
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir));
+            let first = parts.next()?.as_os_str().as_bytes();
+            parts.next()?;
+            index.get(first).copied()
+        })
+        .collect();
+    let outside = class_of.iter().filter(|c| c.is_none()).count();
+    if outside > 0 {
+        tracing::warn!(
+            "{outside} of the {} listed paths are not inside a class folder of {}: the output \
+             has no labels (list paths as CLASS/FILE to keep them)",
+            files.len(),
+            root.display()
+        );
+        return Ok(None);
+    }
+    Ok(Some((names, class_of.into_iter().flatten().collect())))
+}
+
 pub(super) fn read_file_list(
     root: &Path,
     list: &Path,
@@ -282,6 +327,31 @@ mod tests {
         assert_eq!(s.layout, Layout::FileList);
         assert_eq!(rels(&s), ["b.jpg", "a.jpg"]);
         assert_eq!(s.skipped[0].reason, SkipReason::ListedTwice);
+        assert!(s.classes.is_empty() && s.items.iter().all(|i| i.label.is_none()));
+    }
+
+    #[test]
+    fn a_file_list_under_an_image_folder_takes_the_class_folders_labels() {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["airplane/0.jpg", "bird/1.jpg", "cat/2.jpg"] {
+            touch(&d.path().join(f));
+        }
+        let list = d.path().join("list.txt");
+        std::fs::write(&list, "cat/2.jpg\nairplane/0.jpg\n").unwrap();
+        let opts = SourceOptions {
+            file_list: Some(list.clone()),
+            ..Default::default()
+        };
+        let s = discover_folder(d.path(), &opts).unwrap();
+        // Every class folder is a class, listed or not: the indices are the whole tree's.
+        assert_eq!(s.classes.len(), 3);
+        let labels: Vec<_> = s.items.iter().map(|i| i.label).collect();
+        assert_eq!(labels, [Some(2), Some(0)]);
+        // A listed path outside the class folders: no labels at all, not some.
+        touch(&d.path().join("loose.jpg"));
+        std::fs::write(&list, "cat/2.jpg\nloose.jpg\n").unwrap();
+        let s = discover_folder(d.path(), &opts).unwrap();
+        assert!(s.classes.is_empty() && s.items.iter().all(|i| i.label.is_none()));
     }
 
     #[test]
