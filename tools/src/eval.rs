@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use uic_trainer::eval::{
-    evaluate, EvalReport, ProbeChoice, ProbeTest, ProbeTrain, ProbeTune, Protocol, Scores, What,
+    evaluate_with, EvalReport, Stage, ProbeChoice, ProbeTest, ProbeTrain, ProbeTune, Protocol, Scores, What,
 };
 use uic_trainer::Layer;
 
@@ -112,12 +112,16 @@ impl Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let report = evaluate(
+    let mut progress = Progress::new();
+    let report = evaluate_with(
         &a.checkpoint,
         &a.data,
         a.test_data.as_deref(),
         &a.protocol(),
-    )?;
+        &mut |s| progress.stage(s),
+    );
+    progress.finish();
+    let report = report?;
     if a.json {
         // Through a `Value`, whose object keys are sorted, as they always were.
         outln!("{}", serde_json::to_value(&report)?);
@@ -125,6 +129,54 @@ pub fn run(a: Args) -> Result<ExitCode> {
         print_text(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the evaluation is, on stderr: on a terminal a bar over the stages with the time
+/// spent and to go; otherwise one line as each stage starts, with the time so far.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    start: std::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "eval {bar:20} {pos}/{len} stages, {elapsed} so far, ETA {eta}: {msg}",
+                )
+                .expect("static template"),
+            )
+        });
+        Progress {
+            bar,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn stage(&mut self, s: Stage) {
+        match &self.bar {
+            Some(b) => {
+                b.set_length(s.total as u64);
+                b.set_position(s.index as u64);
+                b.set_message(s.what);
+            }
+            None => eprintln!(
+                "eval {}/{}: {} ({:.0} s so far)",
+                s.index + 1,
+                s.total,
+                s.what,
+                self.start.elapsed().as_secs_f64()
+            ),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// A number as JSON writes it (`1.0`, `0.0001`).

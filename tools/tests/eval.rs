@@ -286,6 +286,12 @@ fn eval_matches_test_classes_by_name() {
         err.to_lowercase().contains("warn") && err.contains(&names[1]),
         "{err}"
     );
+    // Redirected, the progress is one line per stage: kNN of each backbone.
+    assert!(
+        err.contains("eval 1/2: untrained backbone: kNN (")
+            && err.contains("eval 2/2: trained backbone: kNN ("),
+        "{err}"
+    );
     let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     let partial = v["knn_top1"].as_f64().unwrap();
     assert!((partial - full).abs() <= 0.1, "{partial} against {full}");

@@ -35,7 +35,8 @@ pub use knn::{knn_top1, KnnBank};
 pub use nmi_report::{nmi_report, true_labels, NmiReport};
 pub use probe::{Probe, ProbeConfig};
 pub use protocol::{
-    evaluate, probe_layers, EvalData, ProbeTest, ProbeTrain, ProbeTune, Protocol, What,
+    evaluate, evaluate_with, probe_layers, EvalData, ProbeTest, ProbeTrain, ProbeTune, Protocol,
+    Stage, What,
 };
 pub use report::{EvalReport, Gains, Scores};
 pub use split::split;

@@ -282,6 +282,17 @@ impl EvalData {
     }
 }
 
+/// Where an evaluation is: stage `index` (from 0) of `total` starts, `what` it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// The stage starting, from 0.
+    pub index: usize,
+    /// Stages in all.
+    pub total: usize,
+    /// "untrained backbone: kNN", "trained backbone: linear probes"...
+    pub what: String,
+}
+
 /// Evaluates the checkpoint in `checkpoint` (a run folder or its `checkpoint/` folder) and
 /// the untrained backbone of its run, on `data` (and `test_data`) as `p` says.
 ///
@@ -292,6 +303,20 @@ pub fn evaluate(
     data: &Path,
     test_data: Option<&Path>,
     p: &Protocol,
+) -> Result<EvalReport> {
+    evaluate_with(checkpoint, data, test_data, p, &mut |_| {})
+}
+
+/// [`evaluate`], telling `progress` as each stage starts (a backbone's kNN, probes, NMI).
+///
+/// # Errors
+/// As [`evaluate`].
+pub fn evaluate_with(
+    checkpoint: &Path,
+    data: &Path,
+    test_data: Option<&Path>,
+    p: &Protocol,
+    progress: &mut dyn FnMut(Stage),
 ) -> Result<EvalReport> {
     let t0 = Instant::now();
     let (trained, ck) = load_model(checkpoint)?;
@@ -315,10 +340,28 @@ pub fn evaluate(
     };
     // The run's own initialisation, on the CPU as the loaded checkpoint is.
     let random = Model::init(&cfg.model(), cfg.seed, Device::Cpu)?;
-    let random_init = scores(&random, &cfg, p, &d, &layers)?;
+    let parts = [p.what.knn(), p.what.linear(), p.what.nmi()]
+        .iter()
+        .filter(|&&x| x)
+        .count();
+    let total = parts * if p.random_init_only { 1 } else { 2 };
+    let mut index = 0;
+    let mut stage = |backbone: &str, part: &str| {
+        progress(Stage {
+            index,
+            total,
+            what: format!("{backbone} backbone: {part}"),
+        });
+        index += 1;
+    };
+    let random_init = scores_with(&random, &cfg, p, &d, &layers, &mut |part| {
+        stage("untrained", part)
+    })?;
     let trained = match p.random_init_only {
         true => None,
-        false => Some(scores(&trained, &cfg, p, &d, &layers)?),
+        false => Some(scores_with(&trained, &cfg, p, &d, &layers, &mut |part| {
+            stage("trained", part)
+        })?),
     };
     Ok(EvalReport {
         checkpoint: ck.dir.clone(),
@@ -344,11 +387,25 @@ pub fn scores(
     d: &EvalData,
     layers: &[Layer],
 ) -> Result<Scores> {
+    scores_with(model, cfg, p, d, layers, &mut |_| {})
+}
+
+/// [`scores`], telling `stage` the name of each part as it starts.
+fn scores_with(
+    model: &Model,
+    cfg: &TrainConfig,
+    p: &Protocol,
+    d: &EvalData,
+    layers: &[Layer],
+    stage: &mut dyn FnMut(&str),
+) -> Result<Scores> {
     let mut s = Scores::default();
     if p.what.knn() {
+        stage("kNN");
         s.knn_top1 = Some(knn(model, cfg, d, p.knn_k, p.knn_layer)?);
     }
     if p.what.linear() {
+        stage("linear probes");
         let results = linear(model, cfg, p, d, layers)?;
         let mut top1 = std::collections::BTreeMap::new();
         for (l, acc, choice) in results {
@@ -360,6 +417,7 @@ pub fn scores(
         s.linear_top1 = Some(top1);
     }
     if p.what.nmi() {
+        stage("NMI");
         s.nmi = Some(nmi_report(model, cfg, &d.test_file)?);
     }
     Ok(s)
