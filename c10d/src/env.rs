@@ -37,12 +37,25 @@ pub struct Launch {
     pub source: LaunchSource,
 }
 
+/// A launcher's variables that do not describe a launch (a rank that is not a number, a
+/// missing `MASTER_ADDR`...); the message names the variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchError(pub String);
+
+impl std::fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LaunchError {}
+
 impl Launch {
     /// Reads the process's environment; see [`Launch::from_vars`].
     ///
     /// # Errors
     /// As [`Launch::from_vars`].
-    pub fn from_env() -> Result<Option<Launch>, String> {
+    pub fn from_env() -> Result<Option<Launch>, LaunchError> {
         Launch::from_vars(|k| std::env::var(k).ok())
     }
 
@@ -52,7 +65,11 @@ impl Launch {
     /// # Errors
     /// A variable that is not a number, a rank outside the world, or a missing
     /// `MASTER_ADDR`/`MASTER_PORT`; the message names the variable.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>, String> {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>, LaunchError> {
+        Launch::read_vars(var).map_err(LaunchError)
+    }
+
+    fn read_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>, String> {
         let num = |k: &str| -> Result<Option<usize>, String> {
             match var(k) {
                 None => Ok(None),
@@ -161,7 +178,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Launch::from_vars(|k| m.get(k).cloned())
+        Launch::from_vars(|k| m.get(k).cloned()).map_err(|e| e.0)
     }
 
     #[test]

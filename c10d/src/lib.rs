@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tch::Tensor;
 
-pub use env::{Launch, LaunchSource};
+pub use env::{Launch, LaunchError, LaunchSource};
 
 /// A failed collective or rendezvous: the operation, and c10d's message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use uic_trainer::eval::{
-    evaluate_with, EvalReport, Stage, ProbeChoice, ProbeTest, ProbeTrain, ProbeTune, Protocol, Scores, What,
+    evaluate_with, EvalReport, ProbeChoice, ProbeTest, ProbeTrain, ProbeTune, Protocol, Scores,
+    Stage, What,
 };
 use uic_trainer::Layer;
 

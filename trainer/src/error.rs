@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong while training or evaluating.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A libtorch call failed (its message is in this one, so it is not also a source).
     #[error("libtorch: {0}")]

@@ -105,26 +105,45 @@ impl Sgd {
     ///
     /// # Errors
     /// A name that is not a parameter, or a shape that differs.
-    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<(), String> {
+    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StateError> {
         let mut by_name: HashMap<String, Tensor> = state.into_iter().collect();
         for ((n, p), buf) in self.params.iter().zip(&mut self.buffers) {
             *buf = match by_name.remove(n) {
                 Some(b) if b.size() == p.size() => Some(b.to_device(p.device())),
                 Some(b) => {
-                    return Err(format!(
-                        "momentum of {n} has shape {:?}, the parameter {:?}",
-                        b.size(),
-                        p.size()
-                    ))
+                    return Err(StateError::Shape {
+                        name: n.clone(),
+                        saved: b.size(),
+                        param: p.size(),
+                    })
                 }
                 None => None,
             };
         }
         match by_name.into_keys().next() {
-            Some(n) => Err(format!("momentum for unknown parameter {n}")),
+            Some(n) => Err(StateError::Unknown(n)),
             None => Ok(()),
         }
     }
+}
+
+/// Why saved momentum does not fit the model it is loaded into.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A buffer whose shape is not its parameter's.
+    #[error("momentum of {name} has shape {saved:?}, the parameter {param:?}")]
+    Shape {
+        /// The parameter.
+        name: String,
+        /// The saved buffer's shape.
+        saved: Vec<i64>,
+        /// The parameter's shape.
+        param: Vec<i64>,
+    },
+    /// A buffer for a parameter the model does not have.
+    #[error("momentum for unknown parameter {0}")]
+    Unknown(String),
 }
 
 /// The update rule of [`Sgd::step`] for one parameter `p` with gradient `g`, in place:
