@@ -33,8 +33,9 @@ if [ "${UIC_PY_PROFILE:-dev}" = release ]; then
   cargo build -q -p uic-loader --example batch_dump
 else
   say "building the native module with cargo and installing ./python into $venv"
-  PYO3_BUILD_EXTENSION_MODULE=1 \
-    cargo build -q -p uic-python -p uic-tools -p uic-loader --example batch_dump
+  # No target selection here: with one (`--example`), cargo builds only what it names.
+  PYO3_BUILD_EXTENSION_MODULE=1 cargo build -q -p uic-python -p uic-tools
+  cargo build -q -p uic-loader --example batch_dump
   site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   "$py" -m pip uninstall -q -y uic 2>/dev/null || true
   rm -rf "$site/uic"

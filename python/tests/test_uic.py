@@ -420,7 +420,9 @@ def test_ctrl_c_cancels_a_conversion_and_keeps_the_old_output(tmp_path):
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     assert got["latency"] is not None, f"no KeyboardInterrupt: {got}"
-    assert got["latency"] < 0.3 * got["full"], got
+    # Fired at 0.4 of the full time: a conversion that ran on would end 0.6 later. Below 0.5
+    # proves the cancel with margin for a machine busy with other work (0.3 failed once so).
+    assert got["latency"] < 0.5 * got["full"], got
     assert got["old"] == "the old output"
     assert not got["converting"], "the conversion thread is still running"
     # No temporary file and no report of the interrupted run: only the first run's files.
