@@ -363,9 +363,15 @@ fn resume_with_nothing_left_says_so_and_a_longer_one_records_what_ran() {
     assert!(!err.contains("done:"), "{err}");
     assert_eq!(metrics_lines(&run), 2);
     assert!(config().contains("epochs = 2\n"), "{}", config());
-    resumed(3);
+    // Resources may change on resume: thread counts and the loader's queue.
+    let mut args = train_args_epochs(&data, &run, 3);
+    let t = args.iter().position(|a| a == "--threads").unwrap();
+    args[t + 1] = "2".into();
+    args.extend(["--resume", "--batches-ahead", "5"].map(String::from));
+    run_ok(&args);
     assert_eq!(metrics_lines(&run), 3);
     assert!(config().contains("epochs = 3\n"), "{}", config());
+    assert!(config().contains("batches_ahead = 5\n"), "{}", config());
 }
 
 /// A switch's `--no-` form undoes the config file's `true`; config.toml says what ran.
