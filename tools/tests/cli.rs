@@ -26,6 +26,18 @@ fn write_jpeg(path: &Path, w: u32, h: u32) {
     std::fs::write(path, jpeg).unwrap();
 }
 
+/// `uic convert INPUT -o OUTPUT`, which must succeed.
+fn convert_ok(input: &Path, output: &Path) -> Output {
+    let o = uic(&[
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    o
+}
+
 fn assert_clean_error(out: &Output) {
     let err = text(&out.stderr);
     assert!(!out.status.success(), "expected failure, stderr: {err}");
@@ -179,13 +191,7 @@ fn bench_loader_json_pairs_each_epoch_with_a_limit_pass() {
         write_jpeg(&input.join(format!("c{}/{i}.jpg", i % 2)), 40 + i, 36);
     }
     let file = dir.path().join("b.uicr");
-    let o = uic(&[
-        "convert",
-        input.to_str().unwrap(),
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    convert_ok(&input, &file);
     let o = uic(&[
         "bench",
         "loader",
@@ -546,13 +552,7 @@ fn a_closed_stdout_ends_a_command_quietly() {
         write_jpeg(&input.join(format!("c{i}/{i}.jpg")), 24, 24);
     }
     let file = dir.path().join("f.uicr");
-    let o = uic(&[
-        "convert",
-        input.to_str().unwrap(),
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    convert_ok(&input, &file);
     let f = file.to_str().unwrap();
     for args in [
         &["inspect", f][..],
@@ -680,13 +680,7 @@ fn a_loader_that_stops_mid_epoch_is_an_error_not_a_short_epoch() {
         write_jpeg(&input.join(format!("c{}/{i}.jpg", i % 2)), 32, 32);
     }
     let file = dir.path().join("f.uicr");
-    let o = uic(&[
-        "convert",
-        input.to_str().unwrap(),
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    convert_ok(&input, &file);
     let out = Command::new(env!("CARGO_BIN_EXE_uic"))
         .args([
             "bench",
