@@ -44,7 +44,7 @@ fn a_trained_checkpoint_is_evaluated_against_its_untrained_start() {
     let rec = convert_folder(tmp.path());
     let run = tmp.path().join("run");
     let mut t = Trainer::new(small_run(), &rec, &run, false).unwrap();
-    t.run(&mut Quiet).unwrap();
+    assert_eq!(t.run(&mut Quiet).unwrap(), uic_trainer::Ended::Finished);
     assert_eq!(t.epochs_done(), 2);
 
     // The checkpoint loads as the model the trainer holds.

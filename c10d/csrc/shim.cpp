@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <ATen/Context.h>
+#include <ATen/core/Generator.h>
 #include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -257,6 +259,44 @@ int uic_c10d_barrier(uic_c10d_group* g, char** err) {
     std::vector<c10::intrusive_ptr<c10d::Work>> works{
         issue([&] { return g->pg->barrier(); })};
     wait_all(works, g->timeout);
+  });
+}
+
+// The state of libtorch's default generator of a device (`cuda` 0: the CPU's; else CUDA
+// device `index`'s), for a checkpoint taken part-way through an epoch: dropout draws from
+// it. Copies the state into `buf` when it fits in `cap` bytes; returns its size, or -1 with
+// `*err` set.
+int64_t uic_rng_state(int cuda, int index, uint8_t* buf, int64_t cap, char** err) {
+  int64_t n = -1;
+  guarded(err, [&] {
+    at::Device d = cuda ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index))
+                        : at::Device(at::kCPU);
+    at::Generator g = at::globalContext().defaultGenerator(d);
+    at::Tensor state;
+    {
+      std::lock_guard<std::mutex> hold(g.mutex());
+      state = g.get_state();
+    }
+    state = state.contiguous();
+    n = state.numel();
+    if (n <= cap) {
+      std::memcpy(buf, state.data_ptr<uint8_t>(), static_cast<size_t>(n));
+    }
+  });
+  return n;
+}
+
+// Restores a state `uic_rng_state` returned. Returns 0, or -1 with `*err` set (a state of
+// another size or device).
+int uic_rng_set_state(int cuda, int index, const uint8_t* buf, int64_t len, char** err) {
+  return guarded(err, [&] {
+    at::Device d = cuda ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index))
+                        : at::Device(at::kCPU);
+    at::Generator g = at::globalContext().defaultGenerator(d);
+    at::Tensor state = at::empty({len}, at::TensorOptions().dtype(at::kByte));
+    std::memcpy(state.data_ptr<uint8_t>(), buf, static_cast<size_t>(len));
+    std::lock_guard<std::mutex> hold(g.mutex());
+    g.set_state(state);
   });
 }
 

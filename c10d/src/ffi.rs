@@ -57,4 +57,18 @@ extern "C" {
         err: *mut *mut c_char,
     ) -> i32;
     pub(crate) fn uic_c10d_barrier(g: *mut Group, err: *mut *mut c_char) -> i32;
+    pub(crate) fn uic_rng_state(
+        cuda: i32,
+        index: i32,
+        buf: *mut u8,
+        cap: i64,
+        err: *mut *mut c_char,
+    ) -> i64;
+    pub(crate) fn uic_rng_set_state(
+        cuda: i32,
+        index: i32,
+        buf: *const u8,
+        len: i64,
+        err: *mut *mut c_char,
+    ) -> i32;
 }

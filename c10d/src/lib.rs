@@ -16,6 +16,7 @@
 
 mod env;
 mod ffi;
+pub mod rng;
 
 use std::ffi::{CStr, CString};
 use std::fmt;

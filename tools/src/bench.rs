@@ -164,7 +164,9 @@ fn sync(a: SyncArgs) -> Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             None => {
-                dist.average_gradients(&params, &loss, 1.0 / dist.world() as f64, i as u64)?;
+                let share = 1.0 / dist.world() as f64;
+                let values = (&loss * share).reshape([1]);
+                uic_trainer::Collective::sum_step(&dist, &params, &values, share, i as u64)?;
             }
         }
         if i >= a.warmup {

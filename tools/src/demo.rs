@@ -108,7 +108,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut bars = Bars::new(a.quiet);
     let result = t.run(&mut bars);
     bars.finish();
-    result?;
+    // The demo asks for no stop: a signal ends it at once (exit status 130).
+    let _finished: uic_trainer::Ended = result?;
 
     let m = uic_trainer::metrics::read_metrics(&run.join("metrics.jsonl"))?;
     let nmis: Vec<f64> = m.iter().filter_map(|e| e.nmi_true).collect();

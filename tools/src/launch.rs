@@ -8,6 +8,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -111,6 +112,9 @@ pub fn run(n: usize) -> Result<ExitCode> {
             .env("MASTER_PORT", port.to_string())
             .env_remove("TORCHELASTIC_USE_AGENT_STORE")
             .env_remove("TORCHELASTIC_RUN_ID")
+            // A process group of its own: a Ctrl-C at the terminal reaches the launcher
+            // alone, which passes it on once (a rank's second signal would quit at once).
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         match cmd.spawn() {
@@ -149,6 +153,12 @@ pub fn run(n: usize) -> Result<ExitCode> {
                 status[rank] = Some(s);
                 if !s.success() && first_failure.is_none() {
                     first_failure = Some((rank, s));
+                    if code(s) == crate::train::EXIT_STOPPED {
+                        // A stop the ranks agreed on: the others stop at the same step,
+                        // and a signal now would cut their checkpoint short.
+                        stopping = Some(Instant::now());
+                        continue;
+                    }
                     let stopped = interrupted.load(Ordering::SeqCst);
                     if !stopped {
                         eprintln!(

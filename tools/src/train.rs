@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use uic_c10d::Launch;
 use uic_trainer::checkpoint;
-use uic_trainer::Dist;
+use uic_trainer::{Dist, Ended};
 use uic_trainer::{
     Arch, EpochMetrics, InitLabels, Observer, Preset, Progress, Schedule, TrainConfig, Trainer,
 };
@@ -24,9 +24,8 @@ pub struct Args {
     /// `input_size = 32`); flags given on the command line win.
     #[arg(long, value_name = "TOML")]
     pub config: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint (starts afresh if it has none).
-    /// Only --epochs, --fft-epochs, thread counts, --batches-ahead, --device, --decoder and
-    /// --augment-on may differ from the checkpoint's.
+    /// Continue the run in --out from its last checkpoint, at an epoch's end or part-way
+    /// through one (starts afresh if it has none).
     #[arg(long)]
     pub resume: bool,
     #[command(flatten)]
@@ -169,6 +168,10 @@ pub struct Overrides {
     /// Batches the loader may prepare ahead of training.
     #[arg(long)]
     pub batches_ahead: Option<usize>,
+    /// Minutes between checkpoints written part-way through an epoch (0: only at epoch
+    /// ends). Ctrl-C, SIGTERM and SIGUSR1 always write one at the next step.
+    #[arg(long, value_name = "MINUTES")]
+    pub checkpoint_every: Option<f64>,
     /// Loader threads [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -209,6 +212,7 @@ impl Overrides {
             pca_dims,
             kmeans_iters,
             batches_ahead,
+            checkpoint_every,
             threads,
             torch_threads,
             seed
@@ -262,6 +266,20 @@ pub fn with_defaults(mut cmd: clap::Command) -> clap::Command {
         cmd = cmd.mut_arg(&id, |a| {
             let help = a.get_help().map(ToString::to_string).unwrap_or_default();
             a.help(format!("{help} [default: {v}]"))
+        });
+    }
+    // The rule of what may change is the library's list, not retyped here.
+    if cmd.get_arguments().any(|a| a.get_id() == "resume") {
+        let may: Vec<String> = uic_trainer::config::RESUME_MAY_CHANGE
+            .iter()
+            .map(|s| format!("--{}", s.replace('_', "-")))
+            .collect();
+        cmd = cmd.mut_arg("resume", |a| {
+            let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+            a.help(format!(
+                "{help}. Only {} may differ from the checkpoint's settings",
+                may.join(", ")
+            ))
         });
     }
     cmd
@@ -390,36 +408,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    stop_on_signals(&t, &a.out, rank);
     if rank != 0 {
         // Rank 0 reports, plots and writes; the others train and stay quiet.
-        t.run(&mut uic_trainer::Quiet)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(match t.run(&mut SignalSelfAt::new(uic_trainer::Quiet))? {
+            Ended::Finished => ExitCode::SUCCESS,
+            Ended::Stopped { .. } => ExitCode::from(EXIT_STOPPED),
+        });
     }
-    if a.resume && t.epochs_done() == 0 {
+    if a.resume && t.epochs_done() == 0 && !t.resumes_part_way() {
         eprintln!(
             "no checkpoint in {}: starting from epoch 1",
             a.out.display()
         );
     }
-    let out = a.out.clone();
-    crate::interrupt::on_interrupt(move || {
-        // The checkpoint on disk is always complete (written atomically after each epoch).
-        let held = match checkpoint::find(&out) {
-            Ok(Some(ck)) => format!(
-                "the checkpoint in {} holds epoch {}",
-                out.display(),
-                ck.state.epoch
-            ),
-            _ => {
-                eprintln!(
-                    "interrupted before the first epoch ended: nothing was saved; run the same \
-                     command to start again"
-                );
-                return;
-            }
-        };
-        eprintln!("interrupted: {held}; run the same command with --resume to continue");
-    });
     let file = uic_loader::RecordFile::open(&a.data)?;
     if let Some(w) = upscale_warning(&file, t.config().input_size) {
         eprintln!("{w}");
@@ -427,10 +429,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(w) = k_warning(file.len(), t.config().k) {
         eprintln!("{w}");
     }
-    let mut obs = Bars::new(a.quiet).with_chance(chance_nmi(&file, t.config().k));
+    let mut obs = SignalSelfAt::new(Bars::new(a.quiet).with_chance(chance_nmi(&file, t.config().k)));
     let result = t.run(&mut obs);
-    obs.finish();
-    result?;
+    obs.inner.finish();
+    if let Ended::Stopped { epochs, batches } = result? {
+        let at = match batches {
+            0 => format!("epoch {epochs}"),
+            b => format!("epoch {epochs} and batch {b} of epoch {}", epochs + 1),
+        };
+        eprintln!(
+            "stopped: the checkpoint in {} holds {at}; run the same command with --resume to \
+             continue (exit status {EXIT_STOPPED})",
+            a.out.display()
+        );
+        return Ok(ExitCode::from(EXIT_STOPPED));
+    }
     let written = crate::plots::write(&a.out).context("cannot draw the plots")?;
     for p in &written {
         eprintln!("plot: {}", p.display());
@@ -441,6 +454,88 @@ pub fn run(a: Args) -> Result<ExitCode> {
         a.out.join("checkpoint").display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A test hook of the stop path: with `UIC_SIGNAL_SELF_AT=k` in its environment, the
+/// process sends itself SIGTERM after its `k`th training step, so that a test delivers a
+/// real signal at a known point of the run (on one rank only, if it likes).
+pub const SIGNAL_SELF_AT_VAR: &str = "UIC_SIGNAL_SELF_AT";
+
+struct SignalSelfAt<O> {
+    inner: O,
+    at: Option<u64>,
+    steps: u64,
+}
+
+impl<O> SignalSelfAt<O> {
+    fn new(inner: O) -> Self {
+        let at = std::env::var(SIGNAL_SELF_AT_VAR)
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
+        SignalSelfAt {
+            inner,
+            at,
+            steps: 0,
+        }
+    }
+}
+
+impl<O: Observer> Observer for SignalSelfAt<O> {
+    fn batch(&mut self, p: &Progress) {
+        self.steps += 1;
+        if self.at == Some(self.steps) {
+            // SAFETY: raise(3) delivers a signal to this process; its handler is a thread.
+            unsafe { libc::raise(libc::SIGTERM) };
+        }
+        self.inner.batch(p);
+    }
+
+    fn epoch(&mut self, m: &EpochMetrics) {
+        self.inner.epoch(m);
+    }
+
+    fn note(&mut self, msg: &str) {
+        self.inner.note(msg);
+    }
+}
+
+/// The exit status of a run stopped by a signal after writing its checkpoint (sysexits'
+/// `EX_TEMPFAIL`: "try again later"). `--resume` continues it.
+pub const EXIT_STOPPED: u8 = 75;
+
+/// Ctrl-C, SIGTERM and SIGUSR1: the first stops the run at the next step, after a
+/// checkpoint (on several ranks, all stop at the same step, whichever rank got the
+/// signal); a second exits at once, keeping the last complete checkpoint.
+fn stop_on_signals(t: &Trainer, out: &std::path::Path, rank: usize) {
+    let stop = t.stop_handle();
+    let out = out.to_path_buf();
+    crate::interrupt::on_signal(move |n| {
+        if n == 1 {
+            stop.request();
+            if rank == 0 {
+                eprintln!(
+                    "stopping: writing a checkpoint at the next step (a second Ctrl-C quits at \
+                     once, keeping the last one)"
+                );
+            }
+            return false;
+        }
+        if rank == 0 {
+            match checkpoint::find(&out) {
+                Ok(Some(ck)) => eprintln!(
+                    "interrupted: the checkpoint in {} holds epoch {}; run the same command with \
+                     --resume to continue",
+                    out.display(),
+                    ck.state.epoch
+                ),
+                _ => eprintln!(
+                    "interrupted before the first checkpoint: nothing was saved; run the same \
+                     command to start again"
+                ),
+            }
+        }
+        true
+    });
 }
 
 /// A warning when `input_size` is well above the stored images' median shorter side: every

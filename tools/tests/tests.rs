@@ -5,5 +5,6 @@ mod cli;
 mod dist;
 mod eval;
 mod gpu;
+mod preempt;
 mod synth;
 mod train;

@@ -576,7 +576,8 @@ fn a_redirected_log_has_one_plain_line_per_epoch_and_an_interrupt_says_how_to_re
         "{err}"
     );
 
-    // Ctrl-C mid-run: exit 130, and a line naming the checkpoint's epoch and --resume.
+    // Ctrl-C mid-run: a checkpoint at the next step, exit 75, and a line naming what the
+    // checkpoint holds and --resume.
     let run2 = run.with_file_name("run2");
     let mut child = uic()
         .args(train_args_epochs(&data, &run2, 200))
@@ -597,9 +598,9 @@ fn a_redirected_log_has_one_plain_line_per_epoch_and_an_interrupt_says_how_to_re
         .success());
     let o = child.wait_with_output().unwrap();
     let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert_eq!(o.status.code(), Some(75), "{err}");
     assert!(
-        err.contains("interrupted: the checkpoint in") && err.contains("--resume"),
+        err.contains("stopped: the checkpoint in") && err.contains("--resume"),
         "{err}"
     );
 }

@@ -171,6 +171,9 @@ pub struct TrainConfig {
     pub torch_threads: usize,
     /// Batches the loader may prepare ahead.
     pub batches_ahead: usize,
+    /// Minutes between checkpoints written part-way through an epoch (0: only at each
+    /// epoch's end). A stop on request always writes one.
+    pub checkpoint_every: f64,
     /// Seed of every random choice (initialisation, labels, sampling, augmentation).
     pub seed: u64,
 }
@@ -209,6 +212,7 @@ impl Default for TrainConfig {
             threads: 0,
             torch_threads: 0,
             batches_ahead: 3,
+            checkpoint_every: 0.0,
             seed: 0,
         }
     }
@@ -281,6 +285,12 @@ impl TrainConfig {
             return bad(format!(
                 "width {} (the channel multiplier must be above 0)",
                 self.width
+            ));
+        }
+        if !(self.checkpoint_every.is_finite() && self.checkpoint_every >= 0.0) {
+            return bad(format!(
+                "checkpoint_every {} (minutes between checkpoints; 0 for epoch ends only)",
+                self.checkpoint_every
             ));
         }
         if self.batches_ahead == 0 {
@@ -367,14 +377,25 @@ impl TrainConfig {
         }
     }
 
+    /// `self` with `from`'s values of the settings `names` (names as in TOML, such as
+    /// [`RESUME_MAY_CHANGE`]).
+    pub fn with_settings_of(&self, from: &TrainConfig, names: &[&str]) -> TrainConfig {
+        let (mut a, b) = (toml_table(self), toml_table(from));
+        for &n in names {
+            match b.get(n) {
+                Some(v) => a.insert(n.to_string(), v.clone()),
+                None => a.remove(n),
+            };
+        }
+        toml::Value::Table(a)
+            .try_into()
+            .unwrap_or_else(|_| self.clone())
+    }
+
     /// The settings that differ from `other`'s, by name: `(name, self's value, other's
     /// value)`, values as TOML writes them (`none` for an unset option).
     pub fn differences(&self, other: &TrainConfig) -> Vec<(String, String, String)> {
-        let table = |c: &TrainConfig| match toml::Value::try_from(c) {
-            Ok(toml::Value::Table(t)) => t,
-            _ => toml::map::Map::new(),
-        };
-        let (a, b) = (table(self), table(other));
+        let (a, b) = (toml_table(self), toml_table(other));
         let show = |v: Option<&toml::Value>| match v {
             Some(toml::Value::String(s)) => s.clone(),
             Some(v) => v.to_string(),
@@ -389,6 +410,32 @@ impl TrainConfig {
             .collect()
     }
 }
+
+fn toml_table(c: &TrainConfig) -> toml::map::Map<String, toml::Value> {
+    match toml::Value::try_from(c) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::map::Map::new(),
+    }
+}
+
+/// The settings each rank of a run may size to its own machine: they change how fast it
+/// goes and how often it saves, never what it computes.
+pub const PER_RANK: &[&str] = &["threads", "torch_threads", "batches_ahead", "checkpoint_every"];
+
+/// The settings `--resume` may change; every other one must equal the checkpoint's. Besides
+/// [`PER_RANK`]: where the run computes (the device, the decoder, `augment_on`), and how
+/// long it goes on (the schedule then spans the new total).
+pub const RESUME_MAY_CHANGE: &[&str] = &[
+    "threads",
+    "torch_threads",
+    "batches_ahead",
+    "checkpoint_every",
+    "device",
+    "decoder",
+    "augment_on",
+    "epochs",
+    "fft_epochs",
+];
 
 /// Sets libtorch's intra-op threads from the config (0: one per core).
 pub fn set_threads(cfg: &TrainConfig) {

@@ -5,18 +5,178 @@
 //!   one contiguous share per rank ([`shard`]), and every sample keeps its global position,
 //!   so its augmentation draw does not depend on the world size either;
 //! - gradients are the whole batch's mean: each rank scales its gradients by its share of
-//!   the batch, and the buckets are summed ([`Dist::average_gradients`]);
+//!   the batch, and the buckets are summed ([`Collective::sum_step`]);
 //! - the label table: every rank records (position, argmax) for its samples, and at the
 //!   epoch's end the ranks exchange them ([`Dist::gather_by_position`]), so each applies
 //!   the whole epoch's argmaxes in the order one process would have.
 //!
 //! BatchNorm statistics are per rank, as DDP's default; rank 0's are broadcast before each
 //! checkpoint. Only rank 0 touches the output folder.
+//!
+//! The training loop is written once, against [`Collective`]: what the ranks share. It has
+//! two implementations: [`Solo`], one process, where every operation is the identity, and
+//! [`Dist`], a c10d group. A new collective is a method of the trait with both.
 
 use tch::{Device, Kind, Tensor};
 use uic_c10d::Group;
 
 use crate::error::{Error, Result};
+
+/// What the ranks of a run share, as the training loop sees it: its place in the world,
+/// the per-step sum of gradients and values, and the few exchanges of an epoch's start and
+/// end. [`Solo`] is one process (every operation the identity); [`Dist`] a c10d group.
+/// Every failure is [`Error::Collective`], naming `what` (or the step).
+pub trait Collective: std::fmt::Debug + Send {
+    /// This process's rank.
+    fn rank(&self) -> usize;
+    /// Number of ranks.
+    fn world(&self) -> usize;
+    /// The rank on this node (it picks the CUDA device).
+    fn local_rank(&self) -> usize;
+    /// One step's exchange, between backward and the update: each parameter's gradient
+    /// becomes the sum over the ranks of gradient times `share` (this rank's fraction of the
+    /// global batch: the sum is the global batch's mean gradient), and the step's `values`
+    /// (a 1-d tensor, the same length on every rank: the loss times `share`, counts, flags)
+    /// are summed and returned, identical on every rank.
+    ///
+    /// # Errors
+    /// [`Error::Collective`] (a rank left, or the timeout passed).
+    fn sum_step(&self, params: &[Tensor], values: &Tensor, share: f64, step: u64)
+        -> Result<Vec<f64>>;
+    /// Replaces `tensors` with rank 0's, in place.
+    ///
+    /// # Errors
+    /// [`Error::Collective`].
+    fn broadcast(&self, tensors: &[Tensor], what: &str) -> Result<()>;
+    /// Rank 0's `bytes`, on every rank.
+    ///
+    /// # Errors
+    /// [`Error::Collective`].
+    fn broadcast_bytes(&self, bytes: &[u8], what: &str) -> Result<Vec<u8>>;
+    /// Every rank's `values` (the same length on each), in rank order.
+    ///
+    /// # Errors
+    /// [`Error::Collective`].
+    fn allgather_f64(&self, values: &[f64], what: &str) -> Result<Vec<Vec<f64>>>;
+    /// Values known at scattered global positions on each rank, gathered into one vector
+    /// of `total` entries (`-1` where no rank had a value). Positions are unique across
+    /// ranks.
+    ///
+    /// # Errors
+    /// [`Error::Collective`], or a position past `total`.
+    fn gather_by_position(
+        &self,
+        positions: &[usize],
+        values: &[i64],
+        total: usize,
+        what: &str,
+    ) -> Result<Vec<i64>>;
+    /// Refuses to go on unless every rank computed the same `hash` of `what`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first rank that differs, or [`Error::Collective`].
+    fn check_same(&self, hash: u64, what: &str) -> Result<()>;
+}
+
+/// One process: rank 0 of a world of 1, where every collective is the identity.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Solo;
+
+impl Collective for Solo {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world(&self) -> usize {
+        1
+    }
+    fn local_rank(&self) -> usize {
+        0
+    }
+    fn sum_step(&self, _: &[Tensor], values: &Tensor, _share: f64, _: u64) -> Result<Vec<f64>> {
+        // One rank's share is the whole batch: the gradients are already the mean.
+        let v = values.detach().to_kind(Kind::Double).to_device(Device::Cpu);
+        Ok(Vec::<f64>::try_from(&v)?)
+    }
+    fn broadcast(&self, _: &[Tensor], _: &str) -> Result<()> {
+        Ok(())
+    }
+    fn broadcast_bytes(&self, bytes: &[u8], _: &str) -> Result<Vec<u8>> {
+        Ok(bytes.to_vec())
+    }
+    fn allgather_f64(&self, values: &[f64], _: &str) -> Result<Vec<Vec<f64>>> {
+        Ok(vec![values.to_vec()])
+    }
+    fn gather_by_position(
+        &self,
+        positions: &[usize],
+        values: &[i64],
+        total: usize,
+        what: &str,
+    ) -> Result<Vec<i64>> {
+        place_by_position(positions.iter().copied().zip(values.iter().copied()), total, what)
+    }
+    fn check_same(&self, _: u64, _: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Collective for Dist {
+    fn rank(&self) -> usize {
+        Dist::rank(self)
+    }
+    fn world(&self) -> usize {
+        Dist::world(self)
+    }
+    fn local_rank(&self) -> usize {
+        Dist::local_rank(self)
+    }
+    fn sum_step(
+        &self,
+        params: &[Tensor],
+        values: &Tensor,
+        share: f64,
+        step: u64,
+    ) -> Result<Vec<f64>> {
+        self.sum_buckets(params, values, share, step)
+    }
+    fn broadcast(&self, tensors: &[Tensor], what: &str) -> Result<()> {
+        Dist::broadcast(self, tensors, what)
+    }
+    fn broadcast_bytes(&self, bytes: &[u8], what: &str) -> Result<Vec<u8>> {
+        Dist::broadcast_bytes(self, bytes, what)
+    }
+    fn allgather_f64(&self, values: &[f64], what: &str) -> Result<Vec<Vec<f64>>> {
+        Dist::allgather_f64(self, values, what)
+    }
+    fn gather_by_position(
+        &self,
+        positions: &[usize],
+        values: &[i64],
+        total: usize,
+        what: &str,
+    ) -> Result<Vec<i64>> {
+        Dist::gather_by_position(self, positions, values, total, what)
+    }
+    fn check_same(&self, hash: u64, what: &str) -> Result<()> {
+        Dist::check_same(self, hash, what)
+    }
+}
+
+/// `(position, value)` pairs placed into a vector of `total` entries, `-1` elsewhere.
+fn place_by_position(
+    pairs: impl IntoIterator<Item = (usize, i64)>,
+    total: usize,
+    what: &str,
+) -> Result<Vec<i64>> {
+    let mut out = vec![-1i64; total];
+    for (p, v) in pairs {
+        let slot = out.get_mut(p).ok_or_else(|| {
+            Error::Internal(format!("{what}: position {p} past the {total} of the epoch"))
+        })?;
+        *slot = v;
+    }
+    Ok(out)
+}
 
 /// Gradient bucket size: large enough that Gloo runs near its bandwidth, small enough that
 /// the buckets' copies overlap.
@@ -106,20 +266,20 @@ impl Dist {
             .collect())
     }
 
-    /// Makes each parameter's gradient the whole global batch's mean gradient and returns
-    /// the global batch's mean loss. `share` is this rank's fraction of the global batch;
-    /// `loss` its mean loss. Parameters without a gradient are left alone (the same ones on
-    /// every rank, as every rank runs the same model).
+    /// Sums over the ranks each parameter's gradient times `share` (this rank's fraction
+    /// of the global batch, so that the sum is the global batch's mean gradient), and the
+    /// step's `values` (see [`Collective::sum_step`]). Parameters without a gradient are
+    /// left alone (the same ones on every rank, as every rank runs the same model).
     ///
     /// # Errors
     /// [`Error::Collective`] (a rank left, or the timeout passed).
-    pub fn average_gradients(
+    fn sum_buckets(
         &self,
         params: &[Tensor],
-        loss: &Tensor,
+        values: &Tensor,
         share: f64,
         step: u64,
-    ) -> Result<f64> {
+    ) -> Result<Vec<f64>> {
         let grads: Vec<Tensor> = params
             .iter()
             .map(Tensor::grad)
@@ -147,13 +307,9 @@ impl Dist {
                     .collect();
                 buckets.push(Tensor::cat(&parts, 0) * share);
             }
-            // The loss travels with the gradients: one round trip, and every rank sees the
-            // same global loss, so a non-finite one stops all ranks at the same step.
-            buckets.push(
-                (loss.detach().to_kind(Kind::Double) * share)
-                    .reshape([1])
-                    .to_device(device),
-            );
+            // The step's values travel with the gradients: one round trip, and every rank
+            // sees the same sums (a non-finite loss, a stop) at the same step.
+            buckets.push(values.detach().to_kind(Kind::Double).to_device(device));
         });
         self.group
             .allreduce_sum(&mut buckets)
@@ -169,7 +325,8 @@ impl Dist {
                 }
             }
         });
-        Ok(buckets.last().expect("the loss bucket").double_value(&[0]))
+        let sums = buckets.last().expect("the values bucket").to_device(Device::Cpu);
+        Ok(Vec::<f64>::try_from(&sums)?)
     }
 
     /// Values known at scattered global positions on each rank, gathered into one vector
@@ -185,7 +342,13 @@ impl Dist {
         total: usize,
         what: &str,
     ) -> Result<Vec<i64>> {
-        assert_eq!(positions.len(), values.len(), "one value per position");
+        if positions.len() != values.len() {
+            return Err(Error::Internal(format!(
+                "{what}: {} positions for {} values",
+                positions.len(),
+                values.len()
+            )));
+        }
         // Ranks may hold different counts: agree on the longest, pad with -1.
         let counts = self.allgather_f64(&[positions.len() as f64], what)?;
         let most = counts.iter().map(|c| c[0] as usize).max().unwrap_or(0);
@@ -199,19 +362,13 @@ impl Dist {
             .allgather(&Tensor::from_slice(&mine))
             .map_err(self.fail(what))?;
         let all: Vec<i64> = Vec::try_from(&all.flatten(0, -1))?;
-        let mut out = vec![-1i64; total];
-        for pair in all.chunks_exact(2) {
-            if pair[0] >= 0 {
-                let p = pair[0] as usize;
-                if p >= total {
-                    return Err(Error::Internal(format!(
-                        "{what}: position {p} past the {total} of the epoch"
-                    )));
-                }
-                out[p] = pair[1];
-            }
-        }
-        Ok(out)
+        place_by_position(
+            all.chunks_exact(2)
+                .filter(|pair| pair[0] >= 0)
+                .map(|pair| (pair[0] as usize, pair[1])),
+            total,
+            what,
+        )
     }
 
     /// Refuses to go on unless every rank computed the same `hash` of `what`.

@@ -57,14 +57,16 @@ pub use tch;
 pub use config::{set_threads, AugmentOn, Decoder, DeviceChoice, InitLabels, Labeler, TrainConfig};
 pub use data::{eval_loader_config, train_loader_config};
 pub use device_augment::DeviceAugment;
-pub use dist::Dist;
+pub use dist::{Collective, Dist, Solo};
 pub use error::{Error, Result};
 pub use infer::Layer;
 pub use labels::LabelTable;
 pub use metrics::{EpochMetrics, Phase};
 pub use model::{Arch, Model, ModelConfig};
 pub use schedule::Schedule;
-pub use train::{train_step, train_step_with, Observer, Progress, Quiet, Sync, Trainer};
+pub use train::{
+    train_step, train_step_with, Ended, Observer, Progress, Quiet, RunLock, StopHandle, Sync, Trainer,
+};
 pub use uic_augment::Preset;
 
 /// The PyTorch release this crate's tch (0.24.0) is built against.

@@ -98,7 +98,7 @@ fn two_ranks() -> Vec<Trace> {
         for s in 0..STEPS {
             let (x, y) = batch(s);
             let sync = Sync {
-                dist,
+                group: dist,
                 share: 0.5,
                 step: s as u64,
             };

@@ -12,8 +12,9 @@ use tch::{Device, Tensor};
 use uic_loader::order::{ClassBalanced, Order};
 
 use super::feed::{Feed, StepInput};
-use super::step::{train_step_with, Sync};
+use super::step::{step_in, Sync};
 use super::{Observer, Progress, Trainer};
+use crate::checkpoint::{EpochFiles, Partial};
 use crate::config::Labeler;
 use crate::dist::shard;
 use crate::error::{Error, Result};
@@ -33,51 +34,171 @@ struct Labelling {
     seconds: f64,
 }
 
-/// What the steps phase saw.
+/// The steps phase so far: sums over all ranks (each step's exchange sums them), and this
+/// rank's argmaxes by position in the epoch's order.
 struct Steps {
+    /// Global batches done (those before a resume included).
+    batches: usize,
     /// Samples trained on.
-    seen: usize,
+    seen: u64,
     /// Sum of the per-sample losses.
     loss_sum: f64,
     /// Samples whose argmax equalled their target.
-    agree: usize,
-    /// Time spent waiting for batches.
+    agree: u64,
+    /// Time spent waiting for batches (before a resume, and in this process).
     waited: Duration,
     /// The rate of the epoch's first step.
     first_lr: f64,
-    /// Data-parallel runs: the epoch's order, and this rank's (position, argmax) records,
-    /// exchanged in the repair phase.
-    shared: Option<SharedLabels>,
-}
-
-/// One rank's argmaxes of a data-parallel epoch, by position in the global order.
-struct SharedLabels {
+    /// The epoch's order.
     order: Vec<usize>,
+    /// This rank's positions in `order` from the batch this process started at; `preds`
+    /// holds the argmaxes of the first `preds.len()` of them.
     positions: Vec<usize>,
     preds: Vec<i64>,
+    /// Argmaxes recorded before a resume, by position (-1: none).
+    carried: Option<Vec<i32>>,
+}
+
+/// How an epoch ended.
+pub(super) enum EpochEnd {
+    /// All its batches: the metrics, and whether the ranks agreed to stop after it.
+    Done(EpochMetrics, bool),
+    /// Stopped part-way on request, after a checkpoint at global batch `batch`.
+    Stopped { batch: usize },
+}
+
+/// Where a resumed epoch starts: a checkpoint taken part-way through it.
+#[derive(Debug)]
+pub(super) struct Resume {
+    pub(super) partial: Partial,
+    pub(super) files: EpochFiles,
 }
 
 impl Trainer {
     /// Trains epoch `e` (0-based) of `phase`; `before` is the labels to compare the new
-    /// ones with (default: the current targets).
+    /// ones with (default: the current targets). A checkpoint taken part-way through the
+    /// epoch (`self.resume`) continues it.
     pub(super) fn train_epoch(
         &mut self,
         e: u64,
         phase: Phase,
         before: Option<Vec<u32>>,
         obs: &mut dyn Observer,
-    ) -> Result<EpochMetrics> {
-        let start = Instant::now();
+    ) -> Result<EpochEnd> {
+        let resume = self.resume.take();
+        let start = Instant::now()
+            .checked_sub(Duration::from_secs_f64(
+                resume.as_ref().map_or(0.0, |r| r.partial.seconds),
+            ))
+            .unwrap_or_else(Instant::now);
         // Each rank its own dropout masks (rank 0 keeps the single-process run's), not one
         // mask repeated on every rank's share of the batch.
         let rank = self.rank().0 as i64;
         tch::manual_seed(torch_seed(self.cfg.seed, e).wrapping_add(rank.wrapping_mul(0x9e37_79b9)));
-        let before = before.unwrap_or_else(|| self.labels.targets().to_vec());
-        let labelling = self.make_labels(e, phase)?;
-        let mut steps = self.train_steps(e, phase, labelling.kmeans, start, obs)?;
-        self.combine_ranks(&mut steps)?;
+        let order = self.epoch_order(e);
+        let (before, labelling, mut steps) = match resume {
+            None => {
+                let before = before.unwrap_or_else(|| self.labels.targets().to_vec());
+                let labelling = self.make_labels(e, phase)?;
+                let steps = self.fresh_steps(phase, order);
+                (before, labelling, steps)
+            }
+            Some(r) => self.resumed_steps(e, r, order)?,
+        };
+        self.labels.begin_epoch();
+        let stop = match self.train_steps(e, phase, &labelling, &before, start, &mut steps, obs)? {
+            Some(stop) => stop,
+            None => {
+                return Ok(EpochEnd::Stopped {
+                    batch: steps.batches,
+                })
+            }
+        };
+        self.combine_ranks(&mut steps, phase == Phase::Uic && !labelling.kmeans)?;
         let empty_fixed = self.repair(e, phase, &labelling);
-        Ok(self.epoch_metrics(e, phase, &before, &steps, empty_fixed, &labelling, start))
+        let m = self.epoch_metrics(e, phase, &before, &steps, empty_fixed, &labelling, start);
+        Ok(EpochEnd::Done(m, stop))
+    }
+
+    /// The steps phase of an epoch from its start.
+    fn fresh_steps(&self, phase: Phase, order: Vec<usize>) -> Steps {
+        let (base_lr, total_steps) = self.schedule_of(phase);
+        let (rank, world) = self.rank();
+        let (_, positions) = shard(&order, self.cfg.batch_size, rank, world);
+        Steps {
+            batches: 0,
+            seen: 0,
+            loss_sum: 0.0,
+            agree: 0,
+            waited: Duration::ZERO,
+            first_lr: self.cfg.schedule.lr(base_lr, self.step, total_steps),
+            order,
+            positions,
+            preds: Vec::new(),
+            carried: None,
+        }
+    }
+
+    /// The steps phase of an epoch a checkpoint stopped part-way: its sums, its argmaxes
+    /// so far, and libtorch's generator where this rank's stood (at another world size,
+    /// a generator seeded afresh for the rest of the epoch).
+    fn resumed_steps(
+        &self,
+        e: u64,
+        r: Resume,
+        order: Vec<usize>,
+    ) -> Result<(Vec<u32>, Labelling, Steps)> {
+        let p = &r.partial;
+        let (rank, world) = self.rank();
+        if r.files.records.len() != order.len() || r.files.before.len() != self.file.len() {
+            return Err(Error::Config(format!(
+                "the checkpoint part-way through epoch {} holds {} argmaxes for an epoch of {}:                  it was written for other data or settings",
+                e + 1,
+                r.files.records.len(),
+                order.len()
+            )));
+        }
+        let device = self.model.device();
+        let restored = r.files.rng.len() == world
+            && uic_c10d::rng::set_state(device, &r.files.rng[rank]).is_ok();
+        if !restored {
+            tch::manual_seed(
+                torch_seed(self.cfg.seed, e)
+                    .wrapping_add((rank as i64).wrapping_mul(0x9e37_79b9))
+                    .wrapping_add((p.batches as i64).wrapping_mul(0x2545_f491)),
+            );
+        }
+        let batches = p.batches as usize;
+        let (_, mut positions) = shard(&order, self.cfg.batch_size, rank, world);
+        let from = positions.partition_point(|&q| q < batches * self.cfg.batch_size);
+        positions.drain(..from);
+        let labelling = Labelling {
+            kmeans: self.cfg.labeler == Labeler::Kmeans && e < self.cfg.epochs,
+            reseeded: p.reseeded as usize,
+            seconds: p.labeling_seconds,
+        };
+        let steps = Steps {
+            batches,
+            seen: p.seen,
+            loss_sum: p.loss_sum,
+            agree: p.agree,
+            waited: Duration::from_secs_f64(p.waited),
+            first_lr: p.first_lr,
+            order,
+            positions,
+            preds: Vec::new(),
+            carried: Some(r.files.records),
+        };
+        Ok((r.files.before, labelling, steps))
+    }
+
+    /// The base rate and the steps of `phase`'s schedule.
+    fn schedule_of(&self, phase: Phase) -> (f64, u64) {
+        let (base_lr, phase_epochs) = match phase {
+            Phase::Uic => (self.cfg.lr, self.cfg.epochs),
+            Phase::Fft => (self.cfg.fft_lr, self.cfg.fft_epochs),
+        };
+        (base_lr, phase_epochs * self.steps_per_epoch())
     }
 
     /// Phase 1: the k-means labeler's targets, if it is the labeler of a UIC epoch.
@@ -99,42 +220,34 @@ impl Trainer {
         })
     }
 
-    /// Phase 2: every batch of the epoch through [`train_step`], reporting progress; in UIC
-    /// epochs each sample's argmax goes into the label table's next buffer.
+    /// Phase 2: the epoch's batches from `s.batches` on through the step, reporting
+    /// progress; in UIC epochs each sample's argmax is kept by position for the label table.
+    /// Each step's exchange also sums the ranks' requests: to checkpoint (a stop, or
+    /// `checkpoint_every`'s time on rank 0) and to stop, so every rank acts on them at the
+    /// same step. Returns whether the ranks asked to stop at the epoch's last step, or
+    /// `None` after a checkpoint and stop part-way.
+    #[allow(clippy::too_many_arguments)]
     fn train_steps(
         &mut self,
         e: u64,
         phase: Phase,
-        kmeans: bool,
+        labelling: &Labelling,
+        before: &[u32],
         start: Instant,
+        s: &mut Steps,
         obs: &mut dyn Observer,
-    ) -> Result<Steps> {
-        let (base_lr, phase_epochs) = match phase {
-            Phase::Uic => (self.cfg.lr, self.cfg.epochs),
-            Phase::Fft => (self.cfg.fft_lr, self.cfg.fft_epochs),
-        };
-        let total_steps = phase_epochs * self.steps_per_epoch();
-        let order = self.epoch_order(e);
-        self.labels.begin_epoch();
-        let (rank, world) = self.rank();
-        let global_len = order.len();
-        // This rank's samples and their positions in `order`, when there are several ranks.
-        let part = self
-            .dist
-            .is_some()
-            .then(|| shard(&order, self.cfg.batch_size, rank, world));
-        let mut shared = part.as_ref().map(|(_, positions)| SharedLabels {
-            positions: positions.clone(),
-            order: order.clone(),
-            preds: Vec::new(),
-        });
+    ) -> Result<Option<bool>> {
+        let (base_lr, total_steps) = self.schedule_of(phase);
+        let rank = self.rank().0;
+        let record = phase == Phase::Uic && !labelling.kmeans;
+        let global_len = s.order.len();
+        let b = self.cfg.batch_size;
+        let batches = self.steps_per_epoch() as usize;
         let (h, w) = (self.cfg.input_size as i64, self.cfg.input_size as i64);
-        let first_lr = self.cfg.schedule.lr(base_lr, self.step, total_steps);
-        let mut feed = self.feed(e, order, part)?;
-        let batches = feed.num_batches();
-        let (mut seen, mut loss_sum, mut agree) = (0usize, 0f64, 0usize);
-        let mut done = 0usize;
-        let mut targets = Vec::with_capacity(self.cfg.batch_size);
+        let waited_before = s.waited;
+        let mut feed = self.feed(e, &s.order, s.batches)?;
+        let mut targets = Vec::with_capacity(b);
+        let mut stop_at_end = false;
         while let Some(batch) = feed.next() {
             let batch: StepInput = batch?;
             self.substituted_outside_loader += batch.substituted() as u64;
@@ -148,16 +261,18 @@ impl Trainer {
             );
             let y = Tensor::from_slice(&targets);
             let lr = self.cfg.schedule.lr(base_lr, self.step, total_steps);
-            let sync = self.dist.as_ref().map(|d| Sync {
-                dist: d,
-                share: n as f64
-                    / (global_len - done * self.cfg.batch_size).min(self.cfg.batch_size) as f64,
+            let global_n = (global_len - s.batches * b).min(b);
+            let want_stop = self.stop.requested();
+            let want_checkpoint = want_stop || (rank == 0 && self.checkpoint_due());
+            let flags = [f64::from(u8::from(want_checkpoint)), f64::from(u8::from(want_stop))];
+            let sync = Sync {
+                group: &*self.group,
+                share: n as f64 / global_n as f64,
                 step: self.step,
-            });
-            let (lv, pred) = batch
-                .with_pixels(h, w, |x| {
-                    train_step_with(&self.model, &mut self.opt, x, &y, lr, sync)
-                })
+            };
+            let (model, opt, done) = (&self.model, &mut self.opt, s.batches);
+            let out = batch
+                .with_pixels(h, w, |x| step_in(model, opt, x, &y, lr, sync, &flags))
                 .map_err(|err| match err {
                     Error::NonFinite { value, .. } => Error::NonFinite {
                         epoch: e + 1,
@@ -166,86 +281,143 @@ impl Trainer {
                     },
                     other => other,
                 })?;
+            drop(batch);
             self.step += 1;
-            agree += pred.iter().zip(&targets).filter(|(a, b)| a == b).count();
-            if phase == Phase::Uic && !kmeans {
-                match &mut shared {
-                    None => self.labels.record(batch.indices(), &pred),
-                    Some(s) => s.preds.extend_from_slice(&pred),
-                }
+            s.agree += out.agree;
+            s.seen += global_n as u64;
+            s.loss_sum += out.loss * global_n as f64;
+            if record {
+                s.preds.extend_from_slice(&out.pred);
             }
-            seen += n;
-            loss_sum += lv * n as f64;
-            done += 1;
+            s.batches += 1;
             let secs = start.elapsed().as_secs_f64();
+            let waited = waited_before + feed.waited();
             obs.batch(&Progress {
                 epoch: e + 1,
                 epochs: self.cfg.epochs + self.cfg.fft_epochs,
-                batch: done,
+                batch: s.batches,
                 batches,
-                loss: loss_sum / seen as f64,
-                // This rank's rate times the ranks: the global rate, near enough for a bar.
-                images_per_s: (seen * world) as f64 / secs,
-                data_wait: feed.waited().as_secs_f64() / secs,
+                loss: s.loss_sum / s.seen as f64,
+                images_per_s: s.seen as f64 / secs,
+                data_wait: waited.as_secs_f64() / secs,
             });
+            let (checkpoint, stop) = (out.flags[0] > 0.0, out.flags[1] > 0.0);
+            if s.batches == batches {
+                // The epoch's own checkpoint follows at once.
+                stop_at_end = stop;
+            } else if checkpoint {
+                s.waited = waited;
+                self.save_partial(s, labelling, before, secs, record)?;
+                if stop {
+                    self.end_feed(feed)?;
+                    return Ok(None);
+                }
+            }
         }
-        if done != batches {
+        if s.batches != batches {
             return Err(Error::Internal(format!(
-                "the loader stopped after {done} of {batches} batches of epoch {}",
+                "the loader stopped after {} of {batches} batches of epoch {}",
+                s.batches,
                 e + 1
             )));
         }
-        let waited = feed.waited();
+        s.waited = waited_before + feed.waited();
         self.end_feed(feed)?;
-        Ok(Steps {
-            seen,
-            loss_sum,
-            agree,
-            waited,
-            first_lr,
-            shared,
-        })
+        Ok(Some(stop_at_end))
     }
 
-    /// Data-parallel runs: the epoch's counts summed over the ranks (the wait: the worst
-    /// rank's), and every rank's argmaxes recorded into the label table in the order of the
-    /// global epoch, as one process would have recorded them.
-    fn combine_ranks(&mut self, s: &mut Steps) -> Result<()> {
-        let Some(d) = &self.dist else { return Ok(()) };
+    /// Every rank's argmaxes so far, by position in the epoch's order (-1: none yet), with
+    /// those recorded before a resume.
+    fn gathered_records(&self, s: &Steps) -> Result<Vec<i64>> {
+        let recorded = &s.positions[..s.preds.len()];
+        let mut all = self.group.gather_by_position(
+            recorded,
+            &s.preds,
+            s.order.len(),
+            "gathering the epoch's labels",
+        )?;
+        if let Some(c) = &s.carried {
+            for (a, &c) in all.iter_mut().zip(c) {
+                if *a < 0 {
+                    *a = i64::from(c);
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// A checkpoint part-way through the epoch, after global batch `s.batches`: the ranks'
+    /// argmaxes so far and generator states are gathered; rank 0 writes.
+    fn save_partial(
+        &mut self,
+        s: &Steps,
+        labelling: &Labelling,
+        before: &[u32],
+        secs: f64,
+        record: bool,
+    ) -> Result<()> {
+        let records: Vec<i32> = if record {
+            self.gathered_records(s)?
+                .into_iter()
+                .map(|v| v as i32)
+                .collect()
+        } else {
+            vec![-1; s.order.len()]
+        };
+        let mine = uic_c10d::rng::state(self.model.device()).map_err(|err| {
+            Error::Internal(format!("cannot read libtorch's generator state: {err}"))
+        })?;
+        let as_f64: Vec<f64> = mine.iter().map(|&b| f64::from(b)).collect();
+        let rng: Vec<Vec<u8>> = self
+            .group
+            .allgather_f64(&as_f64, "gathering the generator states")?
+            .into_iter()
+            .map(|v| v.into_iter().map(|b| b as u8).collect())
+            .collect();
+        let partial = Partial {
+            batches: s.batches as u64,
+            seen: s.seen,
+            loss_sum: s.loss_sum,
+            agree: s.agree,
+            first_lr: s.first_lr,
+            seconds: secs,
+            waited: s.waited.as_secs_f64(),
+            labeling_seconds: labelling.seconds,
+            reseeded: labelling.reseeded as u64,
+        };
+        let files = EpochFiles {
+            records,
+            before: before.to_vec(),
+            rng,
+        };
+        self.write_checkpoint(Some((partial, files)))
+    }
+
+    /// At the epoch's end: the wait (the worst rank's) and the substituted samples summed
+    /// over the ranks, and, when `record`, every rank's argmaxes recorded into the label
+    /// table in the order of the global epoch, as one process records them.
+    fn combine_ranks(&mut self, s: &mut Steps, record: bool) -> Result<()> {
         let substituted = self
             .loader
             .stats()
             .substituted
             .load(std::sync::atomic::Ordering::Relaxed) as f64;
-        let mine = [
-            s.seen as f64,
-            s.loss_sum,
-            s.agree as f64,
-            s.waited.as_secs_f64(),
-            substituted,
-        ];
-        let all = d.allgather_f64(&mine, "summing the epoch's counts")?;
-        s.seen = all.iter().map(|v| v[0] as usize).sum();
-        s.loss_sum = all.iter().map(|v| v[1]).sum();
-        s.agree = all.iter().map(|v| v[2] as usize).sum();
-        s.waited = Duration::from_secs_f64(all.iter().map(|v| v[3]).fold(0.0, f64::max));
-        self.substituted_elsewhere =
-            all.iter().map(|v| v[4] as u64).sum::<u64>() - substituted as u64;
-        let Some(shared) = s.shared.take() else {
-            return Ok(());
-        };
-        let recorded = &shared.positions[..shared.preds.len()];
-        let all = d.gather_by_position(
-            recorded,
-            &shared.preds,
-            shared.order.len(),
-            "gathering the epoch's labels",
+        let all = self.group.allgather_f64(
+            &[s.waited.as_secs_f64(), substituted],
+            "summing the epoch's counts",
         )?;
+        s.waited = Duration::from_secs_f64(all.iter().map(|v| v[0]).fold(0.0, f64::max));
+        self.substituted_elsewhere =
+            all.iter().map(|v| v[1] as u64).sum::<u64>() - substituted as u64;
+        if !record {
+            return Ok(());
+        }
+        let all = self.gathered_records(s)?;
         let (idx, preds): (Vec<u32>, Vec<i64>) = all
             .iter()
             .enumerate()
             .filter(|(_, &p)| p >= 0)
-            .map(|(pos, &p)| (shared.order[pos] as u32, p))
+            .map(|(pos, &p)| (s.order[pos] as u32, p))
             .unzip();
         self.labels.record(&idx, &preds);
         Ok(())
@@ -316,15 +488,11 @@ impl Trainer {
         }
     }
 
-    fn steps_per_epoch(&self) -> u64 {
-        match &self.dist {
-            None => self.loader.num_batches(self.epoch_len()) as u64,
-            Some(d) => {
-                let (n, b) = (self.epoch_len(), self.cfg.batch_size);
-                // As `dist::shard` cuts them: a partial last batch only if every rank gets 2.
-                (n / b + usize::from(n % b >= 2 * d.world())) as u64
-            }
-        }
+    /// Global batches in an epoch, as [`shard`] cuts them: a partial last batch only if
+    /// every rank gets 2 samples of it (one process: unless it holds a single sample).
+    pub(super) fn steps_per_epoch(&self) -> u64 {
+        let (n, b) = (self.epoch_len(), self.cfg.batch_size);
+        (n / b + usize::from(n % b >= 2 * self.rank().1)) as u64
     }
 
     /// Samples an epoch visits: the data `epoch_repeats` times.
@@ -346,40 +514,41 @@ impl Trainer {
         order
     }
 
-    /// Starts epoch `e`'s batches in `order` from the configured decoder: nvJPEG workers,
-    /// or the CPU loader (with an uploader thread when the model is on a GPU). With `part`
-    /// (this rank's samples and their positions in `order`), only those.
-    fn feed(
-        &mut self,
-        e: u64,
-        order: Vec<usize>,
-        part: Option<(Vec<usize>, Vec<usize>)>,
-    ) -> Result<Feed> {
+    /// Starts epoch `e`'s batches in `order`, from global batch `start`, from the configured
+    /// decoder: nvJPEG workers, or the CPU loader (with an uploader thread when the model is
+    /// on a GPU). Each rank loads its share of every global batch ([`shard`]).
+    fn feed(&mut self, e: u64, order: &[usize], start: usize) -> Result<Feed> {
         let ahead = self.cfg.batches_ahead;
         #[cfg(feature = "nvjpeg")]
         if !self.gpu_loaders.is_empty() {
+            // One process only (`check_distributed`): the shard is the whole order.
             let loaders = std::mem::take(&mut self.gpu_loaders);
             let n = loaders[0].num_batches(order.len());
-            let order = std::sync::Arc::new(order);
+            let order = std::sync::Arc::new(order.to_vec());
             let augment = self.device_augment;
-            let a = super::feed::Ahead::start("uic-nvjpeg", loaders, n, ahead, move |l, b| {
-                let g = l.batch(e, &order, b)?;
-                let pixels = match &augment {
-                    Some(a) => a.apply(&g.pixels, &g.drawn)?,
-                    None => g.pixels,
-                };
-                Ok(super::feed::DeviceBatch {
-                    pixels,
-                    indices: g.indices,
-                    substituted: g.substituted,
-                })
-            })?;
+            let a = super::feed::Ahead::start(
+                "uic-nvjpeg",
+                loaders,
+                n.saturating_sub(start),
+                ahead,
+                move |l, b| {
+                    let g = l.batch(e, &order, start + b)?;
+                    let pixels = match &augment {
+                        Some(a) => a.apply(&g.pixels, &g.drawn)?,
+                        None => g.pixels,
+                    };
+                    Ok(super::feed::DeviceBatch {
+                        pixels,
+                        indices: g.indices,
+                        substituted: g.substituted,
+                    })
+                },
+            )?;
             return Ok(Feed::Nvjpeg(a));
         }
-        let epoch = match part {
-            None => self.loader.epoch(e, order, 0)?,
-            Some((local, positions)) => self.loader.epoch_at(e, local, positions, 0)?,
-        };
+        let (rank, world) = self.rank();
+        let (local, positions) = shard(order, self.cfg.batch_size, rank, world);
+        let epoch = self.loader.epoch_at(e, local, positions, start)?;
         let device = self.model.device();
         let side = i64::from(self.cfg.input_size);
         if device == Device::Cpu {
@@ -388,7 +557,7 @@ impl Trainer {
                 self.device_augment.map(|a| (a, (side, side))),
             ));
         }
-        Feed::upload(epoch, device, (side, side), ahead, self.device_augment)
+        Feed::upload(epoch, start, device, (side, side), ahead, self.device_augment)
     }
 
     /// Ends an epoch's feed, taking the nvJPEG decoders back from their threads.

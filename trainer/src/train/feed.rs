@@ -123,16 +123,18 @@ pub(crate) enum Feed {
 }
 
 impl Feed {
-    /// Uploads `epoch`'s batches to `device` on a thread, up to `ahead` batches in front.
-    /// With `augment`, each batch's deferred steps run on the device after its upload.
+    /// Uploads `epoch`'s batches from batch `start` on to `device` on a thread, up to
+    /// `ahead` batches in front. With `augment`, each batch's deferred steps run on the device
+    /// after its upload.
     pub(crate) fn upload(
         epoch: uic_loader::Epoch,
+        start: usize,
         device: Device,
         size: (i64, i64),
         ahead: usize,
         augment: Option<DeviceAugment>,
     ) -> Result<Feed> {
-        let n = epoch.num_batches();
+        let n = epoch.num_batches().saturating_sub(start);
         let (h, w) = size;
         let a = Ahead::start("uic-upload", vec![epoch], n, ahead, move |ep, b| {
             let batch = ep.next().ok_or_else(|| {
@@ -157,7 +159,7 @@ impl Feed {
     }
 
     /// The next batch; `None` at the end of the epoch. A loader that stopped early gives
-    /// its error (the caller also checks the count against [`Feed::num_batches`]).
+    /// its error (the caller also counts the batches).
     pub(crate) fn next(&mut self) -> Option<Result<StepInput>> {
         match self {
             Feed::Cpu(e, None) => e.next().map(|b| Ok(StepInput::Cpu(b?))),
@@ -177,16 +179,6 @@ impl Feed {
             Feed::Upload(a) => a.next().map(|r| r.map(StepInput::Device)),
             #[cfg(feature = "nvjpeg")]
             Feed::Nvjpeg(a) => a.next().map(|r| r.map(StepInput::Device)),
-        }
-    }
-
-    /// Batches in the epoch.
-    pub(crate) fn num_batches(&self) -> usize {
-        match self {
-            Feed::Cpu(e, _) => e.num_batches(),
-            Feed::Upload(a) => a.num_batches,
-            #[cfg(feature = "nvjpeg")]
-            Feed::Nvjpeg(a) => a.num_batches,
         }
     }
 

@@ -9,20 +9,24 @@
 
 mod epoch;
 pub(crate) mod feed;
+mod lock;
 mod step;
 
+pub use lock::RunLock;
 pub use step::{train_step, train_step_with, Sync};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use uic_loader::{Loader, RecordFile};
 
-use crate::checkpoint::{self, DataId, State};
-use crate::config::{set_threads, InitLabels, TrainConfig};
+use crate::checkpoint::{self, DataId, EpochFiles, Partial, State};
+use crate::config::{set_threads, InitLabels, TrainConfig, PER_RANK, RESUME_MAY_CHANGE};
 use crate::data::train_loader_config;
 use crate::device_augment::DeviceAugment;
-use crate::dist::{self, Dist};
+use crate::dist::{self, Collective, Dist, Solo};
 use crate::error::{Error, Result};
 use crate::infer;
 use crate::labels::LabelTable;
@@ -66,6 +70,41 @@ pub trait Observer {
 pub struct Quiet;
 impl Observer for Quiet {}
 
+/// Asks a running [`Trainer`] to stop: at the next step it writes a checkpoint (part-way
+/// through the epoch if need be) and [`Trainer::run`] returns [`Ended::Stopped`]. Safe to
+/// call from a signal handler's thread. On several ranks, a request on any one stops all of
+/// them at the same step.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    /// Requests the stop.
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was requested.
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How [`Trainer::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Ended {
+    /// Every epoch is done.
+    Finished,
+    /// Stopped on a [`StopHandle`] request, after a checkpoint holding `epochs` whole epochs
+    /// and `batches` batches of the next (0 when it stopped at an epoch's end).
+    Stopped {
+        /// Epochs completed.
+        epochs: u64,
+        /// Batches of the next epoch done.
+        batches: u64,
+    },
+}
+
 /// A training run bound to its data file and output folder.
 #[derive(Debug)]
 pub struct Trainer {
@@ -90,8 +129,16 @@ pub struct Trainer {
     epoch: u64,
     step: u64,
     last_metrics: Option<EpochMetrics>,
-    /// The data-parallel group, when this is one rank of several.
-    dist: Option<Dist>,
+    /// The ranks: [`Solo`], or the data-parallel group.
+    group: Box<dyn Collective>,
+    /// Where the next epoch starts, when a checkpoint part-way through it was restored.
+    resume: Option<epoch::Resume>,
+    /// Set to stop at the next step.
+    stop: StopHandle,
+    /// When the last checkpoint was written (for `checkpoint_every`).
+    last_checkpoint: Instant,
+    /// Rank 0's hold on the output folder.
+    _lock: Option<RunLock>,
 }
 
 /// nvJPEG decoder threads (`decoder = nvjpeg`): one thread's per-image kernel launches
@@ -127,10 +174,19 @@ impl Trainer {
         resume: bool,
         dist: Option<Dist>,
     ) -> Result<Self> {
+        let group: Box<dyn Collective> = match dist {
+            Some(d) => Box::new(d),
+            None => Box::new(Solo),
+        };
+        // Resuming, rank 0's settings (the checkpoint's) are the run's: a rank on another
+        // node needs neither the run folder nor --config, only its own machine's sizes.
+        let cfg = if resume && group.world() > 1 {
+            adopt_rank0_settings(&*group, cfg)?
+        } else {
+            cfg
+        };
         cfg.validate()?;
-        if let Some(d) = &dist {
-            check_distributed(&cfg, d.world())?;
-        }
+        check_distributed(&cfg, group.world())?;
         let file = Arc::new(RecordFile::open(data)?);
         check_fits(&cfg, file.len())?;
         let data_id = DataId {
@@ -138,24 +194,24 @@ impl Trainer {
             samples: file.len() as u64,
             file_len: file.header().file_len,
         };
-        if let Some(d) = &dist {
-            d.check_same(data_hash(&data_id, &file), "data file")?;
-            check_same_settings(d, &cfg)?;
+        if group.world() > 1 {
+            group.check_same(data_hash(&data_id, &file), "data file")?;
+            check_same_settings(&*group, &cfg)?;
         }
         // Everything that can refuse the settings runs before the output folder is made.
-        let mut t = Trainer::build(cfg, file, data_id, out, dist)?;
-        let rank = t.dist.as_ref().map_or(0, Dist::rank);
-        let opened = if rank == 0 {
-            open_out(out, resume).and_then(|existing| match existing {
-                Some(ck) => t.restore(ck),
-                None => t.start_fresh(),
+        let mut t = Trainer::build(cfg, file, data_id, out, group)?;
+        let opened = if t.rank().0 == 0 {
+            open_out(out, resume).and_then(|(lock, existing)| {
+                t._lock = Some(lock);
+                match existing {
+                    Some(ck) => t.restore(ck),
+                    None => t.start_fresh(),
+                }
             })
         } else {
             Ok(())
         };
-        if t.dist.is_some() {
-            t.share_state(opened.is_ok())?;
-        }
+        t.share_state(opened.is_ok())?;
         opened.map(|()| t)
     }
 
@@ -165,23 +221,21 @@ impl Trainer {
         file: Arc<RecordFile>,
         data_id: DataId,
         out: &Path,
-        dist: Option<Dist>,
+        group: Box<dyn Collective>,
     ) -> Result<Self> {
         let n = file.len();
         set_threads(&cfg);
-        let device = match (cfg.device.resolve()?, &dist) {
-            (tch::Device::Cuda(_), Some(d)) => tch::Device::Cuda(d.local_rank()),
-            (device, _) => device,
+        let device = match cfg.device.resolve()? {
+            tch::Device::Cuda(_) if group.world() > 1 => tch::Device::Cuda(group.local_rank()),
+            device => device,
         };
         let model = Model::init(&cfg.model(), cfg.seed, device)?;
         let opt = Sgd::new(model.named_parameters(), cfg.momentum, cfg.weight_decay);
         let mut loader_cfg = train_loader_config(&cfg, n);
-        if let Some(d) = &dist {
-            // Each rank loads its share of every global batch; the shards decide the batches
-            // (see `dist::shard`), the loader only cuts them.
-            loader_cfg.batch_size = cfg.batch_size / d.world();
-            loader_cfg.drop_last = false;
-        }
+        // Each rank loads its share of every global batch; the shards decide the batches
+        // (see `dist::shard`), the loader only cuts them.
+        loader_cfg.batch_size = cfg.batch_size / group.world();
+        loader_cfg.drop_last = false;
         let loader = Loader::new(file.clone(), loader_cfg)?;
         #[cfg(feature = "nvjpeg")]
         let gpu_loaders = match cfg.decoder {
@@ -217,14 +271,22 @@ impl Trainer {
             epoch: 0,
             step: 0,
             last_metrics: None,
-            dist,
+            group,
+            resume: None,
+            stop: StopHandle::default(),
+            last_checkpoint: Instant::now(),
+            _lock: None,
         })
     }
 
-    /// Rank 0's state (epoch, step, weights, BN buffers, momentum, labels) sent to every
-    /// rank, after rank 0 has restored or started the run (`ok`: it could).
+    /// Rank 0's state (epoch, step, weights, BN buffers, momentum, labels, and a partial
+    /// epoch's checkpoint) sent to every rank, after rank 0 has restored or started the run
+    /// (`ok`: it could). The other ranks need neither the run folder nor its config.
     fn share_state(&mut self, ok: bool) -> Result<()> {
-        let Some(d) = &self.dist else { return Ok(()) };
+        if self.group.world() == 1 {
+            return Ok(()); // nothing to send
+        }
+        let d = &*self.group;
         let meta = Tensor::from_slice(&[
             i64::from(ok),
             self.epoch as i64,
@@ -232,15 +294,15 @@ impl Trainer {
             i64::from(self.opt.has_momentum()),
         ]);
         d.broadcast(std::slice::from_ref(&meta), "starting the run")?;
+        if !ok {
+            return Ok(()); // rank 0: the caller returns its own error
+        }
         let meta: Vec<i64> = Vec::try_from(&meta)?;
         if meta[0] == 0 {
             // Rank 0 reports its own error; the others name it.
             return Err(Error::Config(
                 "rank 0 could not start the run (its output says why)".into(),
             ));
-        }
-        if !ok {
-            return Ok(()); // rank 0: the caller returns the error
         }
         (self.epoch, self.step) = (meta[1] as u64, meta[2] as u64);
         d.broadcast(&self.model.state_tensors(), "sending rank 0's weights")?;
@@ -258,12 +320,48 @@ impl Trainer {
         let labels: Vec<i64> = Vec::try_from(&labels)?;
         self.labels
             .set_targets(labels.into_iter().map(|l| l as u32).collect())?;
+        self.share_resume()
+    }
+
+    /// Rank 0's partial epoch (its [`Partial`] and epoch files), when it restored one.
+    fn share_resume(&mut self) -> Result<()> {
+        let d = &*self.group;
+        let text = match &self.resume {
+            Some(r) => serde_json::to_string(&(
+                &r.partial,
+                &r.files.records,
+                &r.files.before,
+                &r.files.rng,
+            ))
+            .map_err(|e| Error::Internal(format!("cannot send the partial epoch: {e}")))?,
+            None => String::new(),
+        };
+        let bytes = d.broadcast_bytes(text.as_bytes(), "sending rank 0's partial epoch")?;
+        if d.rank() == 0 || bytes.is_empty() {
+            return Ok(());
+        }
+        type Sent = (Partial, Vec<i32>, Vec<u32>, Vec<Vec<u8>>);
+        let (partial, records, before, rng): Sent = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Internal(format!("rank 0's partial epoch: {e}")))?;
+        self.resume = Some(epoch::Resume {
+            partial,
+            files: EpochFiles {
+                records,
+                before,
+                rng,
+            },
+        });
         Ok(())
     }
 
-    /// This rank's place: `(rank, world)`, `(0, 1)` without a group.
+    /// This rank's place: `(rank, world)`, `(0, 1)` in one process.
     pub fn rank(&self) -> (usize, usize) {
-        self.dist.as_ref().map_or((0, 1), |d| (d.rank(), d.world()))
+        (self.group.rank(), self.group.world())
+    }
+
+    /// A handle that stops [`Trainer::run`] at the next step, with a checkpoint.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
     }
 
     /// A new run: its `config.toml`, and no metrics of an earlier one.
@@ -300,15 +398,7 @@ impl Trainer {
                 ),
             ));
         }
-        let mut theirs = s.config.clone();
-        theirs.epochs = self.cfg.epochs;
-        theirs.fft_epochs = self.cfg.fft_epochs;
-        theirs.threads = self.cfg.threads;
-        theirs.torch_threads = self.cfg.torch_threads;
-        theirs.batches_ahead = self.cfg.batches_ahead;
-        theirs.device = self.cfg.device;
-        theirs.decoder = self.cfg.decoder;
-        theirs.augment_on = self.cfg.augment_on;
+        let theirs = s.config.with_settings_of(&self.cfg, RESUME_MAY_CHANGE);
         if theirs != self.cfg {
             let changed: Vec<String> = theirs
                 .differences(&self.cfg)
@@ -318,9 +408,9 @@ impl Trainer {
             return Err(Error::checkpoint(
                 &ck.dir,
                 format!(
-                    "its settings differ from this run's ({}); only epochs, fft_epochs, thread \
-                     counts, the device, the decoder and augment_on may change on resume",
-                    changed.join("; ")
+                    "its settings differ from this run's ({}); only {} may change on resume",
+                    changed.join("; "),
+                    RESUME_MAY_CHANGE.join(", ")
                 ),
             ));
         }
@@ -333,6 +423,12 @@ impl Trainer {
         self.epoch = s.epoch;
         self.step = s.step;
         self.last_metrics = s.last_metrics.clone();
+        if let Some(partial) = &s.partial {
+            self.resume = Some(epoch::Resume {
+                partial: partial.clone(),
+                files: checkpoint::load_epoch(&ck.dir)?,
+            });
+        }
         // The metrics file may hold epochs after the checkpoint (a crash between the two
         // writes is impossible in that order, but a crash mid-epoch leaves nothing extra);
         // keep exactly the checkpoint's epochs.
@@ -377,18 +473,32 @@ impl Trainer {
         self.epoch
     }
 
+    /// Whether the run continues a checkpoint taken part-way through an epoch.
+    pub fn resumes_part_way(&self) -> bool {
+        self.resume.is_some()
+    }
+
     /// The output folder.
     pub fn out(&self) -> &Path {
         &self.out
     }
 
-    /// Runs the remaining epochs (UIC, then fine-tuning), checkpointing after each.
+    /// Runs the remaining epochs (UIC, then fine-tuning), checkpointing after each (and
+    /// part-way through one every `checkpoint_every` minutes). A [`StopHandle`] request
+    /// ends it at the next step, after a checkpoint: [`Ended::Stopped`].
     ///
     /// # Errors
     /// A non-finite loss (the last checkpoint is kept), a loader failure, a failed write.
-    pub fn run(&mut self, obs: &mut dyn Observer) -> Result<()> {
+    pub fn run(&mut self, obs: &mut dyn Observer) -> Result<Ended> {
         let total = self.cfg.epochs + self.cfg.fft_epochs;
-        if self.epoch > 0 {
+        if let Some(r) = &self.resume {
+            obs.note(&format!(
+                "resuming part-way through epoch {} of {total}, after batch {} of {}",
+                self.epoch + 1,
+                r.partial.batches,
+                self.steps_per_epoch()
+            ));
+        } else if self.epoch > 0 {
             obs.note(&format!("resuming after epoch {} of {total}", self.epoch));
         } else if self.cfg.init_labels == InitLabels::Inference {
             obs.note("initial labels from one centre-crop inference pass");
@@ -402,39 +512,68 @@ impl Trainer {
             } else {
                 Phase::Fft
             };
-            // The first fine-tuning epoch compares its fixed labels with the last UIC ones.
+            // The first fine-tuning epoch compares its fixed labels with the last UIC ones
+            // (a resumed one has both in its checkpoint).
             let mut before = None;
-            if phase == Phase::Fft && e == self.cfg.epochs {
+            if phase == Phase::Fft && e == self.cfg.epochs && self.resume.is_none() {
                 obs.note("further fine-tuning: labels fixed from a centre-crop pass");
                 before = Some(self.labels.targets().to_vec());
                 let l = self.predict_labels()?;
                 self.labels.set_targets(l)?;
                 self.step = 0;
             }
-            let m = self.train_epoch(e, phase, before, obs)?;
+            let (m, stop) = match self.train_epoch(e, phase, before, obs)? {
+                epoch::EpochEnd::Done(m, stop) => (m, stop),
+                epoch::EpochEnd::Stopped { batch } => {
+                    return Ok(Ended::Stopped {
+                        epochs: self.epoch,
+                        batches: batch as u64,
+                    })
+                }
+            };
             self.epoch += 1;
             self.agree_after_epoch()?;
-            self.save(&m)?;
             self.last_metrics = Some(m.clone());
+            self.write_checkpoint(None)?;
+            if self.rank().0 == 0 {
+                metrics::append(&self.out.join("metrics.jsonl"), &m)?;
+            }
             obs.epoch(&m);
+            if stop && self.epoch < total {
+                return Ok(Ended::Stopped {
+                    epochs: self.epoch,
+                    batches: 0,
+                });
+            }
         }
-        Ok(())
+        Ok(Ended::Finished)
     }
 
-    /// The checkpoint after an epoch, then its metrics line (in that order: a crash between
-    /// the two loses a line that [`Trainer::restore`] writes again).
-    fn save(&self, m: &EpochMetrics) -> Result<()> {
+    /// Rank 0 writes a checkpoint: after an epoch (then its metrics line follows: a crash
+    /// between the two loses a line that [`Trainer::restore`] writes again), or part-way
+    /// through one with `partial`.
+    fn write_checkpoint(&mut self, partial: Option<(Partial, EpochFiles)>) -> Result<()> {
+        self.last_checkpoint = Instant::now();
         if self.rank().0 != 0 {
             return Ok(());
         }
+        let (partial, files) = match partial {
+            Some((p, f)) => (Some(p), Some(f)),
+            None => (None, None),
+        };
         let state = State {
-            format_version: checkpoint::FORMAT_VERSION,
+            format_version: if partial.is_some() {
+                checkpoint::FORMAT_VERSION_PARTIAL
+            } else {
+                checkpoint::FORMAT_VERSION
+            },
             uic_version: env!("CARGO_PKG_VERSION").to_string(),
             epoch: self.epoch,
             step: self.step,
             config: self.cfg.clone(),
             data: self.data_id.clone(),
-            last_metrics: Some(m.clone()),
+            last_metrics: self.last_metrics.clone(),
+            partial,
         };
         checkpoint::save(
             &self.out,
@@ -442,8 +581,15 @@ impl Trainer {
             &self.model,
             &self.opt,
             self.labels.targets(),
-        )?;
-        metrics::append(&self.out.join("metrics.jsonl"), m)
+            files.as_ref(),
+        )
+    }
+
+    /// Whether `checkpoint_every` minutes have passed since the last checkpoint.
+    fn checkpoint_due(&self) -> bool {
+        self.cfg.checkpoint_every > 0.0
+            && self.last_checkpoint.elapsed()
+                >= Duration::from_secs_f64(self.cfg.checkpoint_every * 60.0)
     }
 
     /// The argmax of the model (eval mode) on the centre crop of every image.
@@ -452,10 +598,7 @@ impl Trainer {
     /// A loader or libtorch failure.
     pub fn predict_labels(&self) -> Result<Vec<u32>> {
         let n = self.file.len();
-        let Some(d) = &self.dist else {
-            let all: Vec<usize> = (0..n).collect();
-            return infer::assign(&self.model, &self.cfg, &self.file, &all);
-        };
+        let d = &*self.group;
         // Each rank predicts a contiguous share; all gather the whole.
         let (r, w) = (d.rank(), d.world());
         let mine: Vec<usize> = (n * r / w..n * (r + 1) / w).collect();
@@ -471,7 +614,10 @@ impl Trainer {
     /// its own shares), then a check that all ranks hold bit-identical weights, buffers and
     /// labels, which identical averaged gradients guarantee.
     fn agree_after_epoch(&self) -> Result<()> {
-        let Some(d) = &self.dist else { return Ok(()) };
+        if self.group.world() == 1 {
+            return Ok(()); // nothing to compare
+        }
+        let d = &*self.group;
         let buffers: Vec<Tensor> = self
             .model
             .state_tensors()
@@ -492,6 +638,9 @@ impl Trainer {
 
 /// Refuses settings a data-parallel run of `world` ranks cannot keep the meaning of.
 fn check_distributed(cfg: &TrainConfig, world: usize) -> Result<()> {
+    if world == 1 {
+        return Ok(());
+    }
     if cfg.batch_size.checked_rem(world) != Some(0) || cfg.batch_size / world < 2 {
         return Err(Error::Config(format!(
             "batch size {} cannot be shared by {world} ranks: --batch-size is the global batch, \
@@ -514,13 +663,10 @@ fn check_distributed(cfg: &TrainConfig, world: usize) -> Result<()> {
     Ok(())
 }
 
-/// The settings every rank must share: all but the thread counts and
-/// `batches_ahead`, which each rank may size to its machine (the device is shared).
+/// The settings every rank must share: all but [`PER_RANK`], which each rank may size to
+/// its machine.
 fn rank_settings(cfg: &TrainConfig) -> TrainConfig {
-    let mut c = cfg.clone();
-    let d = TrainConfig::default();
-    (c.threads, c.torch_threads, c.batches_ahead) = (d.threads, d.torch_threads, d.batches_ahead);
-    c
+    cfg.with_settings_of(&TrainConfig::default(), PER_RANK)
 }
 
 /// Refuses to go on unless every rank has the same [`rank_settings`]. On a difference, every
@@ -529,7 +675,7 @@ fn rank_settings(cfg: &TrainConfig) -> TrainConfig {
 ///
 /// # Errors
 /// [`Error::Config`], or [`Error::Collective`].
-fn check_same_settings(d: &Dist, cfg: &TrainConfig) -> Result<()> {
+fn check_same_settings(d: &dyn Collective, cfg: &TrainConfig) -> Result<()> {
     let mine = rank_settings(cfg);
     let text = toml::to_string(&mine).unwrap_or_default();
     let Err(e) = d.check_same(
@@ -555,6 +701,22 @@ fn check_same_settings(d: &Dist, cfg: &TrainConfig) -> Result<()> {
         "rank {r}'s settings differ from rank 0's ({}): start every rank with the same settings",
         each.join("; ")
     )))
+}
+
+/// Rank 0's settings on every rank, each rank keeping its own [`PER_RANK`] values.
+///
+/// # Errors
+/// [`Error::Collective`], or rank 0's settings unreadable.
+fn adopt_rank0_settings(d: &dyn Collective, cfg: TrainConfig) -> Result<TrainConfig> {
+    let text = toml::to_string(&cfg)
+        .map_err(|e| Error::Internal(format!("cannot write the config as TOML: {e}")))?;
+    let zero = d.broadcast_bytes(text.as_bytes(), "sending rank 0's settings")?;
+    if d.rank() == 0 {
+        return Ok(cfg);
+    }
+    let zero: TrainConfig = toml::from_str(&String::from_utf8_lossy(&zero))
+        .map_err(|e| Error::Internal(format!("rank 0's settings: {e}")))?;
+    Ok(zero.with_settings_of(&cfg, PER_RANK))
 }
 
 /// What every rank must share of the data: the file's size and first samples' bytes.
@@ -587,10 +749,11 @@ fn check_fits(cfg: &TrainConfig, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Creates the output folder and returns the run it already holds, which only `resume` may
-/// continue.
-fn open_out(out: &Path, resume: bool) -> Result<Option<checkpoint::Checkpoint>> {
+/// Creates the output folder, takes its lock, and returns the run it already holds, which
+/// only `resume` may continue.
+fn open_out(out: &Path, resume: bool) -> Result<(RunLock, Option<checkpoint::Checkpoint>)> {
     std::fs::create_dir_all(out).map_err(|e| Error::io("create", out, e))?;
+    let lock = RunLock::take(out)?;
     let existing = checkpoint::find(out)?;
     if existing.is_some() && !resume {
         return Err(Error::Config(format!(
@@ -598,5 +761,5 @@ fn open_out(out: &Path, resume: bool) -> Result<Option<checkpoint::Checkpoint>> 
             out.display()
         )));
     }
-    Ok(existing)
+    Ok((lock, existing))
 }

@@ -3,7 +3,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::feed::upload_pinned;
-use crate::dist::Dist;
+use crate::dist::{Collective, Solo};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sgd::Sgd;
@@ -29,8 +29,8 @@ pub fn train_step(
 /// This rank's part of a data-parallel step: where it differs from [`train_step`].
 #[derive(Debug, Clone, Copy)]
 pub struct Sync<'a> {
-    /// The group.
-    pub dist: &'a Dist,
+    /// The ranks ([`crate::dist::Dist`], or [`crate::dist::Solo`]).
+    pub group: &'a dyn Collective,
     /// This rank's fraction of the global batch.
     pub share: f64,
     /// The global step (0-based), for error messages.
@@ -38,7 +38,7 @@ pub struct Sync<'a> {
 }
 
 /// [`train_step`], and with `sync` a data-parallel step: between backward and the update,
-/// the gradients become the global batch's mean ([`Dist::average_gradients`]), and the
+/// the gradients become the global batch's mean ([`Collective::sum_step`]), and the
 /// returned loss is the global batch's. Every rank then makes the identical update.
 ///
 /// # Errors
@@ -51,6 +51,41 @@ pub fn train_step_with(
     lr: f64,
     sync: Option<Sync<'_>>,
 ) -> Result<(f64, Vec<i64>)> {
+    let s = sync.unwrap_or(Sync {
+        group: &Solo,
+        share: 1.0,
+        step: 0,
+    });
+    let out = step_in(model, opt, pixels, targets, lr, s, &[])?;
+    Ok((out.loss, out.pred))
+}
+
+/// What one step gives the loop back: global sums, identical on every rank, and this
+/// rank's argmaxes.
+#[derive(Debug)]
+pub(crate) struct StepOut {
+    /// The global batch's mean loss.
+    pub loss: f64,
+    /// This rank's argmax of each sample.
+    pub pred: Vec<i64>,
+    /// Samples of the global batch whose argmax equalled their target.
+    pub agree: u64,
+    /// The sum over the ranks of each flag given to [`step_in`].
+    pub flags: Vec<f64>,
+}
+
+/// The step of the training loop: [`train_step_with`], and `flags` (this rank's requests,
+/// for example to stop) summed over the ranks in the same exchange as the gradients, so
+/// that every rank learns them at the same step.
+pub(crate) fn step_in(
+    model: &Model,
+    opt: &mut Sgd,
+    pixels: &Tensor,
+    targets: &Tensor,
+    lr: f64,
+    sync: Sync<'_>,
+    flags: &[f64],
+) -> Result<StepOut> {
     let device = model.device();
     let x = if pixels.device() == device {
         pixels.shallow_clone()
@@ -65,17 +100,28 @@ pub fn train_step_with(
     } else {
         model.forward(&x, true)
     };
-    let loss = logits.cross_entropy_for_logits(&targets.to_device(device));
+    let targets = targets.to_device(device);
+    let loss = logits.cross_entropy_for_logits(&targets);
     opt.zero_grad();
     loss.backward();
-    // One synchronisation per step, after the whole step is queued: the loss and the
-    // argmaxes come back together.
-    let lv = match sync {
-        None => loss.double_value(&[]),
-        Some(s) => s
-            .dist
-            .average_gradients(&opt.parameters(), &loss, s.share, s.step)?,
-    };
+    // One synchronisation per step, after the whole step is queued: the loss, the counts
+    // and the argmaxes come back together.
+    let (values, pred) = tch::no_grad(|| {
+        let pred = logits.detach().argmax(1, false);
+        let agree = pred.eq_tensor(&targets).sum(Kind::Double).reshape([1]);
+        let mut parts = vec![
+            (loss.detach().to_kind(Kind::Double) * sync.share).reshape([1]),
+            agree,
+        ];
+        if !flags.is_empty() {
+            parts.push(Tensor::from_slice(flags).to_device(device));
+        }
+        (Tensor::cat(&parts, 0), pred)
+    });
+    let sums = sync
+        .group
+        .sum_step(&opt.parameters(), &values, sync.share, sync.step)?;
+    let lv = sums[0];
     if !lv.is_finite() {
         return Err(Error::NonFinite {
             epoch: 0,
@@ -84,6 +130,11 @@ pub fn train_step_with(
         });
     }
     opt.step(lr);
-    let pred = logits.detach().argmax(1, false).to_device(Device::Cpu);
-    Ok((lv, Vec::try_from(&pred)?))
+    let pred = pred.to_device(Device::Cpu);
+    Ok(StepOut {
+        loss: lv,
+        pred: Vec::try_from(&pred)?,
+        agree: sums[1] as u64,
+        flags: sums[2..].to_vec(),
+    })
 }

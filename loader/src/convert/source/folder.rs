@@ -187,12 +187,15 @@ pub(super) fn walk_files(root: &Path, dir: &Path, skipped: &mut Vec<Skipped>) ->
     out
 }
 
+/// Class names, and each listed path's class index.
+type ClassList = (Vec<Vec<u8>>, Vec<u32>);
+
 /// The classes of listed paths under an ImageFolder tree, as the tree alone would give them:
 /// the root's class folders (all of them, so that class indices match the whole tree's),
 /// and each path's class its first component. `None` when the root has no class folders,
 /// or when some listed path lies outside them (said on the log: the output then has no
 /// labels, rather than labels for some files only).
-fn list_classes(root: &Path, files: &[PathBuf]) -> Result<Option<(Vec<Vec<u8>>, Vec<u32>)>> {
+fn list_classes(root: &Path, files: &[PathBuf]) -> Result<Option<ClassList>> {
     // Top-level files and hidden folders are the tree's business, not the list's.
     let dirs = top_level_dirs(root, &mut Vec::new())?;
     if dirs.is_empty() {

@@ -1,0 +1,297 @@
+//! Runs that survive a cluster: a signal stops a run at the next step with a checkpoint
+//! part-way through the epoch, and `--resume` continues it bit-exactly (one process, two
+//! ranks), or at another world size; a run folder in use is refused to a second run.
+//! Signals are real (`UIC_SIGNAL_SELF_AT` makes a process send itself SIGTERM after a known
+//! step); every wait is bounded and every port picked free.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::train::{dataset, text, uic};
+
+/// The documented status of a run stopped by a signal after its checkpoint.
+const EXIT_STOPPED: i32 = 75;
+
+/// 256 images in batches of 32: 8 steps an epoch.
+fn args(data: &Path, out: &Path, epochs: u64) -> Vec<String> {
+    let mut a = crate::train::train_args_epochs(data, out, epochs);
+    a.extend(["--dist-timeout".into(), "60".into()]);
+    a
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `uic ARGS` with `envs`, as rank `rank` of `world` when `port` is given.
+fn start(args: &[String], envs: &[(&str, &str)], ranks: Option<(usize, usize, u16)>) -> Child {
+    let mut c = uic();
+    c.args(args)
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for k in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS"] {
+        c.env_remove(k);
+    }
+    if let Some((rank, world, port)) = ranks {
+        c.env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", world.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string());
+    }
+    c.spawn().unwrap()
+}
+
+/// Waits at most `limit` for `c`; kills it past that and fails.
+fn wait(mut c: Child, limit: Duration, what: &str) -> Output {
+    let t0 = Instant::now();
+    while c.try_wait().unwrap().is_none() {
+        if t0.elapsed() > limit {
+            let _ = c.kill();
+            let o = c.wait_with_output().unwrap();
+            panic!("{what} still running after {limit:?}: {}", text(&o.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.wait_with_output().unwrap()
+}
+
+fn run(args: &[String], envs: &[(&str, &str)]) -> Output {
+    wait(start(args, envs, None), Duration::from_secs(300), "uic train")
+}
+
+fn ok(o: &Output, what: &str) {
+    assert!(o.status.success(), "{what} failed: {}", text(&o.stderr));
+}
+
+fn stopped(o: &Output, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(EXIT_STOPPED),
+        "{what}: {}",
+        text(&o.stderr)
+    );
+}
+
+fn two_ranks(args: &[String], env1: &[(&str, &str)]) -> (Output, Output) {
+    let port = free_port();
+    let r0 = start(args, &[], Some((0, 2, port)));
+    let r1 = start(args, env1, Some((1, 2, port)));
+    let limit = Duration::from_secs(300);
+    (wait(r0, limit, "rank 0"), wait(r1, limit, "rank 1"))
+}
+
+fn with_resume(mut a: Vec<String>) -> Vec<String> {
+    a.push("--resume".into());
+    a
+}
+
+/// metrics.jsonl without the timing fields.
+fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            for k in ["images_per_s", "data_wait", "seconds"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        })
+        .collect()
+}
+
+fn state(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint/state.json")).unwrap())
+        .unwrap()
+}
+
+fn same_checkpoint(a: &Path, b: &Path) {
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "labels.safetensors",
+    ] {
+        let x = std::fs::read(a.join("checkpoint").join(f)).unwrap();
+        let y = std::fs::read(b.join("checkpoint").join(f)).unwrap();
+        assert!(x == y, "{f} differs between {} and {}", a.display(), b.display());
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+fn fresh() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    (tmp, data)
+}
+
+#[test]
+fn sigterm_mid_epoch_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one() {
+    let (tmp, data) = fresh();
+    let whole = tmp.path().join("whole");
+    ok(&run(&args(&data, &whole, 4), &[]), "the whole run");
+
+    // SIGTERM after step 11: epoch 2 is part-way (8 steps an epoch).
+    let cut = tmp.path().join("cut");
+    let o = run(&args(&data, &cut, 4), &[("UIC_SIGNAL_SELF_AT", "11")]);
+    stopped(&o, "the signalled run");
+    let err = text(&o.stderr);
+    assert!(err.contains("stopping: writing a checkpoint at the next step"), "{err}");
+    assert!(
+        err.contains("stopped: the checkpoint in") && err.contains("batch ") && err.contains("--resume"),
+        "{err}"
+    );
+    let s = state(&cut);
+    assert_eq!(s["epoch"], 1, "{s}");
+    let batches = s["partial"]["batches"].as_u64().unwrap();
+    assert!((1..8).contains(&batches), "not part-way through epoch 2: {s}");
+    assert_eq!(s["format_version"], 2);
+    assert_eq!(metrics(&cut).len(), 1);
+
+    let o = run(&with_resume(args(&data, &cut, 4)), &[]);
+    ok(&o, "the resume");
+    let err = text(&o.stderr);
+    assert!(err.contains("resuming part-way through epoch 2 of 4"), "{err}");
+    same_checkpoint(&whole, &cut);
+    assert_eq!(metrics(&whole), metrics(&cut));
+    assert!(state(&cut).get("partial").is_none());
+}
+
+#[test]
+fn checkpoint_every_writes_mid_epoch_checkpoints_that_survive_a_kill_9() {
+    let (tmp, data) = fresh();
+    let whole = tmp.path().join("whole");
+    ok(&run(&args(&data, &whole, 3), &[]), "the whole run");
+    // A checkpoint at every step (0.00001 minutes); SIGKILL once one part-way through an
+    // epoch is on disk, wherever the run then is (a later one may be half-written).
+    let often = tmp.path().join("often");
+    let mut a = args(&data, &often, 3);
+    a.extend(["--checkpoint-every".into(), "0.00001".into()]);
+    let mut child = start(&a, &[], None);
+    let t0 = Instant::now();
+    let seen = loop {
+        let s = std::fs::read_to_string(often.join("checkpoint/state.json")).unwrap_or_default();
+        if s.contains("\"partial\"") {
+            break s;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before a partial checkpoint");
+        assert!(t0.elapsed() < Duration::from_secs(120), "no partial checkpoint");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run finished before the kill; {seen}");
+    let o = run(&with_resume(args(&data, &often, 3)), &[]);
+    ok(&o, "the resume after kill -9");
+    same_checkpoint(&whole, &often);
+    assert_eq!(metrics(&whole), metrics(&often));
+    // A nonsense interval is refused by name.
+    let mut bad = args(&data, &tmp.path().join("bad"), 2);
+    bad.push("--checkpoint-every=-1".into());
+    let o = run(&bad, &[]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("checkpoint_every"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn a_signal_on_one_rank_stops_both_at_one_step_and_the_run_resumes_at_any_world_size() {
+    let (tmp, data) = fresh();
+    let whole = tmp.path().join("whole");
+    let (r0, r1) = two_ranks(&args(&data, &whole, 3), &[]);
+    ok(&r0, "rank 0");
+    ok(&r1, "rank 1");
+
+    // SIGTERM reaches rank 1 only, part-way through epoch 2.
+    let cut = tmp.path().join("cut");
+    let (r0, r1) = two_ranks(&args(&data, &cut, 3), &[("UIC_SIGNAL_SELF_AT", "12")]);
+    stopped(&r0, "rank 0");
+    stopped(&r1, "rank 1");
+    let s = state(&cut);
+    let batches = s["partial"]["batches"].as_u64().unwrap();
+    assert!(s["epoch"] == 1 && (1..8).contains(&batches), "{s}");
+    let cut_one = tmp.path().join("cut-one");
+    copy_dir(&cut, &cut_one);
+
+    // Two ranks again: bit-exact with the uninterrupted two-rank run.
+    let (r0, r1) = two_ranks(&with_resume(args(&data, &cut, 3)), &[]);
+    ok(&r0, "rank 0 resuming");
+    ok(&r1, "rank 1 resuming");
+    same_checkpoint(&whole, &cut);
+    assert_eq!(metrics(&whole), metrics(&cut));
+
+    // One process: the same samples and views, other dropout draws; it finishes.
+    let o = run(&with_resume(args(&data, &cut_one, 3)), &[]);
+    ok(&o, "the 1-process resume");
+    let m = metrics(&cut_one);
+    assert_eq!(m.len(), 3);
+    assert_eq!(m[0], metrics(&whole)[0], "the epoch before the stop is the same");
+    let nmi = |m: &[serde_json::Value]| m[2]["nmi_true"].as_f64().unwrap();
+    assert!(
+        (nmi(&m) - nmi(&metrics(&whole))).abs() < 0.15,
+        "{} vs {}",
+        nmi(&m),
+        nmi(&metrics(&whole))
+    );
+}
+
+#[test]
+fn a_second_run_into_a_folder_in_use_is_refused_naming_the_holder() {
+    let (tmp, data) = fresh();
+    let runf = tmp.path().join("run");
+    let first = start(&args(&data, &runf, 400), &[], None);
+    let t0 = Instant::now();
+    while std::fs::read_to_string(runf.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < 1
+    {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no epoch finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = std::fs::read_to_string(runf.join("metrics.jsonl")).unwrap();
+    for extra in [&[][..], &["--resume".to_string()][..]] {
+        let mut a = args(&data, &runf, 400);
+        a.extend(extra.iter().cloned());
+        let t = Instant::now();
+        let o = wait(start(&a, &[], None), Duration::from_secs(60), "the second run");
+        assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+        assert!(!o.status.success());
+        let err = text(&o.stderr);
+        assert!(err.contains(&format!("PID {}", first.id())), "{err}");
+        assert!(err.contains("in use"), "{err}");
+    }
+    // A reader still reads the folder in use.
+    let plot = Command::new(env!("CARGO_BIN_EXE_uic"))
+        .args(["plot", runf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(plot.status.success(), "{}", text(&plot.stderr));
+    // The first run goes on, its metrics unharmed.
+    let mut first = first;
+    let _ = first.kill();
+    let _ = first.wait();
+    let after = std::fs::read_to_string(runf.join("metrics.jsonl")).unwrap();
+    assert!(after.starts_with(&before), "the first run's metrics changed");
+    for (i, l) in after.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["epoch"], i as u64 + 1, "{after}");
+    }
+    // Once the holder is gone (killed: the kernel dropped its lock), the folder resumes.
+    let o = run(&with_resume(args(&data, &runf, 1)), &[]);
+    ok(&o, "the resume after the holder died");
+}
