@@ -72,6 +72,9 @@ mod tests {
         set_state(Device::Cpu, &s).unwrap();
         let again = Tensor::rand([64], (Kind::Float, Device::Cpu));
         assert!(a.equal(&again), "the restored state draws the same numbers");
-        assert!(set_state(Device::Cpu, &s[..s.len() - 1]).is_err(), "a short state is refused");
+        assert!(
+            set_state(Device::Cpu, &s[..s.len() - 1]).is_err(),
+            "a short state is refused"
+        );
     }
 }

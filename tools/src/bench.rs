@@ -115,7 +115,7 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
 
 fn sync(a: SyncArgs) -> Result<ExitCode> {
     use uic_trainer::tch::{Kind, Tensor};
-    if let Some(code) = crate::train::launch_if_asked(&a.dist)? {
+    if let Some(code) = crate::train::launch_if_asked(&a.dist, true)? {
         return Ok(code);
     }
     let Some(dist) = crate::train::join_group(&a.dist)? else {

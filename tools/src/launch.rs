@@ -3,8 +3,11 @@
 //! `LOCAL_RANK`, `WORLD_SIZE`, `MASTER_ADDR=127.0.0.1`, a free `MASTER_PORT`), prefixes
 //! each line they print with `[rank R]`, and:
 //! - when one rank fails, stops the others (SIGTERM, then SIGKILL after a grace period) and
-//!   exits with the first failure's status;
-//! - on Ctrl-C or SIGTERM, forwards it to every rank and exits once they have stopped.
+//!   exits with the first failure's status, or, with `--max-restarts N`, starts every rank
+//!   again, up to N times, as torchrun does (with `--resume`, they continue from the last
+//!   checkpoint);
+//! - on Ctrl-C or SIGTERM, forwards it to every rank once and exits once they have stopped
+//!   (at one step, with a checkpoint: status 75; never restarted).
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,10 +22,10 @@ use anyhow::{Context, Result};
 /// How long stopped ranks get to exit before SIGKILL.
 const GRACE: Duration = Duration::from_secs(20);
 
-/// The launcher's own flag, removed from the workers' arguments.
-const FLAG: &str = "--nproc-per-node";
+/// The launcher's own flags, removed from the workers' arguments.
+const FLAGS: [&str; 2] = ["--nproc-per-node", "--max-restarts"];
 
-/// The workers' arguments: this process's, without `--nproc-per-node N`.
+/// The workers' arguments: this process's, without the launcher's flags and their values.
 fn worker_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut skip = false;
@@ -32,9 +35,9 @@ fn worker_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
             continue;
         }
         let s = a.to_string_lossy();
-        if s == FLAG {
+        if FLAGS.contains(&s.as_ref()) {
             skip = true;
-        } else if !s.starts_with(&format!("{FLAG}=")) {
+        } else if !FLAGS.iter().any(|f| s.starts_with(&format!("{f}="))) {
             out.push(a);
         }
     }
@@ -91,19 +94,59 @@ fn signal(pids: &[u32], sig: i32) {
     }
 }
 
-/// Runs `n` ranks of this command and returns the first failure's status (or success).
+/// Runs `n` ranks of this command and returns the first failure's status (or success),
+/// starting them all again after a failure up to `max_restarts` times.
 ///
 /// # Errors
 /// A rank that cannot be started (the others are then stopped).
-pub fn run(n: usize) -> Result<ExitCode> {
+pub fn run(n: usize, max_restarts: usize) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let args = worker_args(std::env::args_os().skip(1));
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let live_pids: Arc<std::sync::Mutex<Vec<u32>>> = Arc::default();
+    {
+        let (pids, interrupted) = (live_pids.clone(), interrupted.clone());
+        crate::interrupt::on_interrupt_wait(move || {
+            interrupted.store(true, Ordering::SeqCst);
+            signal(
+                &pids.lock().unwrap_or_else(|e| e.into_inner()),
+                libc::SIGINT,
+            );
+        });
+    }
+    let mut restarts = 0;
+    loop {
+        let status = run_once(n, &exe, &args, &interrupted, &live_pids)?;
+        let Some((rank, s)) = status else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let c = code(s);
+        let stopped = interrupted.load(Ordering::SeqCst) || c == crate::train::EXIT_STOPPED;
+        if stopped || restarts == max_restarts {
+            return Ok(ExitCode::from(c));
+        }
+        restarts += 1;
+        eprintln!(
+            "uic: rank {rank} failed (status {c}); starting every rank again (restart {restarts} \
+             of {max_restarts})"
+        );
+    }
+}
+
+/// One start of the `n` ranks: `None` when all succeeded, else the first failure.
+fn run_once(
+    n: usize,
+    exe: &std::path::Path,
+    args: &[OsString],
+    interrupted: &AtomicBool,
+    live_pids: &std::sync::Mutex<Vec<u32>>,
+) -> Result<Option<(usize, ExitStatus)>> {
     let port = free_port()?;
     let mut children: Vec<Child> = Vec::with_capacity(n);
     let mut relays = Vec::new();
     for rank in 0..n {
-        let mut cmd = Command::new(&exe);
-        cmd.args(&args)
+        let mut cmd = Command::new(exe);
+        cmd.args(args)
             .env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())
             .env("WORLD_SIZE", n.to_string())
@@ -133,13 +176,9 @@ pub fn run(n: usize) -> Result<ExitCode> {
         }
     }
     let pids: Vec<u32> = children.iter().map(Child::id).collect();
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let (pids, interrupted) = (pids.clone(), interrupted.clone());
-        crate::interrupt::on_interrupt_wait(move || {
-            interrupted.store(true, Ordering::SeqCst);
-            signal(&pids, libc::SIGINT);
-        });
+    *live_pids.lock().unwrap_or_else(|e| e.into_inner()) = pids.clone();
+    if interrupted.load(Ordering::SeqCst) {
+        signal(&pids, libc::SIGINT); // an interrupt while they were starting
     }
     let mut status: Vec<Option<ExitStatus>> = vec![None; n];
     let mut first_failure: Option<(usize, ExitStatus)> = None;
@@ -188,10 +227,8 @@ pub fn run(n: usize) -> Result<ExitCode> {
     for r in relays {
         let _ = r.join();
     }
-    Ok(match first_failure {
-        None => ExitCode::SUCCESS,
-        Some((_, s)) => ExitCode::from(code(s)),
-    })
+    live_pids.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    Ok(first_failure)
 }
 
 #[cfg(test)]
@@ -208,6 +245,16 @@ mod tests {
         assert_eq!(
             worker_args(a(&["train", "--nproc-per-node=4", "--out", "o"])),
             a(&["train", "--out", "o"])
+        );
+        assert_eq!(
+            worker_args(a(&[
+                "train",
+                "--max-restarts",
+                "2",
+                "--nproc-per-node=2",
+                "--resume"
+            ])),
+            a(&["train", "--resume"])
         );
     }
 }

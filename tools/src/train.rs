@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use uic_c10d::Launch;
 use uic_trainer::checkpoint;
-use uic_trainer::{Dist, Ended};
 use uic_trainer::{
     Arch, EpochMetrics, InitLabels, Observer, Preset, Progress, Schedule, TrainConfig, Trainer,
 };
+use uic_trainer::{Dist, Ended};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -47,6 +47,11 @@ pub struct DistArgs {
     /// torchrun). Under torchrun or srun, leave it out.
     #[arg(long, value_name = "N")]
     pub nproc_per_node: Option<usize>,
+    /// With --nproc-per-node: start every rank again after one fails, up to this many
+    /// times (as torchrun's --max-restarts). Needs --resume, so that they continue from the
+    /// last checkpoint.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_restarts: usize,
     /// Collective backend: gloo (CPU and CUDA tensors) or nccl (CUDA).
     #[arg(long, value_enum, default_value_t = Backend::Gloo)]
     pub dist_backend: Backend,
@@ -372,23 +377,36 @@ fn utc_clock(t: std::time::SystemTime) -> String {
 
 /// With `--nproc-per-node N` (N > 1, no launcher around): runs N ranks of this command and
 /// returns their status; otherwise `None`, and this process goes on as it is.
-pub fn launch_if_asked(d: &DistArgs) -> Result<Option<ExitCode>> {
+pub fn launch_if_asked(d: &DistArgs, resume: bool) -> Result<Option<ExitCode>> {
     let under_launcher = Launch::from_env()
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .is_some();
+    if d.max_restarts > 0 {
+        if d.nproc_per_node.is_none_or(|n| n < 2) {
+            anyhow::bail!(
+                "--max-restarts is the built-in launcher's: give it with --nproc-per-node N \
+                 (N > 1); under torchrun, use torchrun's own --max-restarts"
+            );
+        }
+        if !resume {
+            anyhow::bail!(
+                "--max-restarts starts the ranks again from the last checkpoint: add --resume"
+            );
+        }
+    }
     match d.nproc_per_node {
         Some(0) => anyhow::bail!("--nproc-per-node must be at least 1"),
         Some(n) if n > 1 && under_launcher => anyhow::bail!(
             "--nproc-per-node {n}, but a launcher (torchrun, srun or RANK/WORLD_SIZE) already \
              started this process as one rank: leave --nproc-per-node out"
         ),
-        Some(n) if n > 1 => crate::launch::run(n).map(Some),
+        Some(n) if n > 1 => crate::launch::run(n, d.max_restarts).map(Some),
         _ => Ok(None),
     }
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    if let Some(code) = launch_if_asked(&a.dist)? {
+    if let Some(code) = launch_if_asked(&a.dist, a.resume)? {
         return Ok(code);
     }
     let cfg = settings(&a)?;
@@ -429,7 +447,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(w) = k_warning(file.len(), t.config().k) {
         eprintln!("{w}");
     }
-    let mut obs = SignalSelfAt::new(Bars::new(a.quiet).with_chance(chance_nmi(&file, t.config().k)));
+    let mut obs =
+        SignalSelfAt::new(Bars::new(a.quiet).with_chance(chance_nmi(&file, t.config().k)));
     let result = t.run(&mut obs);
     obs.inner.finish();
     if let Ended::Stopped { epochs, batches } = result? {

@@ -35,7 +35,13 @@ fn start(args: &[String], envs: &[(&str, &str)], ranks: Option<(usize, usize, u1
         .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for k in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS"] {
+    for k in [
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+    ] {
         c.env_remove(k);
     }
     if let Some((rank, world, port)) = ranks {
@@ -63,7 +69,11 @@ fn wait(mut c: Child, limit: Duration, what: &str) -> Output {
 }
 
 fn run(args: &[String], envs: &[(&str, &str)]) -> Output {
-    wait(start(args, envs, None), Duration::from_secs(300), "uic train")
+    wait(
+        start(args, envs, None),
+        Duration::from_secs(300),
+        "uic train",
+    )
 }
 
 fn ok(o: &Output, what: &str) {
@@ -120,7 +130,12 @@ fn same_checkpoint(a: &Path, b: &Path) {
     ] {
         let x = std::fs::read(a.join("checkpoint").join(f)).unwrap();
         let y = std::fs::read(b.join("checkpoint").join(f)).unwrap();
-        assert!(x == y, "{f} differs between {} and {}", a.display(), b.display());
+        assert!(
+            x == y,
+            "{f} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
     }
 }
 
@@ -154,22 +169,33 @@ fn sigterm_mid_epoch_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one
     let o = run(&args(&data, &cut, 4), &[("UIC_SIGNAL_SELF_AT", "11")]);
     stopped(&o, "the signalled run");
     let err = text(&o.stderr);
-    assert!(err.contains("stopping: writing a checkpoint at the next step"), "{err}");
     assert!(
-        err.contains("stopped: the checkpoint in") && err.contains("batch ") && err.contains("--resume"),
+        err.contains("stopping: writing a checkpoint at the next step"),
+        "{err}"
+    );
+    assert!(
+        err.contains("stopped: the checkpoint in")
+            && err.contains("batch ")
+            && err.contains("--resume"),
         "{err}"
     );
     let s = state(&cut);
     assert_eq!(s["epoch"], 1, "{s}");
     let batches = s["partial"]["batches"].as_u64().unwrap();
-    assert!((1..8).contains(&batches), "not part-way through epoch 2: {s}");
+    assert!(
+        (1..8).contains(&batches),
+        "not part-way through epoch 2: {s}"
+    );
     assert_eq!(s["format_version"], 2);
     assert_eq!(metrics(&cut).len(), 1);
 
     let o = run(&with_resume(args(&data, &cut, 4)), &[]);
     ok(&o, "the resume");
     let err = text(&o.stderr);
-    assert!(err.contains("resuming part-way through epoch 2 of 4"), "{err}");
+    assert!(
+        err.contains("resuming part-way through epoch 2 of 4"),
+        "{err}"
+    );
     same_checkpoint(&whole, &cut);
     assert_eq!(metrics(&whole), metrics(&cut));
     assert!(state(&cut).get("partial").is_none());
@@ -192,13 +218,22 @@ fn checkpoint_every_writes_mid_epoch_checkpoints_that_survive_a_kill_9() {
         if s.contains("\"partial\"") {
             break s;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before a partial checkpoint");
-        assert!(t0.elapsed() < Duration::from_secs(120), "no partial checkpoint");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before a partial checkpoint"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no partial checkpoint"
+        );
         std::thread::sleep(Duration::from_millis(1));
     };
     child.kill().unwrap();
     let status = child.wait().unwrap();
-    assert!(!status.success(), "the run finished before the kill; {seen}");
+    assert!(
+        !status.success(),
+        "the run finished before the kill; {seen}"
+    );
     let o = run(&with_resume(args(&data, &often, 3)), &[]);
     ok(&o, "the resume after kill -9");
     same_checkpoint(&whole, &often);
@@ -208,7 +243,11 @@ fn checkpoint_every_writes_mid_epoch_checkpoints_that_survive_a_kill_9() {
     bad.push("--checkpoint-every=-1".into());
     let o = run(&bad, &[]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("checkpoint_every"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("checkpoint_every"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -230,8 +269,36 @@ fn a_signal_on_one_rank_stops_both_at_one_step_and_the_run_resumes_at_any_world_
     let cut_one = tmp.path().join("cut-one");
     copy_dir(&cut, &cut_one);
 
-    // Two ranks again: bit-exact with the uninterrupted two-rank run.
-    let (r0, r1) = two_ranks(&with_resume(args(&data, &cut, 3)), &[]);
+    // Two ranks again: bit-exact with the uninterrupted two-rank run. Rank 1 is given
+    // neither the run folder nor the settings (as on a node without shared storage): rank 0
+    // sends them.
+    let elsewhere = tmp.path().join("elsewhere");
+    let bare: Vec<String> = [
+        "train",
+        "--resume",
+        "--quiet",
+        "--threads",
+        "1",
+        "--torch-threads",
+        "1",
+        "--dist-timeout",
+        "60",
+        "--data",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        data.display().to_string(),
+        "--out".into(),
+        elsewhere.display().to_string(),
+    ])
+    .collect();
+    let port = free_port();
+    let r0 = start(&with_resume(args(&data, &cut, 3)), &[], Some((0, 2, port)));
+    let r1 = start(&bare, &[], Some((1, 2, port)));
+    let limit = Duration::from_secs(300);
+    let (r0, r1) = (wait(r0, limit, "rank 0"), wait(r1, limit, "rank 1"));
+    assert!(!elsewhere.exists(), "rank 1 wrote into its --out");
     ok(&r0, "rank 0 resuming");
     ok(&r1, "rank 1 resuming");
     same_checkpoint(&whole, &cut);
@@ -242,7 +309,11 @@ fn a_signal_on_one_rank_stops_both_at_one_step_and_the_run_resumes_at_any_world_
     ok(&o, "the 1-process resume");
     let m = metrics(&cut_one);
     assert_eq!(m.len(), 3);
-    assert_eq!(m[0], metrics(&whole)[0], "the epoch before the stop is the same");
+    assert_eq!(
+        m[0],
+        metrics(&whole)[0],
+        "the epoch before the stop is the same"
+    );
     let nmi = |m: &[serde_json::Value]| m[2]["nmi_true"].as_f64().unwrap();
     assert!(
         (nmi(&m) - nmi(&metrics(&whole))).abs() < 0.15,
@@ -258,8 +329,7 @@ fn a_second_run_into_a_folder_in_use_is_refused_naming_the_holder() {
     let runf = tmp.path().join("run");
     let first = start(&args(&data, &runf, 400), &[], None);
     let t0 = Instant::now();
-    while std::fs::read_to_string(runf.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < 1
-    {
+    while std::fs::read_to_string(runf.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < 1 {
         assert!(t0.elapsed() < Duration::from_secs(120), "no epoch finished");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -268,8 +338,16 @@ fn a_second_run_into_a_folder_in_use_is_refused_naming_the_holder() {
         let mut a = args(&data, &runf, 400);
         a.extend(extra.iter().cloned());
         let t = Instant::now();
-        let o = wait(start(&a, &[], None), Duration::from_secs(60), "the second run");
-        assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+        let o = wait(
+            start(&a, &[], None),
+            Duration::from_secs(60),
+            "the second run",
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t.elapsed()
+        );
         assert!(!o.status.success());
         let err = text(&o.stderr);
         assert!(err.contains(&format!("PID {}", first.id())), "{err}");
@@ -286,7 +364,10 @@ fn a_second_run_into_a_folder_in_use_is_refused_naming_the_holder() {
     let _ = first.kill();
     let _ = first.wait();
     let after = std::fs::read_to_string(runf.join("metrics.jsonl")).unwrap();
-    assert!(after.starts_with(&before), "the first run's metrics changed");
+    assert!(
+        after.starts_with(&before),
+        "the first run's metrics changed"
+    );
     for (i, l) in after.lines().enumerate() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         assert_eq!(v["epoch"], i as u64 + 1, "{after}");
@@ -294,4 +375,142 @@ fn a_second_run_into_a_folder_in_use_is_refused_naming_the_holder() {
     // Once the holder is gone (killed: the kernel dropped its lock), the folder resumes.
     let o = run(&with_resume(args(&data, &runf, 1)), &[]);
     ok(&o, "the resume after the holder died");
+}
+
+/// The pids of processes whose command line names `marker` and is not the launcher's.
+fn rank_pids(marker: &Path) -> Vec<i32> {
+    let m = marker.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let c = text(&std::fs::read(e.path().join("cmdline")).ok()?);
+            (c.contains(&m) && !c.contains("--nproc-per-node") && !c.contains("torchrun"))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+fn metric_epochs(run: &Path) -> Vec<u64> {
+    metrics(run)
+        .iter()
+        .map(|m| m["epoch"].as_u64().unwrap())
+        .collect()
+}
+
+/// Waits until `run` has `n` metrics lines, failing if `c` ends first or after `limit`.
+fn wait_for_epochs(c: &mut Child, run: &Path, n: usize, limit: Duration) {
+    let t0 = Instant::now();
+    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < n {
+        assert!(
+            c.try_wait().unwrap().is_none(),
+            "the run ended before epoch {n}"
+        );
+        assert!(t0.elapsed() < limit, "no epoch {n} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn the_launcher_restarts_every_rank_after_a_kill_9_and_the_run_finishes() {
+    let (tmp, data) = fresh();
+    let runf = tmp.path().join("run");
+    let epochs = 30;
+    let mut a = with_resume(args(&data, &runf, epochs));
+    a.extend(["--nproc-per-node", "2", "--max-restarts", "1"].map(String::from));
+    let mut launcher = start(&a, &[], None);
+    wait_for_epochs(&mut launcher, &runf, 2, Duration::from_secs(120));
+    let pids = rank_pids(&runf);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    // SAFETY: kill(2) on a rank this test started.
+    unsafe { libc::kill(pids[1], libc::SIGKILL) };
+    let o = wait(launcher, Duration::from_secs(300), "the launcher");
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("starting every rank again (restart 1 of 1)"),
+        "{err}"
+    );
+    assert!(err.contains("[rank 0] resuming"), "{err}");
+    // One line per epoch, in order: the epochs after the checkpoint ran once more, and
+    // the metrics file kept exactly the checkpoint's.
+    assert_eq!(
+        metric_epochs(&runf),
+        (1..=epochs).collect::<Vec<_>>(),
+        "{err}"
+    );
+
+    // Without --resume, --max-restarts is refused: the restarted ranks could not continue.
+    let mut b = args(&data, &tmp.path().join("b"), 2);
+    b.extend(["--nproc-per-node", "2", "--max-restarts", "1"].map(String::from));
+    let o = run(&b, &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("add --resume"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// torchrun from PyPI's torch: the test venv's (`target/pyvenv`), or one on PATH.
+fn torchrun() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyvenv/bin/torchrun");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("torchrun"))
+            .find(|t| t.is_file())
+    })
+}
+
+#[test]
+fn under_torchrun_a_killed_worker_is_restarted_and_the_run_finishes() {
+    let Some(torchrun) = torchrun() else {
+        eprintln!(
+            "skipped: no torchrun (it comes with PyPI's torch; scripts/test-python.sh installs \
+             it into target/pyvenv when third_party/wheels has torch and its dependencies)"
+        );
+        return;
+    };
+    let (tmp, data) = fresh();
+    let runf = tmp.path().join("run");
+    let epochs = 30;
+    let port = free_port().to_string();
+    let mut cmd = Command::new(&torchrun);
+    cmd.args([
+        "--nproc-per-node",
+        "2",
+        "--max-restarts",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        &format!("127.0.0.1:{port}"),
+        "--no-python",
+        env!("CARGO_BIN_EXE_uic"),
+    ])
+    .args(with_resume(args(&data, &runf, epochs)))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    for k in [
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+    ] {
+        cmd.env_remove(k);
+    }
+    let mut agent = cmd.spawn().unwrap();
+    wait_for_epochs(&mut agent, &runf, 2, Duration::from_secs(180));
+    let pids = rank_pids(&runf);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    // SAFETY: kill(2) on a worker this test's torchrun started.
+    unsafe { libc::kill(pids[1], libc::SIGKILL) };
+    let o = wait(agent, Duration::from_secs(300), "torchrun");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(metric_epochs(&runf), (1..=epochs).collect::<Vec<_>>());
 }

@@ -336,7 +336,10 @@ pub fn load_epoch(dir: &Path) -> Result<EpochFiles> {
                 before = Some(v.into_iter().map(|l| l as u32).collect::<Vec<u32>>());
             }
             other => {
-                if let Some(r) = other.strip_prefix("rng.").and_then(|r| r.parse::<usize>().ok()) {
+                if let Some(r) = other
+                    .strip_prefix("rng.")
+                    .and_then(|r| r.parse::<usize>().ok())
+                {
                     if t.kind() != Kind::Uint8 {
                         return Err(bad(format!("`{name}` is not a uint8 tensor")));
                     }
@@ -347,7 +350,9 @@ pub fn load_epoch(dir: &Path) -> Result<EpochFiles> {
     }
     rng.sort_by_key(|(r, _)| *r);
     if rng.iter().enumerate().any(|(i, (r, _))| i != *r) {
-        return Err(bad("the ranks' generator states are not rng.0, rng.1, ...".into()));
+        return Err(bad(
+            "the ranks' generator states are not rng.0, rng.1, ...".into()
+        ));
     }
     Ok(EpochFiles {
         records: records.ok_or_else(|| bad("no `records` tensor".into()))?,

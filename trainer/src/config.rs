@@ -420,7 +420,12 @@ fn toml_table(c: &TrainConfig) -> toml::map::Map<String, toml::Value> {
 
 /// The settings each rank of a run may size to its own machine: they change how fast it
 /// goes and how often it saves, never what it computes.
-pub const PER_RANK: &[&str] = &["threads", "torch_threads", "batches_ahead", "checkpoint_every"];
+pub const PER_RANK: &[&str] = &[
+    "threads",
+    "torch_threads",
+    "batches_ahead",
+    "checkpoint_every",
+];
 
 /// The settings `--resume` may change; every other one must equal the checkpoint's. Besides
 /// [`PER_RANK`]: where the run computes (the device, the decoder, `augment_on`), and how

@@ -41,8 +41,13 @@ pub trait Collective: std::fmt::Debug + Send {
     ///
     /// # Errors
     /// [`Error::Collective`] (a rank left, or the timeout passed).
-    fn sum_step(&self, params: &[Tensor], values: &Tensor, share: f64, step: u64)
-        -> Result<Vec<f64>>;
+    fn sum_step(
+        &self,
+        params: &[Tensor],
+        values: &Tensor,
+        share: f64,
+        step: u64,
+    ) -> Result<Vec<f64>>;
     /// Replaces `tensors` with rank 0's, in place.
     ///
     /// # Errors
@@ -113,7 +118,11 @@ impl Collective for Solo {
         total: usize,
         what: &str,
     ) -> Result<Vec<i64>> {
-        place_by_position(positions.iter().copied().zip(values.iter().copied()), total, what)
+        place_by_position(
+            positions.iter().copied().zip(values.iter().copied()),
+            total,
+            what,
+        )
     }
     fn check_same(&self, _: u64, _: &str) -> Result<()> {
         Ok(())
@@ -171,7 +180,9 @@ fn place_by_position(
     let mut out = vec![-1i64; total];
     for (p, v) in pairs {
         let slot = out.get_mut(p).ok_or_else(|| {
-            Error::Internal(format!("{what}: position {p} past the {total} of the epoch"))
+            Error::Internal(format!(
+                "{what}: position {p} past the {total} of the epoch"
+            ))
         })?;
         *slot = v;
     }
@@ -325,7 +336,10 @@ impl Dist {
                 }
             }
         });
-        let sums = buckets.last().expect("the values bucket").to_device(Device::Cpu);
+        let sums = buckets
+            .last()
+            .expect("the values bucket")
+            .to_device(Device::Cpu);
         Ok(Vec::<f64>::try_from(&sums)?)
     }
 

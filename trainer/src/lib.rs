@@ -65,7 +65,8 @@ pub use metrics::{EpochMetrics, Phase};
 pub use model::{Arch, Model, ModelConfig};
 pub use schedule::Schedule;
 pub use train::{
-    train_step, train_step_with, Ended, Observer, Progress, Quiet, RunLock, StopHandle, Sync, Trainer,
+    train_step, train_step_with, Ended, Observer, Progress, Quiet, RunLock, StopHandle, Sync,
+    Trainer,
 };
 pub use uic_augment::Preset;
 

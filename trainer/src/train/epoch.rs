@@ -264,7 +264,10 @@ impl Trainer {
             let global_n = (global_len - s.batches * b).min(b);
             let want_stop = self.stop.requested();
             let want_checkpoint = want_stop || (rank == 0 && self.checkpoint_due());
-            let flags = [f64::from(u8::from(want_checkpoint)), f64::from(u8::from(want_stop))];
+            let flags = [
+                f64::from(u8::from(want_checkpoint)),
+                f64::from(u8::from(want_stop)),
+            ];
             let sync = Sync {
                 group: &*self.group,
                 share: n as f64 / global_n as f64,
@@ -557,7 +560,14 @@ impl Trainer {
                 self.device_augment.map(|a| (a, (side, side))),
             ));
         }
-        Feed::upload(epoch, start, device, (side, side), ahead, self.device_augment)
+        Feed::upload(
+            epoch,
+            start,
+            device,
+            (side, side),
+            ahead,
+            self.device_augment,
+        )
     }
 
     /// Ends an epoch's feed, taking the nvJPEG decoders back from their threads.
