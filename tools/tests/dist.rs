@@ -271,6 +271,37 @@ fn ranks_started_differently_or_with_a_batch_they_cannot_share_are_refused() {
     }
     assert!(!run.exists(), "a refused run made its folder");
 
+    // Another file of the same size whose first samples are the same (the last two classes'
+    // folders swapped): the index fingerprint tells them apart.
+    let images = tmp.path().join("images");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    let (a, b) = (dirs[dirs.len() - 2].clone(), dirs[dirs.len() - 1].clone());
+    let swap = tmp.path().join("swap");
+    std::fs::rename(&a, &swap).unwrap();
+    std::fs::rename(&b, &a).unwrap();
+    std::fs::rename(&swap, &b).unwrap();
+    let other_data = tmp.path().join("other.uicr");
+    convert::convert(&images, &other_data, &ConvertOptions::default(), &|_| {}).unwrap();
+    assert_eq!(
+        std::fs::metadata(&other_data).unwrap().len(),
+        std::fs::metadata(&data).unwrap().len()
+    );
+    let port = free_port();
+    let r0 = rank(&train_args(&data, &run, 2), 0, 2, port);
+    let r1 = rank(&train_args(&other_data, &run, 2), 1, 2, port);
+    for (o, r) in [
+        (wait(r0, Duration::from_secs(120), "rank 0"), 0),
+        (wait(r1, Duration::from_secs(120), "rank 1"), 1),
+    ] {
+        assert!(!o.status.success(), "rank {r}");
+        let e = text(&o.stderr);
+        assert!(e.contains("rank 1's data file differ"), "rank {r}: {e}");
+    }
+
     // The launcher forwards the ranks' refusal and status.
     let mut args = train_args(&data, &run, 2);
     let b = args.iter().position(|a| a == "--batch-size").unwrap();

@@ -719,13 +719,23 @@ fn adopt_rank0_settings(d: &dyn Collective, cfg: TrainConfig) -> Result<TrainCon
     Ok(zero.with_settings_of(&cfg, PER_RANK))
 }
 
-/// What every rank must share of the data: the file's size and first samples' bytes.
+/// What every rank must share of the data: a fingerprint of the whole file from its index,
+/// without reading the images: the size, the tables' CRC-32C, and every record's length,
+/// label and CRC-32C (which covers the record's bytes). Two copies of one file agree; a
+/// different file, order or labelling does not.
 fn data_hash(id: &DataId, file: &RecordFile) -> u64 {
     let mut h = dist::HASH_START;
     h = dist::hash_bytes(h, &id.samples.to_le_bytes());
     h = dist::hash_bytes(h, &id.file_len.to_le_bytes());
-    for i in 0..file.len().min(16) {
-        h = dist::hash_bytes(h, file.sample(i).data);
+    h = dist::hash_bytes(h, &file.header().tables_crc.to_le_bytes());
+    for i in 0..file.len() {
+        let s = file.sample(i);
+        let label = s.label.unwrap_or(u32::MAX);
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&s.crc.to_le_bytes());
+        b[4..8].copy_from_slice(&(s.data.len() as u32).to_le_bytes());
+        b[8..].copy_from_slice(&label.to_le_bytes());
+        h = dist::hash_bytes(h, &b);
     }
     h
 }
