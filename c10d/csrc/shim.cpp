@@ -6,6 +6,8 @@
 // Tensors arrive as `at::Tensor*`, which is what a tch::Tensor holds (torch_api.h:
 // `typedef torch::Tensor *tensor`), so collectives act in place on the caller's tensors.
 
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +18,8 @@
 #include <ATen/Context.h>
 #include <ATen/core/Generator.h>
 #include <c10/util/Logging.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -24,6 +28,34 @@ struct uic_c10d_group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
   std::chrono::milliseconds timeout;
+};
+
+// The gradient sync overlapped with the backward pass, as DDP's Reducer does it: the
+// parameters are cut into buckets in reverse order (the order backward produces their
+// gradients), and a hook after each parameter's gradient accumulation launches a bucket's
+// allreduce as soon as all its gradients are in, while backward goes on. Buckets are
+// launched strictly in order, so that every rank issues the same collectives in the same
+// order. Each bucket is a float32 copy of its gradients times the rank's share, summed as
+// the after-backward path sums it (the same elementwise sums: the same bits).
+struct uic_c10d_overlap {
+  uic_c10d_group* g = nullptr;
+  std::vector<at::Tensor> params;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
+  std::vector<uintptr_t> hook_keys;
+  std::vector<size_t> bucket_of;  // parameter -> bucket
+  std::vector<int64_t> offset_of; // parameter -> offset in its bucket
+  std::vector<std::vector<size_t>> members; // bucket -> parameters
+  std::vector<int64_t> bucket_len;
+  // This step's state, under `m`.
+  std::mutex m;
+  bool armed = false;
+  double share = 1.0;
+  at::Tensor values;
+  std::vector<size_t> waiting; // bucket -> gradients not yet in
+  std::vector<at::Tensor> flats;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  size_t next = 0;
+  std::string error;
 };
 
 namespace {
@@ -298,6 +330,201 @@ int uic_rng_set_state(int cuda, int index, const uint8_t* buf, int64_t len, char
     std::lock_guard<std::mutex> hold(g.mutex());
     g.set_state(state);
   });
+}
+
+} // extern "C"
+
+// ---- The overlapped gradient sync ---------------------------------------------------
+
+namespace {
+
+// Launches bucket `b` (the caller holds `o->m`): its gradients times the share, summed
+// across the ranks in the background. The last bucket takes the step's values with it.
+void launch_bucket(uic_c10d_overlap* o, size_t b) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> parts;
+  parts.reserve(o->members[b].size());
+  for (size_t i : o->members[b]) {
+    const at::Tensor& p = o->params[i];
+    at::Tensor grad = p.grad();
+    if (grad.defined()) {
+      parts.push_back(grad.to(at::kFloat).flatten());
+    } else {
+      parts.push_back(at::zeros({p.numel()}, p.options().dtype(at::kFloat)));
+    }
+  }
+  at::Tensor flat = at::cat(parts, 0) * o->share;
+  o->flats[b] = flat;
+  std::vector<at::Tensor> one{flat};
+  o->works.push_back(issue([&] { return o->g->pg->allreduce(one); }));
+  if (b + 1 == o->members.size() && o->values.defined()) {
+    std::vector<at::Tensor> v{o->values};
+    o->works.push_back(issue([&] { return o->g->pg->allreduce(v); }));
+  }
+}
+
+// Launches every complete bucket in order (the caller holds `o->m`).
+void launch_ready(uic_c10d_overlap* o) {
+  while (o->next < o->members.size() && o->waiting[o->next] == 0) {
+    launch_bucket(o, o->next);
+    o->next++;
+  }
+}
+
+} // namespace
+
+extern "C" {
+
+// Hooks the `n` parameters for the overlapped sync, in buckets of about `bucket_bytes`
+// (float32), cut from the last parameter backwards. Returns NULL and sets `*err` on failure.
+uic_c10d_overlap* uic_c10d_overlap_new(
+    uic_c10d_group* g,
+    at::Tensor* const* ps,
+    size_t n,
+    int64_t bucket_bytes,
+    char** err) {
+  auto* o = new uic_c10d_overlap();
+  int rc = guarded(err, [&] {
+    o->g = g;
+    o->params = tensors_of(ps, n);
+    o->bucket_of.assign(n, 0);
+    o->offset_of.assign(n, 0);
+    int64_t bytes = INT64_MAX;
+    for (size_t k = n; k-- > 0;) {
+      int64_t b = o->params[k].numel() * 4;
+      if (bytes > bucket_bytes - b || o->members.empty()) {
+        if (o->members.empty() || !o->members.back().empty()) {
+          o->members.emplace_back();
+          o->bucket_len.push_back(0);
+        }
+        bytes = 0;
+      }
+      o->bucket_of[k] = o->members.size() - 1;
+      o->members.back().push_back(k);
+      o->bucket_len.back() += o->params[k].numel();
+      bytes += b;
+    }
+    // Each bucket's parameters in forward order, as the after-backward path concatenates
+    // them, and their offsets in that order.
+    for (auto& m : o->members) {
+      std::reverse(m.begin(), m.end());
+      int64_t off = 0;
+      for (size_t i : m) {
+        o->offset_of[i] = off;
+        off += o->params[i].numel();
+      }
+    }
+    o->waiting.assign(o->members.size(), 0);
+    o->flats.assign(o->members.size(), at::Tensor());
+    for (size_t k = 0; k < n; k++) {
+      auto acc = torch::autograd::impl::grad_accumulator(o->params[k]);
+      if (!acc) {
+        throw std::runtime_error("a parameter that does not require a gradient");
+      }
+      o->accumulators.push_back(acc);
+      o->hook_keys.push_back(acc->add_post_hook(
+          std::make_unique<torch::autograd::utils::LambdaPostHook>(
+              [o, k](const torch::autograd::variable_list& outputs,
+                     const torch::autograd::variable_list&) {
+                std::lock_guard<std::mutex> hold(o->m);
+                if (!o->armed || !o->error.empty()) {
+                  return outputs;
+                }
+                try {
+                  size_t b = o->bucket_of[k];
+                  if (o->waiting[b] > 0) {
+                    o->waiting[b]--;
+                  }
+                  launch_ready(o);
+                } catch (const c10::Error& e) {
+                  o->error = e.what_without_backtrace();
+                } catch (const std::exception& e) {
+                  o->error = e.what();
+                }
+                return outputs;
+              })));
+    }
+  });
+  if (rc != 0) {
+    delete o;
+    return nullptr;
+  }
+  return o;
+}
+
+// Arms the hooks for one step: gradients times `share`; `values` (a 1-d tensor) is summed
+// with the last bucket, in place.
+int uic_c10d_overlap_begin(
+    uic_c10d_overlap* o,
+    double share,
+    at::Tensor* values,
+    char** err) {
+  return guarded(err, [&] {
+    std::lock_guard<std::mutex> hold(o->m);
+    // A step that failed before its finish may have left work running: let it end.
+    for (auto& w : o->works) {
+      try {
+        w->wait(o->g->timeout);
+      } catch (...) {
+      }
+    }
+    o->works.clear();
+    o->error.clear();
+    o->share = share;
+    o->values = values ? *values : at::Tensor();
+    o->next = 0;
+    for (size_t b = 0; b < o->members.size(); b++) {
+      o->waiting[b] = o->members[b].size();
+      o->flats[b] = at::Tensor();
+    }
+    o->armed = true;
+  });
+}
+
+// After backward: launches what the hooks did not (parameters without a gradient this
+// step), waits for every bucket, and writes the sums into the gradients.
+int uic_c10d_overlap_finish(uic_c10d_overlap* o, char** err) {
+  return guarded(err, [&] {
+    std::lock_guard<std::mutex> hold(o->m);
+    o->armed = false;
+    if (!o->error.empty()) {
+      std::string e = o->error;
+      o->error.clear();
+      throw std::runtime_error(e);
+    }
+    while (o->next < o->members.size()) {
+      launch_bucket(o, o->next);
+      o->next++;
+    }
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    works.swap(o->works);
+    wait_all(works, o->g->timeout);
+    at::NoGradGuard no_grad;
+    for (size_t b = 0; b < o->members.size(); b++) {
+      for (size_t i : o->members[b]) {
+        at::Tensor grad = o->params[i].grad();
+        if (grad.defined()) {
+          grad.copy_(o->flats[b].narrow(0, o->offset_of[i], grad.numel()).view_as(grad));
+        }
+      }
+      o->flats[b] = at::Tensor();
+    }
+    o->values = at::Tensor();
+  });
+}
+
+// Removes the hooks and frees the state.
+void uic_c10d_overlap_free(uic_c10d_overlap* o) {
+  for (size_t k = 0; k < o->accumulators.size(); k++) {
+    o->accumulators[k]->del_post_hook(o->hook_keys[k]);
+  }
+  for (auto& w : o->works) {
+    try {
+      w->wait(o->g->timeout);
+    } catch (...) {
+    }
+  }
+  delete o;
 }
 
 } // extern "C"

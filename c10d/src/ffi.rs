@@ -8,6 +8,12 @@ pub(crate) struct Group {
     _private: [u8; 0],
 }
 
+/// `uic_c10d_overlap`: the hooks and buckets of the overlapped gradient sync.
+#[repr(C)]
+pub(crate) struct Overlap {
+    _private: [u8; 0],
+}
+
 /// `at::Tensor`, what a `tch::Tensor` points at.
 #[repr(C)]
 pub(crate) struct AtTensor {
@@ -71,4 +77,19 @@ extern "C" {
         len: i64,
         err: *mut *mut c_char,
     ) -> i32;
+    pub(crate) fn uic_c10d_overlap_new(
+        g: *mut Group,
+        ps: *const *mut AtTensor,
+        n: usize,
+        bucket_bytes: i64,
+        err: *mut *mut c_char,
+    ) -> *mut Overlap;
+    pub(crate) fn uic_c10d_overlap_begin(
+        o: *mut Overlap,
+        share: f64,
+        values: *mut AtTensor,
+        err: *mut *mut c_char,
+    ) -> i32;
+    pub(crate) fn uic_c10d_overlap_finish(o: *mut Overlap, err: *mut *mut c_char) -> i32;
+    pub(crate) fn uic_c10d_overlap_free(o: *mut Overlap);
 }

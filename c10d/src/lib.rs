@@ -93,6 +93,8 @@ pub struct Group {
     rank: usize,
     world: usize,
     timeout: Duration,
+    /// The overlapped sync's hooks, and the parameters they are on (data pointers).
+    overlap: std::sync::Mutex<Option<(NonNull<ffi::Overlap>, Vec<usize>)>>,
 }
 
 // The shim's group is a ProcessGroupGloo, whose calls are thread-safe; `Group` is moved
@@ -209,6 +211,7 @@ impl Group {
                 rank: r.rank,
                 world: r.world,
                 timeout: r.timeout,
+                overlap: std::sync::Mutex::new(None),
             }),
             None => Err(bad(take_message(err))),
         }
@@ -301,8 +304,102 @@ impl Group {
     }
 }
 
+impl Group {
+    /// Arms the gradient sync overlapped with the next backward pass over `params` (leaf
+    /// tensors that require gradients, in forward order; the same on every rank): hooks after
+    /// each gradient's accumulation sum buckets of about `bucket_bytes` across the ranks,
+    /// last parameters first, each as soon as its gradients are in, while backward goes on.
+    /// Each gradient is multiplied by `share`; `values` (a 1-d tensor) is summed in place with
+    /// the last bucket. [`overlap_finish`](Self::overlap_finish) after backward completes it.
+    /// The hooks are made on the first call and again when `params` change.
+    ///
+    /// # Errors
+    /// A parameter that does not require a gradient.
+    pub fn overlap_begin(
+        &self,
+        params: &[Tensor],
+        values: &mut Tensor,
+        share: f64,
+        bucket_bytes: usize,
+    ) -> Result<(), Error> {
+        let ids: Vec<usize> = params.iter().map(|p| p.data_ptr() as usize).collect();
+        let mut slot = self.overlap.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|(_, have)| *have != ids) {
+            if let Some((o, _)) = slot.take() {
+                // SAFETY: made by `uic_c10d_overlap_new`, freed once.
+                unsafe { ffi::uic_c10d_overlap_free(o.as_ptr()) };
+            }
+        }
+        if slot.is_none() {
+            let mut ps: Vec<Tensor> = params.iter().map(Tensor::shallow_clone).collect();
+            let ptrs = tensor_ptrs(&mut ps);
+            let mut err = std::ptr::null_mut();
+            // SAFETY: live tensors and group; the shim copies the tensor handles.
+            let raw = unsafe {
+                ffi::uic_c10d_overlap_new(
+                    self.raw.as_ptr(),
+                    ptrs.as_ptr(),
+                    ptrs.len(),
+                    i64::try_from(bucket_bytes).unwrap_or(i64::MAX),
+                    &mut err,
+                )
+            };
+            match NonNull::new(raw) {
+                Some(o) => *slot = Some((o, ids)),
+                None => {
+                    return Err(Error {
+                        op: "hooking the gradients",
+                        message: take_message(err),
+                    })
+                }
+            }
+        }
+        let (o, _) = slot.as_ref().expect("made above");
+        let mut err = std::ptr::null_mut();
+        // SAFETY: a live overlap; `values` lives through the call (the shim keeps a handle).
+        let rc = unsafe {
+            ffi::uic_c10d_overlap_begin(
+                o.as_ptr(),
+                share,
+                values.as_mut_ptr() as *mut ffi::AtTensor,
+                &mut err,
+            )
+        };
+        self.check("allreduce", rc, err)
+    }
+
+    /// After backward: waits for every bucket [`overlap_begin`](Self::overlap_begin)
+    /// started (and starts those whose gradients never came), and writes the sums into the
+    /// gradients and the values.
+    ///
+    /// # Errors
+    /// A peer that left, a timeout, or no armed step.
+    pub fn overlap_finish(&self) -> Result<(), Error> {
+        let slot = self.overlap.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((o, _)) = slot.as_ref() else {
+            return Err(Error {
+                op: "allreduce",
+                message: "no overlapped step was begun".into(),
+            });
+        };
+        let mut err = std::ptr::null_mut();
+        // SAFETY: a live overlap.
+        let rc = unsafe { ffi::uic_c10d_overlap_finish(o.as_ptr(), &mut err) };
+        self.check("allreduce", rc, err)
+    }
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
+        if let Some((o, _)) = self
+            .overlap
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            // SAFETY: made by `uic_c10d_overlap_new`, freed once, before its group.
+            unsafe { ffi::uic_c10d_overlap_free(o.as_ptr()) };
+        }
         // SAFETY: the group was made by `uic_c10d_new` and is freed once.
         unsafe { ffi::uic_c10d_free(self.raw.as_ptr()) }
     }

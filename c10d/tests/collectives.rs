@@ -239,3 +239,61 @@ fn many_groups_in_one_process_issue_collectives_at_once() {
         }
     }
 }
+
+/// The overlapped sync: buckets launched from the gradient hooks during backward give
+/// every rank the share-weighted sum of the ranks' gradients, and the values' sum, step
+/// after step (the hooks re-armed each time); a parameter without a gradient in a step is
+/// left without one.
+#[test]
+fn the_overlapped_sync_sums_the_gradients_during_backward() {
+    let got = on_two_ranks(|g| {
+        let r = g.rank() as f64;
+        // Three parameters in 40-byte buckets, cut from the last: {ps[1], ps[2]}, {ps[0]}.
+        let ps = [
+            Tensor::zeros([3], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true),
+            Tensor::zeros([2, 2], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true),
+            Tensor::zeros([5], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true),
+        ];
+        let mut out = Vec::new();
+        for step in 0..2 {
+            for p in &ps {
+                let mut p = p.shallow_clone();
+                p.zero_grad();
+            }
+            let mut sums = Tensor::from_slice(&[r + 1.0, 10.0 * r]);
+            g.overlap_begin(&ps, &mut sums, 0.5, 40).unwrap();
+            // d loss / d p_k = (rank + 1) * (k + 1) * (step + 1) everywhere; the last
+            // parameter takes part only in step 0.
+            let c = (r + 1.0) * (step as f64 + 1.0);
+            let mut loss = (&ps[0] * c).sum(Kind::Float) + (&ps[1] * (2.0 * c)).sum(Kind::Float);
+            if step == 0 {
+                loss += (&ps[2] * (3.0 * c)).sum(Kind::Float);
+            }
+            loss.backward();
+            g.overlap_finish().unwrap();
+            let grads: Vec<Option<Vec<f64>>> = ps
+                .iter()
+                .map(|p| {
+                    let gr = p.grad();
+                    gr.defined().then(|| values(&gr))
+                })
+                .collect();
+            out.push((grads, values(&sums)));
+        }
+        out
+    });
+    for per_rank in got {
+        for (step, (grads, values)) in per_rank.into_iter().enumerate() {
+            // 0.5 * (1 + 2) * (k + 1) * (step + 1).
+            let s = 1.5 * (step as f64 + 1.0);
+            assert_eq!(grads[0].as_deref(), Some(&[s; 3][..]), "step {step}");
+            assert_eq!(grads[1].as_deref(), Some(&[2.0 * s; 4][..]), "step {step}");
+            match step {
+                0 => assert_eq!(grads[2].as_deref(), Some(&[3.0 * s; 5][..])),
+                // Zeroed before the step and unused in it: still zero.
+                _ => assert_eq!(grads[2].as_deref(), Some(&[0.0; 5][..])),
+            }
+            assert_eq!(values, [3.0, 10.0]);
+        }
+    }
+}

@@ -170,6 +170,13 @@ pub struct Overrides {
     /// Keep activations NCHW-contiguous instead of channels-last (NHWC).
     #[arg(long)]
     pub no_channels_last: bool,
+    /// Several ranks: sum each bucket of gradients during backward, as soon as it is
+    /// complete [default: on].
+    #[arg(long, overrides_with = "no_overlap_sync")]
+    pub overlap_sync: bool,
+    /// Sum all the gradients after backward instead (the same sums, the sync not hidden).
+    #[arg(long)]
+    pub no_overlap_sync: bool,
     /// Batches the loader may prepare ahead of training.
     #[arg(long)]
     pub batches_ahead: Option<usize>,
@@ -238,6 +245,7 @@ impl Overrides {
                 self.no_channels_last,
                 &mut c.channels_last,
             ),
+            (self.overlap_sync, self.no_overlap_sync, &mut c.overlap_sync),
         ] {
             if on {
                 *field = true;

@@ -147,7 +147,7 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            for k in ["images_per_s", "data_wait", "seconds"] {
+            for k in ["images_per_s", "data_wait", "seconds", "sync_wait"] {
                 v.as_object_mut().unwrap().remove(k);
             }
             v
@@ -210,6 +210,29 @@ fn two_ranks_train_as_one_run_the_launcher_agrees_and_one_rank_resumes() {
         checkpoint_bytes(&launched) == checkpoint_bytes(&env_run),
         "weights differ"
     );
+
+    // The sync after backward instead of during it: the same sums, the same bytes.
+    let after = tmp.path().join("after");
+    let mut args = train_args(&data, &after, 3);
+    args.push("--no-overlap-sync".into());
+    let (r0, r1) = two_ranks(&args);
+    ok(&r0, "rank 0 without overlap");
+    ok(&r1, "rank 1 without overlap");
+    assert_eq!(metrics(&after), m);
+    assert!(
+        checkpoint_bytes(&after) == checkpoint_bytes(&env_run),
+        "the overlapped sync changed the weights"
+    );
+    let line: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(env_run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let w = line["sync_wait"].as_f64().unwrap();
+    assert!((0.0..1.0).contains(&w), "{line}");
 
     // One rank resumes the two ranks' checkpoint and continues the run.
     let resumed = uic()

@@ -109,7 +109,7 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            for k in ["images_per_s", "data_wait", "seconds"] {
+            for k in ["images_per_s", "data_wait", "seconds", "sync_wait"] {
                 v.as_object_mut().unwrap().remove(k);
             }
             v

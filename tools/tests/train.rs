@@ -105,7 +105,7 @@ fn metrics_sans_timing(run: &Path) -> Vec<serde_json::Value> {
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
             let o = v.as_object_mut().unwrap();
-            for k in ["images_per_s", "data_wait", "seconds"] {
+            for k in ["images_per_s", "data_wait", "seconds", "sync_wait"] {
                 assert!(o.remove(k).is_some(), "metrics line lacks {k}");
             }
             v

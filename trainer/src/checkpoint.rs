@@ -66,6 +66,9 @@ pub struct Partial {
     pub labeling_seconds: f64,
     /// Empty clusters k-means re-seeded at the epoch's start.
     pub reseeded: u64,
+    /// Seconds of those spent waiting for the ranks' gradient sum after backward.
+    #[serde(default)]
+    pub sync_waited: f64,
 }
 
 /// `epoch.safetensors` of a checkpoint with [`Partial`].
@@ -471,6 +474,7 @@ mod tests {
             waited: 0.25,
             labeling_seconds: 0.0,
             reseeded: 0,
+            sync_waited: 0.0,
         };
         let state = State {
             format_version: FORMAT_VERSION_PARTIAL,

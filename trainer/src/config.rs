@@ -174,6 +174,10 @@ pub struct TrainConfig {
     /// Minutes between checkpoints written part-way through an epoch (0: only at each
     /// epoch's end). A stop on request always writes one.
     pub checkpoint_every: f64,
+    /// Several ranks: sum each bucket of gradients as soon as backward has produced it,
+    /// while backward goes on (as DDP does), instead of all of them after it. The same
+    /// sums either way; every rank must agree.
+    pub overlap_sync: bool,
     /// Seed of every random choice (initialisation, labels, sampling, augmentation).
     pub seed: u64,
 }
@@ -213,6 +217,7 @@ impl Default for TrainConfig {
             torch_threads: 0,
             batches_ahead: 3,
             checkpoint_every: 0.0,
+            overlap_sync: true,
             seed: 0,
         }
     }
@@ -428,13 +433,14 @@ pub const PER_RANK: &[&str] = &[
 ];
 
 /// The settings `--resume` may change; every other one must equal the checkpoint's. Besides
-/// [`PER_RANK`]: where the run computes (the device, the decoder, `augment_on`), and how
-/// long it goes on (the schedule then spans the new total).
+/// [`PER_RANK`]: where and how the run computes (the device, the decoder, `augment_on`,
+/// `overlap_sync`), and how long it goes on (the schedule then spans the new total).
 pub const RESUME_MAY_CHANGE: &[&str] = &[
     "threads",
     "torch_threads",
     "batches_ahead",
     "checkpoint_every",
+    "overlap_sync",
     "device",
     "decoder",
     "augment_on",

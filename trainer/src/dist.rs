@@ -48,6 +48,23 @@ pub trait Collective: std::fmt::Debug + Send {
         share: f64,
         step: u64,
     ) -> Result<Vec<f64>>;
+    /// Before backward: starts the step's exchange so that it runs during the backward pass
+    /// (each bucket of gradients summed as soon as it is complete); [`Collective::sum_step`]
+    /// then completes it, with the same arguments. A no-op where nothing overlaps.
+    ///
+    /// # Errors
+    /// [`Error::Collective`].
+    fn begin_step(
+        &self,
+        _params: &[Tensor],
+        _values: &Tensor,
+        _share: f64,
+        _step: u64,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// Whether [`Collective::begin_step`] overlaps the sync with backward (`overlap_sync`).
+    fn set_overlap(&mut self, _on: bool) {}
     /// Replaces `tensors` with rank 0's, in place.
     ///
     /// # Errors
@@ -133,6 +150,25 @@ impl Collective for Dist {
     fn rank(&self) -> usize {
         Dist::rank(self)
     }
+    fn begin_step(&self, params: &[Tensor], values: &Tensor, share: f64, step: u64) -> Result<()> {
+        if !self.overlap {
+            return Ok(());
+        }
+        let trainable: Vec<Tensor> = params
+            .iter()
+            .filter(|p| p.requires_grad())
+            .map(Tensor::shallow_clone)
+            .collect();
+        let mut v = values.shallow_clone();
+        self.group
+            .overlap_begin(&trainable, &mut v, share, BUCKET_BYTES)
+            .map_err(self.fail(format!("averaging the gradients of step {}", step + 1)))?;
+        self.armed.set(true);
+        Ok(())
+    }
+    fn set_overlap(&mut self, on: bool) {
+        self.overlap = on;
+    }
     fn world(&self) -> usize {
         Dist::world(self)
     }
@@ -146,6 +182,13 @@ impl Collective for Dist {
         share: f64,
         step: u64,
     ) -> Result<Vec<f64>> {
+        if self.armed.replace(false) {
+            self.group
+                .overlap_finish()
+                .map_err(self.fail(format!("averaging the gradients of step {}", step + 1)))?;
+            let sums = values.detach().to_device(Device::Cpu).to_kind(Kind::Double);
+            return Ok(Vec::<f64>::try_from(&sums)?);
+        }
         self.sum_buckets(params, values, share, step)
     }
     fn broadcast(&self, tensors: &[Tensor], what: &str) -> Result<()> {
@@ -198,12 +241,21 @@ const BUCKET_BYTES: usize = 25 << 20;
 pub struct Dist {
     group: Group,
     local_rank: usize,
+    /// Sync the gradients during backward ([`Collective::begin_step`]).
+    overlap: bool,
+    /// A step was begun with the overlapped sync and awaits its [`Collective::sum_step`].
+    armed: std::cell::Cell<bool>,
 }
 
 impl Dist {
     /// Wraps a connected group; `local_rank` (the rank on this node) picks the CUDA device.
     pub fn new(group: Group, local_rank: usize) -> Self {
-        Dist { group, local_rank }
+        Dist {
+            group,
+            local_rank,
+            overlap: false,
+            armed: std::cell::Cell::new(false),
+        }
     }
 
     /// The rank on this node.

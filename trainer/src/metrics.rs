@@ -58,6 +58,10 @@ pub struct EpochMetrics {
     /// labeler's extra inference pass, PCA and k-means; 0 for UIC).
     #[serde(default)]
     pub labeling_seconds: f64,
+    /// Share of the epoch's time spent after backward waiting for the ranks' gradient sum
+    /// (the sync backward did not hide; the worst rank's; about 0 in one process).
+    #[serde(default)]
+    pub sync_wait: f64,
 }
 
 /// Reads every line of a `metrics.jsonl`.
@@ -140,6 +144,7 @@ mod tests {
                 nmi_true_geometric: Some(v),
                 substituted: 0,
                 labeling_seconds: v,
+                sync_wait: v,
             })
             .collect();
         for m in &lines {

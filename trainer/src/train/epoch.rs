@@ -47,6 +47,8 @@ struct Steps {
     agree: u64,
     /// Time spent waiting for batches (before a resume, and in this process).
     waited: Duration,
+    /// Time spent after backward waiting for the ranks' gradient sum.
+    synced: Duration,
     /// The rate of the epoch's first step.
     first_lr: f64,
     /// The epoch's order.
@@ -131,6 +133,7 @@ impl Trainer {
             loss_sum: 0.0,
             agree: 0,
             waited: Duration::ZERO,
+            synced: Duration::ZERO,
             first_lr: self.cfg.schedule.lr(base_lr, self.step, total_steps),
             order,
             positions,
@@ -183,6 +186,7 @@ impl Trainer {
             loss_sum: p.loss_sum,
             agree: p.agree,
             waited: Duration::from_secs_f64(p.waited),
+            synced: Duration::from_secs_f64(p.sync_waited),
             first_lr: p.first_lr,
             order,
             positions,
@@ -287,6 +291,7 @@ impl Trainer {
             drop(batch);
             self.step += 1;
             s.agree += out.agree;
+            s.synced += out.sync_wait;
             s.seen += global_n as u64;
             s.loss_sum += out.loss * global_n as f64;
             if record {
@@ -387,6 +392,7 @@ impl Trainer {
             waited: s.waited.as_secs_f64(),
             labeling_seconds: labelling.seconds,
             reseeded: labelling.reseeded as u64,
+            sync_waited: s.synced.as_secs_f64(),
         };
         let files = EpochFiles {
             records,
@@ -406,10 +412,11 @@ impl Trainer {
             .substituted
             .load(std::sync::atomic::Ordering::Relaxed) as f64;
         let all = self.group.allgather_f64(
-            &[s.waited.as_secs_f64(), substituted],
+            &[s.waited.as_secs_f64(), substituted, s.synced.as_secs_f64()],
             "summing the epoch's counts",
         )?;
         s.waited = Duration::from_secs_f64(all.iter().map(|v| v[0]).fold(0.0, f64::max));
+        s.synced = Duration::from_secs_f64(all.iter().map(|v| v[2]).fold(0.0, f64::max));
         self.substituted_elsewhere =
             all.iter().map(|v| v[1] as u64).sum::<u64>() - substituted as u64;
         if !record {
@@ -488,6 +495,7 @@ impl Trainer {
                 + self.substituted_outside_loader
                 + self.substituted_elsewhere,
             labeling_seconds: labelling.seconds,
+            sync_wait: s.synced.as_secs_f64() / secs,
         }
     }
 

@@ -174,7 +174,7 @@ impl Trainer {
         resume: bool,
         dist: Option<Dist>,
     ) -> Result<Self> {
-        let group: Box<dyn Collective> = match dist {
+        let mut group: Box<dyn Collective> = match dist {
             Some(d) => Box::new(d),
             None => Box::new(Solo),
         };
@@ -186,6 +186,7 @@ impl Trainer {
             cfg
         };
         cfg.validate()?;
+        group.set_overlap(cfg.overlap_sync);
         check_distributed(&cfg, group.world())?;
         let file = Arc::new(RecordFile::open(data)?);
         check_fits(&cfg, file.len())?;

@@ -72,6 +72,9 @@ pub(crate) struct StepOut {
     pub agree: u64,
     /// The sum over the ranks of each flag given to [`step_in`].
     pub flags: Vec<f64>,
+    /// Time spent after backward until the sums were in (for one process, the device's
+    /// queue catching up).
+    pub sync_wait: std::time::Duration,
 }
 
 /// The step of the training loop: [`train_step_with`], and `flags` (this rank's requests,
@@ -102,10 +105,8 @@ pub(crate) fn step_in(
     };
     let targets = targets.to_device(device);
     let loss = logits.cross_entropy_for_logits(&targets);
-    opt.zero_grad();
-    loss.backward();
-    // One synchronisation per step, after the whole step is queued: the loss, the counts
-    // and the argmaxes come back together.
+    // The step's values (the loss, the agreement count, the flags) are known before
+    // backward, so that an overlapped sync can carry them with its last bucket.
     let (values, pred) = tch::no_grad(|| {
         let pred = logits.detach().argmax(1, false);
         let agree = pred.eq_tensor(&targets).sum(Kind::Double).reshape([1]);
@@ -118,9 +119,19 @@ pub(crate) fn step_in(
         }
         (Tensor::cat(&parts, 0), pred)
     });
+    opt.zero_grad();
+    let params = opt.parameters();
+    sync.group
+        .begin_step(&params, &values, sync.share, sync.step)?;
+    loss.backward();
+    // One synchronisation per step, after the whole step is queued: the loss, the counts
+    // and the argmaxes come back together. The time spent here is the sync backward did not
+    // hide.
+    let t = std::time::Instant::now();
     let sums = sync
         .group
-        .sum_step(&opt.parameters(), &values, sync.share, sync.step)?;
+        .sum_step(&params, &values, sync.share, sync.step)?;
+    let sync_wait = t.elapsed();
     let lv = sums[0];
     if !lv.is_finite() {
         return Err(Error::NonFinite {
@@ -136,5 +147,6 @@ pub(crate) fn step_in(
         pred: Vec::try_from(&pred)?,
         agree: sums[1] as u64,
         flags: sums[2..].to_vec(),
+        sync_wait,
     })
 }
