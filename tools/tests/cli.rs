@@ -280,16 +280,41 @@ fn train_help_shows_the_code_defaults_and_each_enum_parses_one_way() {
         assert!(help.contains(&want), "no {want} in:\n{help}");
     }
     assert!(help.contains("alexnet-small"), "{help}");
-    // Every setting has a flag, and every switch its `--no-` form.
-    for flag in [
-        "--no-amp",
-        "--no-mlp-head",
-        "--channels-last",
-        "--pca-dims",
-        "--kmeans-iters",
-        "--batches-ahead",
-    ] {
-        assert!(help.contains(flag), "no {flag} in:\n{help}");
+    // Every setting has a flag (read from the config's own keys, not listed here), and
+    // every switch its `--no-` form.
+    let toml::Value::Table(keys) = toml::Value::try_from(&d).unwrap() else {
+        panic!("the config is not a table")
+    };
+    let has_flag = |flag: &str| {
+        help.lines().any(|l| {
+            l.trim_start().strip_prefix(flag).is_some_and(|rest| {
+                !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+            })
+        })
+    };
+    for (k, v) in &keys {
+        let flag = format!("--{}", k.replace('_', "-"));
+        assert!(has_flag(&flag), "no {flag} in:\n{help}");
+        if v.is_bool() {
+            let no = format!("--no-{}", k.replace('_', "-"));
+            assert!(has_flag(&no), "no {no} in:\n{help}");
+        }
+    }
+    // The rule of what --resume may change is the library's list.
+    for k in uic_trainer::config::RESUME_MAY_CHANGE {
+        let flag = format!("--{}", k.replace('_', "-"));
+        let rule = help
+            .split("Only ")
+            .nth(1)
+            .unwrap_or_default()
+            .split("may differ")
+            .next()
+            .unwrap_or_default()
+            .replace(char::is_whitespace, "");
+        assert!(
+            rule.contains(&flag),
+            "{flag} not in the --resume rule:\n{help}"
+        );
     }
     // A wrong value is clap's one-line error naming the accepted ones.
     let out = uic(&["train", "--data", "x", "--out", "y", "--arch", "vgg"]);
