@@ -312,7 +312,7 @@ fn flat_folder_with_labels_csv_and_file_list() {
     opts.sources.labels_csv = Some(csv.clone());
     opts.sources.label_column = Some("class_index".into());
     let report = convert(&input, &out, &opts, &|_| {}).unwrap();
-    assert_eq!(report.layout, "flat-labels");
+    assert_eq!(report.layout.name(), "flat-labels");
     assert_eq!(report.kept, 5);
     let reasons: Vec<_> = report
         .skipped

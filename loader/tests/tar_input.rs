@@ -6,7 +6,7 @@ use crate::common;
 
 use std::path::Path;
 
-use uic_loader::convert::{convert, convert_inputs, ConvertOptions, Report};
+use uic_loader::convert::{convert, convert_inputs, ConvertOptions, Layout, Report};
 use uic_loader::RecordFile;
 
 /// A tar holding `members` in this order (GNU headers, so long names work).
@@ -77,7 +77,7 @@ fn imagenet_train_tar_equals_its_image_folder() {
     let opts = ConvertOptions::default();
     let rf = convert(&folder, &from_folder, &opts, &|_| {}).unwrap();
     let rt = convert(&tar_path, &from_tar, &opts, &|_| {}).unwrap();
-    assert_eq!(rt.layout, "imagenet-train-tar");
+    assert_eq!(rt.layout, Layout::ImageNetTar);
     assert!(
         rt.summary().contains("read as imagenet-train-tar"),
         "{}",
@@ -148,7 +148,7 @@ fn flat_tar_with_each_labels_format() {
         std::fs::write(&path, text).unwrap();
         let out = dir.path().join(format!("{name}.uicr"));
         let r = run(&tar_path, &out, &labels_opts(&path));
-        assert_eq!(r.layout, "tar-labels");
+        assert_eq!(r.layout, Layout::TarLabels);
         assert_eq!(r.labels_format.as_deref(), Some(*format));
         assert!(
             r.summary().contains(&format!("labels: {format}")),
@@ -201,7 +201,7 @@ fn webdataset_shards_by_brace_pattern() {
     let out = dir.path().join("wds.uicr");
     let pattern = dir.path().join("shard-{000000..000001}.tar");
     let r = run(&pattern, &out, &ConvertOptions::default());
-    assert_eq!(r.layout, "webdataset");
+    assert_eq!(r.layout, Layout::WebDataset);
     assert_eq!(r.kept, 6);
     let f = RecordFile::open(&out).unwrap();
     assert_eq!(f.class_names(), vec!["0", "7"]);
@@ -328,7 +328,7 @@ fn damaged_tars_keep_what_can_be_read() {
     std::fs::write(&path, &bytes).unwrap();
     let r = run(&path, &out, &ConvertOptions::default());
     assert_eq!(
-        (r.layout.as_str(), r.kept, r.num_classes),
+        (r.layout.name(), r.kept, r.num_classes),
         ("imagenet-train-tar", 8, 2)
     );
     let strays = r
@@ -355,7 +355,7 @@ fn damaged_tars_keep_what_can_be_read() {
     bytes[second + 3] ^= 0x55;
     std::fs::write(&path, &bytes).unwrap();
     let r = run(&path, &out, &ConvertOptions::default());
-    assert_eq!((r.layout.as_str(), r.kept), ("tar", 2));
+    assert_eq!((r.layout, r.kept), (Layout::Tar, 2));
     let f = RecordFile::open(&out).unwrap();
     assert_eq!(f.source_path(1), b"img_2.jpg");
     assert_eq!(r.skipped.len(), 1);

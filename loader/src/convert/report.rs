@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 
 use super::skip::SkipReason;
+use super::source::Layout;
 
 /// One file that was skipped or altered, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,9 +40,9 @@ pub struct Report {
     pub output: String,
     /// Whether the record file was written.
     pub ok: bool,
-    /// How the input was read: `image-folder`, `flat-labels`, `flat`, `file-list`,
-    /// `imagenet-train-tar`, `tar-labels`, `tar` or `webdataset`.
-    pub layout: String,
+    /// How the input was read; in the JSON, its name: `image-folder`, `flat-labels`,
+    /// `flat`, `file-list`, `imagenet-train-tar`, `tar-labels`, `tar` or `webdataset`.
+    pub layout: Layout,
     /// The labels file's format when one was read: `csv`, `kaggle-loc-csv` or
     /// `file-label-text`.
     pub labels_format: Option<String>,
@@ -104,10 +105,7 @@ impl Report {
             human_bytes(self.output_bytes),
             100.0 * self.output_bytes as f64 / self.input_bytes.max(1) as f64
         );
-        if matches!(
-            self.layout.as_str(),
-            "imagenet-train-tar" | "tar-labels" | "tar" | "webdataset"
-        ) {
+        if self.layout.is_archive() {
             s.push_str(&format!("; read as {}", self.layout));
         }
         if let Some(f) = &self.labels_format {

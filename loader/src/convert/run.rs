@@ -177,7 +177,7 @@ pub fn convert_inputs(
     };
     let mut report = Report {
         output: output.display().to_string(),
-        layout: sources.layout.name().into(),
+        layout: sources.layout,
         labels_format: sources.labels_format.map(|f| f.name().to_string()),
         mode: opts.mode.name().into(),
         reencode: prep.reencode,

@@ -65,10 +65,11 @@ const WDS_IMAGE: &[&str] = &["jpg", "jpeg", "png", "webp"];
 /// Largest `.cls` or `.txt` label member read.
 const MAX_LABEL_BYTES: u64 = 4096;
 
-/// How the input was laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the input was laid out. Serialised (in the JSON report) as its [`name`](Self::name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Layout {
     /// `root/<class>/<files>`.
+    #[default]
     ImageFolder,
     /// A folder plus a labels file.
     FlatLabels,
@@ -99,6 +100,26 @@ impl Layout {
             Layout::Tar => "tar",
             Layout::WebDataset => "webdataset",
         }
+    }
+
+    /// Whether the input was one or more tar archives.
+    pub fn is_archive(self) -> bool {
+        matches!(
+            self,
+            Layout::ImageNetTar | Layout::TarLabels | Layout::Tar | Layout::WebDataset
+        )
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Layout {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
