@@ -16,12 +16,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv=target/pyvenv
 say() { printf 'test-python: %s\n' "$*" >&2; }
 
-if [ ! -x "$venv/bin/python" ]; then
-  say "making the venv $venv"
-  python3 -m venv "$venv"
-fi
+scripts/test-venv.sh
 py="$venv/bin/python"
-"$py" -m pip install -q --disable-pip-version-check numpy pytest
 if ! "$py" -c "import torch" 2>/dev/null; then
   "$py" -m pip install -q --disable-pip-version-check --no-index --find-links third_party/wheels torch 2>/dev/null \
     || say "torch is not in third_party/wheels with its dependencies: the torch example's test will be skipped"

@@ -57,6 +57,15 @@ pub enum Error {
     /// The input of a conversion is unusable as a whole (no images, a bad labels CSV...).
     #[error("{0}")]
     Input(String),
+    /// A remote record file could not be read (or written): the URL, and what failed after
+    /// the retries (the byte range and the cause, or the record whose CRC is wrong).
+    #[error("{url}: {reason}")]
+    Remote {
+        /// The object's URL.
+        url: String,
+        /// What failed, in one line.
+        reason: String,
+    },
     /// An epoch's producer stopped before its last batch (with the cause when known): the
     /// epoch is not complete.
     #[error("{0}")]

@@ -38,6 +38,7 @@ pub mod order;
 pub mod pipeline;
 pub mod planes;
 mod reader;
+pub mod remote;
 pub mod synth;
 pub mod temp;
 mod writer;

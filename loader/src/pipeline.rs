@@ -428,7 +428,18 @@ fn produce(
     done_tx: &Sender<Box<Slot>>,
     start: usize,
 ) {
+    let bs = shared.cfg.batch_size;
+    let n = shared.indices.len();
     for k in start..shared.num_batches {
+        // A remote file's records: the next batches' asked for ahead, this one's fetched
+        // and checked now (nothing for a local file).
+        let (a, b) = (k * bs, ((k + 1) * bs).min(n));
+        let ahead = ((k + 2 + shared.cfg.batches_ahead) * bs).min(n);
+        shared.file.will_need(&shared.indices[b..ahead]);
+        if let Err(e) = shared.file.fetch(&shared.indices[a..b]) {
+            *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+            return;
+        }
         shared.starved.store(true, Ordering::SeqCst);
         let mut slot = loop {
             if shared.cancel.load(Ordering::Relaxed) {

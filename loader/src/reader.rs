@@ -13,6 +13,7 @@ use crate::format::{
     get_u64, Entry, Header, HeaderError, StorageMode, ENTRY_CONVERTED, ENTRY_LEN, HEADER_LEN,
     NO_LABEL, VERSION,
 };
+use crate::remote::{self, Remote};
 
 /// One sample, borrowed from the map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,8 @@ pub struct RecordFile {
     header: Header,
     classes: StringTable,
     paths: StringTable,
+    /// The object and its cache, for a file opened from a URL.
+    remote: Option<Remote>,
 }
 
 impl RecordFile {
@@ -83,6 +86,10 @@ impl RecordFile {
     /// [`Error::Io`] when the file cannot be read, [`Error::Version`] for another format
     /// version, [`Error::Format`] for anything truncated, inconsistent or tampered with.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        if remote::is_url(path.as_ref()) {
+            let url = path.as_ref().to_str().expect("a URL is UTF-8");
+            return Self::open_url(url, &remote::Options::from_env()?);
+        }
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).at("cannot open", &path)?;
         let meta = file.metadata().at("cannot stat", &path)?;
@@ -93,18 +100,67 @@ impl RecordFile {
             )));
         }
         let len = meta.len();
+        if len < HEADER_LEN as u64 {
+            return Err(Error::Format {
+                path,
+                reason: format!(
+                    "file is {len} bytes, shorter than the {HEADER_LEN}-byte header (truncated, or not a record file)"
+                ),
+            });
+        }
+        // SAFETY: the map is read-only; see "Safety of the mapping" on the type.
+        let map = unsafe { Mmap::map(&file) }.at("cannot memory-map", &path)?;
+        Self::from_map(map, path, len, None)
+    }
+
+    /// Opens a record file in object storage (`s3://`, `gs://`, `az://`, `http(s)://`)
+    /// through the local cache that `opts` describes ([`crate::remote`]). The header and
+    /// tables are fetched and checked first; records are fetched as they are asked for
+    /// ([`RecordFile::fetch`]), ahead of use ([`RecordFile::will_need`]) and in the
+    /// background.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] when the object cannot be reached or cached, and the errors of a
+    /// local file for what it holds.
+    pub fn open_url(url: &str, opts: &remote::Options) -> Result<Self> {
+        let r = Remote::open(url, opts)?;
+        let path = PathBuf::from(url);
+        let len = r.size();
+        if len < HEADER_LEN as u64 {
+            return Err(Error::Format {
+                path,
+                reason: format!(
+                    "object is {len} bytes, shorter than the {HEADER_LEN}-byte header (not a record file)"
+                ),
+            });
+        }
+        r.ensure(0..HEADER_LEN as u64)?;
+        let file = remote::open_cached(&r)?;
+        // SAFETY: the cached copy is only written where no chunk is marked present, and
+        // read only where one is (see `crate::remote`).
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::Remote {
+            url: url.to_string(),
+            reason: format!("cannot memory-map the cached copy: {e}"),
+        })?;
+        // The tables, when the header is sane; an insane one is reported below.
+        if let Ok(h) = Header::decode(&map[..HEADER_LEN]) {
+            if h.samples_offset < len {
+                r.ensure(h.samples_offset..len)?;
+            }
+        }
+        let f = Self::from_map(map, path, len, Some(r))?;
+        if let Some(r) = &f.remote {
+            r.start(f.len(), opts);
+        }
+        Ok(f)
+    }
+
+    fn from_map(map: Mmap, path: PathBuf, len: u64, remote: Option<Remote>) -> Result<Self> {
         let p = path.clone();
         let bad = move |reason: String| Error::Format {
             path: p.clone(),
             reason,
         };
-        if len < HEADER_LEN as u64 {
-            return Err(bad(format!(
-                "file is {len} bytes, shorter than the {HEADER_LEN}-byte header (truncated, or not a record file)"
-            )));
-        }
-        // SAFETY: the map is read-only; see "Safety of the mapping" on the type.
-        let map = unsafe { Mmap::map(&file) }.at("cannot memory-map", &path)?;
         let header = match Header::decode(&map[..HEADER_LEN]) {
             Ok(h) => h,
             Err(HeaderError::Magic) => {
@@ -196,6 +252,7 @@ impl RecordFile {
             header,
             classes,
             paths,
+            remote,
         };
         for i in 0..f.len() {
             f.check_entry(i)
@@ -249,6 +306,20 @@ impl RecordFile {
         }
     }
 
+    /// Sample `i`'s entry in the sample table: its place, size, label and CRC, without
+    /// reading its bytes (for a file opened from a URL, nothing is fetched).
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn record_entry(&self, i: usize) -> Entry {
+        assert!(
+            i < self.len(),
+            "sample {i} out of range ({} samples)",
+            self.len()
+        );
+        self.entry(i)
+    }
+
     fn entry(&self, i: usize) -> Entry {
         let at = self.header.samples_offset as usize + i * ENTRY_LEN;
         Entry::decode(&self.map[at..at + ENTRY_LEN])
@@ -260,9 +331,67 @@ impl RecordFile {
         &self.map[t.blob.start + a..t.blob.start + b]
     }
 
-    /// The path the file was opened from.
+    /// The path the file was opened from (the URL, for a remote file).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The URL, for a file opened from one.
+    pub fn url(&self) -> Option<&str> {
+        self.remote.as_ref().map(|r| r.url())
+    }
+
+    /// Makes the records' bytes readable: for a file opened from a URL, fetches those not
+    /// cached (together, several requests at once) and checks each record's CRC-32C the
+    /// first time this process reads it. Nothing to do for a local file.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] when a range cannot be fetched within the retry bound, or a record
+    /// fails its CRC twice (fetched again in between).
+    pub fn fetch(&self, records: &[usize]) -> Result<()> {
+        let Some(r) = &self.remote else {
+            return Ok(());
+        };
+        r.fetch(
+            records,
+            |i| {
+                let e = self.entry(i);
+                (e.offset, e.len, e.crc)
+            },
+            |i| {
+                let e = self.entry(i);
+                crc32c::crc32c(&self.map[e.offset as usize..][..e.len as usize])
+            },
+            |i| self.source_path_lossy(i).into_owned(),
+        )
+    }
+
+    /// Hints that these records will be read soon: a file opened from a URL fetches them in
+    /// the background. Nothing to do for a local file.
+    pub fn will_need(&self, records: &[usize]) {
+        if let Some(r) = &self.remote {
+            r.will_need(records.iter().map(|&i| {
+                let e = self.entry(i);
+                e.offset..e.offset + e.len as u64
+            }));
+        }
+    }
+
+    /// For a file opened from a URL, fetches every byte not cached yet (for a full scan such
+    /// as [`RecordFile::verify`]). Nothing to do for a local file.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] when a range cannot be fetched within the retry bound.
+    pub fn fetch_all(&self) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.ensure_all(),
+            None => Ok(()),
+        }
+    }
+
+    /// For a file opened from a URL, the bytes of it the local cache holds.
+    pub fn cached_bytes(&self) -> Option<u64> {
+        self.remote.as_ref().map(|r| r.cached_bytes())
     }
 
     /// The decoded header.
@@ -337,11 +466,20 @@ impl RecordFile {
     }
 
     /// Sample `i`, or `None` past the end. O(1), no copy.
+    ///
+    /// # Panics
+    /// For a file opened from a URL, if the record's bytes are not cached and cannot be
+    /// fetched: call [`RecordFile::fetch`] first to have that as an error.
     pub fn get(&self, i: usize) -> Option<Sample<'_>> {
         if i >= self.len() {
             return None;
         }
         let e = self.entry(i);
+        if let Some(r) = &self.remote {
+            if let Err(err) = r.ensure(e.offset..e.offset + e.len as u64) {
+                panic!("{err}");
+            }
+        }
         Some(Sample {
             index: i,
             data: &self.map[e.offset as usize..e.offset as usize + e.len as usize],

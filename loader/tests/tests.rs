@@ -10,4 +10,5 @@ mod hostile_inputs;
 mod loader_pipeline;
 mod orders;
 mod record_roundtrip;
+mod remote;
 mod tar_input;

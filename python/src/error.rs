@@ -22,6 +22,7 @@ pub fn to_py(e: Error) -> PyErr {
             Some(errno) => PyOSError::new_err((errno, msg, path.display().to_string())),
             None => PyOSError::new_err(msg),
         },
+        Error::Remote { .. } => PyOSError::new_err(msg),
         _ => PyValueError::new_err(msg),
     }
 }

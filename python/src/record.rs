@@ -100,6 +100,7 @@ impl RecordFile {
             )));
         }
         let i = i as usize;
+        py.detach(|| self.file.fetch(&[i])).map_err(to_py)?;
         let s = self.file.sample(i);
         let d = PyDict::new(py);
         d.set_item("index", i)?;

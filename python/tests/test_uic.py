@@ -444,3 +444,62 @@ def test_the_torch_example_trains_a_few_steps():
     )
     assert r.returncode == 0, r.stderr
     assert "small: 4 steps of 8 on cpu, loss" in r.stdout
+
+
+# --- object storage ---------------------------------------------------------------------
+
+
+def test_a_record_file_in_s3_gives_the_local_files_batches(record, tmp_path, monkeypatch):
+    """A real S3-compatible server on loopback (moto's, from the test venv)."""
+    import socket
+
+    server = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    if not os.path.exists(server):
+        pytest.skip("no moto_server in the venv (scripts/test-venv.sh installs moto[server])")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        ["timeout", "300", server, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        boto3 = pytest.importorskip("boto3")
+        client = boto3.client(
+            "s3",
+            endpoint_url=base,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="bkt")
+        client.upload_file(str(record), "bkt", "train.uicr")
+        for k, v in dict(
+            AWS_ACCESS_KEY_ID="test",
+            AWS_SECRET_ACCESS_KEY="test",
+            AWS_REGION="us-east-1",
+            AWS_ENDPOINT_URL=base,
+            AWS_ALLOW_HTTP="true",
+            UIC_CACHE_DIR=str(tmp_path / "cache"),
+        ).items():
+            monkeypatch.setenv(k, v)
+        kw = dict(batch_size=8, size=32, threads=2, preset="strong", seed=4)
+        got = epoch_bytes(uic.Loader("s3://bkt/train.uicr", **kw), 1)
+        want = epoch_bytes(uic.Loader(record, **kw), 1)
+        assert len(got) == len(want) > 0
+        for a, b in zip(got, want):
+            assert a[0] == b[0] and (a[1] == b[1]).all() and (a[2] == b[2]).all()
+        assert len(uic.RecordFile("s3://bkt/train.uicr")) == len(uic.RecordFile(record))
+        with pytest.raises(OSError, match="s3://bkt/missing.uicr"):
+            uic.RecordFile("s3://bkt/missing.uicr")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,9 +1,9 @@
 //! `uic convert`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use uic_loader::convert::{self, ConvertOptions, Progress, SourceOptions};
 use uic_loader::StorageMode;
@@ -55,6 +55,38 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    // A URL: the file is written here first (in the cache folder), then uploaded whole.
+    let url = uic_loader::remote::is_url(&a.output).then(|| a.output.display().to_string());
+    let (remote_opts, output) = match &url {
+        Some(u) => {
+            let o = uic_loader::remote::Options::from_env()?;
+            uic_loader::remote::check_writable(u, &o)?;
+            let dir = o.cache_dir.join("uploads");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let name = u.rsplit('/').next().unwrap_or("out.uicr");
+            let local = dir.join(format!("{}-{name}", std::process::id()));
+            (Some(o), local)
+        }
+        None => (None, a.output.clone()),
+    };
+    let result = convert_to(a, &output);
+    let (Some(url), Some(o)) = (url, remote_opts) else {
+        return result;
+    };
+    let report = convert::report_path(&output);
+    let uploaded = result.and_then(|code| {
+        let bytes = uic_loader::remote::upload(&output, &url, &o)?;
+        uic_loader::remote::upload(&report, &format!("{url}.report.json"), &o)?;
+        eprintln!("uploaded {bytes} bytes to {url} (report: {url}.report.json)");
+        Ok(code)
+    });
+    let _ = std::fs::remove_file(&output);
+    let _ = std::fs::remove_file(&report);
+    uploaded
+}
+
+fn convert_to(a: Args, output: &Path) -> Result<ExitCode> {
     let opts = ConvertOptions {
         mode: a.mode,
         max_side: a.max_side,
@@ -70,7 +102,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
         ..Default::default()
     };
-    for (p, pid) in uic_loader::temp::remove_stale(&a.output) {
+    for (p, pid) in uic_loader::temp::remove_stale(output) {
         eprintln!(
             "removed {}, left by an interrupted conversion (process {pid})",
             p.display()
@@ -82,7 +114,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     });
     // An existing output is replaced, as `cp` and `tar -f` do; the summary says so.
-    let replaces = a.output.is_file();
+    let replaces = output.is_file();
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} images, {rate}, eta {eta}")
             .expect("static template")
@@ -94,7 +126,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 },
             ),
     );
-    let report = convert::convert_inputs(&a.inputs, &a.output, &opts, &|p: Progress| {
+    let report = convert::convert_inputs(&a.inputs, output, &opts, &|p: Progress| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
     });
@@ -105,7 +137,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     } else {
         ""
     };
-    eprintln!("{}{replaced}: {}", a.output.display(), report.summary());
-    eprintln!("report: {}", convert::report_path(&a.output).display());
+    if uic_loader::remote::is_url(&a.output) {
+        eprintln!("{}: {}", a.output.display(), report.summary());
+    } else {
+        eprintln!("{}{replaced}: {}", a.output.display(), report.summary());
+        eprintln!("report: {}", convert::report_path(output).display());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -83,11 +83,12 @@ struct Inspection {
 pub fn run(a: Args) -> Result<ExitCode> {
     let f = RecordFile::open(&a.file)?;
     let n = f.len();
-    let samples: Vec<_> = (0..n).map(|i| f.sample(i)).collect();
+    // The sample table only: nothing of a remote file's images is fetched.
+    let entries: Vec<_> = (0..n).map(|i| f.record_entry(i)).collect();
     let mut counts = vec![0u64; f.num_classes()];
-    for s in &samples {
-        if let Some(l) = s.label {
-            counts[l as usize] += 1;
+    for e in &entries {
+        if e.label != uic_loader::format::NO_LABEL {
+            counts[e.label as usize] += 1;
         }
     }
     let h = f.header();
@@ -98,12 +99,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
         align: h.align,
         num_samples: n,
         num_classes: f.num_classes(),
-        converted: samples.iter().filter(|s| s.converted).count(),
+        converted: entries
+            .iter()
+            .filter(|e| e.flags & uic_loader::format::ENTRY_CONVERTED != 0)
+            .count(),
         file_bytes: h.file_len,
-        payload_bytes: samples.iter().map(|s| s.data.len() as u64).sum(),
-        width: Dist::of(samples.iter().map(|s| s.width as u64).collect()),
-        height: Dist::of(samples.iter().map(|s| s.height as u64).collect()),
-        bytes: Dist::of(samples.iter().map(|s| s.data.len() as u64).collect()),
+        payload_bytes: entries.iter().map(|e| e.len as u64).sum(),
+        width: Dist::of(entries.iter().map(|e| e.width as u64).collect()),
+        height: Dist::of(entries.iter().map(|e| e.height as u64).collect()),
+        bytes: Dist::of(entries.iter().map(|e| e.len as u64).collect()),
         class_sizes: Dist::of(counts.clone()),
         classes: counts
             .iter()

@@ -34,6 +34,14 @@ mod verify;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Where record files read from URLs (s3://, gs://, az://, https://) are cached
+    /// [env: UIC_CACHE_DIR; default: $XDG_CACHE_HOME/uic or ~/.cache/uic].
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<std::path::PathBuf>,
+    /// The most the cache may hold, in GB; entries not in use are removed, oldest use first
+    /// [env: UIC_CACHE_LIMIT_GB; default: no limit but the disk's].
+    #[arg(long, global = true, value_name = "GB")]
+    cache_limit_gb: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +127,14 @@ fn main() -> ExitCode {
         .mut_subcommand("train", train::with_defaults)
         .mut_subcommand("bench", |b| b.mut_subcommand("step", train::with_defaults));
     let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
+    // Before any thread starts, and before the re-execution below, which keeps them: the
+    // loader (and the ranks a launcher starts) read the cache settings from the environment.
+    if let Some(d) = &cli.cache_dir {
+        std::env::set_var(uic_loader::remote::CACHE_DIR_VAR, d);
+    }
+    if let Some(gb) = cli.cache_limit_gb {
+        std::env::set_var(uic_loader::remote::CACHE_LIMIT_VAR, gb.to_string());
+    }
     if cli.command.runs_libtorch() {
         omp::bounded_spin();
     }

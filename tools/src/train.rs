@@ -570,8 +570,8 @@ fn stop_on_signals(t: &Trainer, out: &std::path::Path, rank: usize) {
 fn upscale_warning(file: &uic_loader::RecordFile, input_size: u32) -> Option<String> {
     let mut sides: Vec<u32> = (0..file.len())
         .map(|i| {
-            let s = file.sample(i);
-            s.width.min(s.height)
+            let e = file.record_entry(i);
+            e.width.min(e.height)
         })
         .collect();
     if sides.is_empty() {

@@ -17,6 +17,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let f = RecordFile::open(&a.file)?;
+    f.fetch_all()?;
     let bad = f.verify();
     if a.json {
         let out = serde_json::json!({

@@ -6,5 +6,6 @@ mod dist;
 mod eval;
 mod gpu;
 mod preempt;
+mod remote;
 mod synth;
 mod train;

@@ -1,6 +1,8 @@
 //! Fixtures that the integration tests build for themselves in a fresh temp dir.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::path::Path;
 
 use uic_loader::jpeg::{EncodeOptions, Encoder, PixelFormat, Subsampling};

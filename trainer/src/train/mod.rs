@@ -730,12 +730,11 @@ fn data_hash(id: &DataId, file: &RecordFile) -> u64 {
     h = dist::hash_bytes(h, &id.file_len.to_le_bytes());
     h = dist::hash_bytes(h, &file.header().tables_crc.to_le_bytes());
     for i in 0..file.len() {
-        let s = file.sample(i);
-        let label = s.label.unwrap_or(u32::MAX);
+        let e = file.record_entry(i);
         let mut b = [0u8; 12];
-        b[..4].copy_from_slice(&s.crc.to_le_bytes());
-        b[4..8].copy_from_slice(&(s.data.len() as u32).to_le_bytes());
-        b[8..].copy_from_slice(&label.to_le_bytes());
+        b[..4].copy_from_slice(&e.crc.to_le_bytes());
+        b[4..8].copy_from_slice(&e.len.to_le_bytes());
+        b[8..].copy_from_slice(&e.label.to_le_bytes());
         h = dist::hash_bytes(h, &b);
     }
     h
