@@ -431,15 +431,11 @@ fn produce(
     let bs = shared.cfg.batch_size;
     let n = shared.indices.len();
     for k in start..shared.num_batches {
-        // A remote file's records: the next batches' asked for ahead, this one's fetched
-        // and checked now (nothing for a local file).
-        let (a, b) = (k * bs, ((k + 1) * bs).min(n));
+        // A remote file's records, this batch's and the next ones', asked for ahead
+        // (nothing for a local file).
+        let a = k * bs;
         let ahead = ((k + 2 + shared.cfg.batches_ahead) * bs).min(n);
-        shared.file.will_need(&shared.indices[b..ahead]);
-        if let Err(e) = shared.file.fetch(&shared.indices[a..b]) {
-            *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
-            return;
-        }
+        shared.file.will_need(&shared.indices[a..ahead]);
         shared.starved.store(true, Ordering::SeqCst);
         let mut slot = loop {
             if shared.cancel.load(Ordering::Relaxed) {
@@ -462,12 +458,19 @@ fn produce(
         let filled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             pool.install(|| fill(shared, k, &mut slot))
         }));
-        if let Err(p) = filled {
-            *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
-                "a loader thread panicked: {}",
-                panic_text(p.as_ref())
-            ));
-            return;
+        match filled {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                return;
+            }
+            Err(p) => {
+                *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                    "a loader thread panicked: {}",
+                    panic_text(p.as_ref())
+                ));
+                return;
+            }
         }
         if done_tx.send(slot).is_err() {
             return;
@@ -483,7 +486,13 @@ thread_local! {
     static WORKER: RefCell<Option<WorkerState>> = const { RefCell::new(None) };
 }
 
-fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
+/// Fills batch `k` into `slot`. A remote file's records are decoded as they arrive, those
+/// the cache holds first (every sample's place in the batch and its draws are fixed, so the
+/// order of the work changes nothing); a local file's all at once.
+///
+/// # Errors
+/// A remote record that cannot be fetched or fails its CRC.
+fn fill(shared: &Shared, k: usize, slot: &mut Slot) -> Result<()> {
     let cfg = &shared.cfg;
     let bs = cfg.batch_size;
     let (start, end) = (k * bs, ((k + 1) * bs).min(shared.indices.len()));
@@ -499,45 +508,71 @@ fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
         let labels = slot
             .indices
             .iter()
-            .map(|&i| shared.file.sample(i as usize).label.unwrap_or(u32::MAX));
+            .map(|&i| shared.file.record_entry(i as usize).label);
         slot.labels.extend(labels);
     }
     let substituted = AtomicUsize::new(0);
-    for v in 0..cfg.views {
-        let rows = &mut slot.pixels[v * per_view..v * per_view + (end - start) * 3 * plane];
-        let drawn = &mut slot.drawn[v * bs..v * bs + (end - start)];
-        rows.par_chunks_mut(3 * plane)
-            .zip(drawn.par_iter_mut())
-            .enumerate()
-            .for_each(|(row, (dst, drawn))| {
-                WORKER.with(|cell| {
-                    let mut cell = cell.borrow_mut();
-                    let (decoder, scratch, blur) = cell.get_or_insert_with(|| {
-                        let d = CropDecoder::new()
-                            .map_err(|e| {
-                                tracing::error!(
-                                    "cannot create a JPEG decoder: {e}; samples are substituted"
-                                )
-                            })
-                            .ok();
-                        (d, Vec::new(), Vec::new())
+    let n = end - start;
+    let mut done = vec![false; n];
+    let mut left = n;
+    while left > 0 {
+        let ready: Vec<bool> = (0..n)
+            .map(|r| !done[r] && shared.file.is_cached(shared.indices[start + r]))
+            .collect();
+        let now: Vec<usize> = (0..n)
+            .filter(|&r| ready[r])
+            .map(|r| shared.indices[start + r])
+            .collect();
+        if now.is_empty() {
+            // Nothing cached yet: wait for (or fetch) the first record left.
+            let first = (0..n).find(|&r| !done[r]).expect("records left");
+            shared.file.fetch(&[shared.indices[start + first]])?;
+            continue;
+        }
+        shared.file.fetch(&now)?;
+        for v in 0..cfg.views {
+            let rows = &mut slot.pixels[v * per_view..v * per_view + n * 3 * plane];
+            let drawn = &mut slot.drawn[v * bs..v * bs + n];
+            rows.par_chunks_mut(3 * plane)
+                .zip(drawn.par_iter_mut())
+                .enumerate()
+                .filter(|(row, _)| ready[*row])
+                .for_each(|(row, (dst, drawn))| {
+                    WORKER.with(|cell| {
+                        let mut cell = cell.borrow_mut();
+                        let (decoder, scratch, blur) = cell.get_or_insert_with(|| {
+                            let d = CropDecoder::new()
+                                .map_err(|e| {
+                                    tracing::error!(
+                                        "cannot create a JPEG decoder: {e}; samples are substituted"
+                                    )
+                                })
+                                .ok();
+                            (d, Vec::new(), Vec::new())
+                        });
+                        scratch.resize(plane * 3, 0);
+                        let ok = sample_into(
+                            shared,
+                            start + row,
+                            v,
+                            decoder.as_mut(),
+                            scratch,
+                            blur,
+                            drawn,
+                        );
+                        if !ok {
+                            substituted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        hwc_to_chw(scratch, dst, w, h, drawn.mirror);
                     });
-                    scratch.resize(plane * 3, 0);
-                    let ok = sample_into(
-                        shared,
-                        start + row,
-                        v,
-                        decoder.as_mut(),
-                        scratch,
-                        blur,
-                        drawn,
-                    );
-                    if !ok {
-                        substituted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    hwc_to_chw(scratch, dst, w, h, drawn.mirror);
                 });
-            });
+        }
+        for r in 0..n {
+            if ready[r] {
+                done[r] = true;
+                left -= 1;
+            }
+        }
     }
     slot.substituted = substituted.into_inner();
     shared
@@ -548,6 +583,7 @@ fn fill(shared: &Shared, k: usize, slot: &mut Slot) {
         .stats
         .substituted
         .fetch_add(slot.substituted as u64, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Decodes, crops and augments the sample at epoch position `pos` (view `v`) into `hwc`,

@@ -366,6 +366,18 @@ impl RecordFile {
         )
     }
 
+    /// Whether record `i`'s bytes are on this machine (always, for a local file): for a file
+    /// opened from a URL, whether the cache holds its chunks.
+    pub fn is_cached(&self, i: usize) -> bool {
+        match &self.remote {
+            None => true,
+            Some(r) => {
+                let e = self.entry(i);
+                r.is_present(e.offset..e.offset + e.len as u64)
+            }
+        }
+    }
+
     /// Hints that these records will be read soon: a file opened from a URL fetches them in
     /// the background. Nothing to do for a local file.
     pub fn will_need(&self, records: &[usize]) {

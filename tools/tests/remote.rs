@@ -102,7 +102,10 @@ fn convert_uploads_and_inspect_verify_and_train_read_the_url_as_the_local_file()
     };
     let a = run(local.to_str().unwrap(), "run-local", &cache);
     let b = run(url, "run-remote", &tmp.path().join("cold-cache"));
-    for f in ["checkpoint/model.safetensors", "checkpoint/labels.safetensors"] {
+    for f in [
+        "checkpoint/model.safetensors",
+        "checkpoint/labels.safetensors",
+    ] {
         assert_eq!(
             std::fs::read(a.join(f)).unwrap(),
             std::fs::read(b.join(f)).unwrap(),

@@ -253,6 +253,9 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::InvalidArgument(format!("cannot start the I/O runtime: {e}")))
 }
 
+/// The most consecutive chunks fetched in one request.
+const RUN_CHUNKS: u64 = 4;
+
 /// A remote record file's fetching side: the store, the cache entry and the fill thread.
 /// [`crate::RecordFile`] maps [`Remote::data_path`] and asks for bytes before reading them.
 #[derive(Debug)]
@@ -359,6 +362,14 @@ impl Remote {
 
     pub(crate) fn data_path(&self) -> &Path {
         self.inner.entry.data_path()
+    }
+
+    /// Whether bytes `r` of the object are in the cache.
+    pub(crate) fn is_present(&self, r: Range<u64>) -> bool {
+        let inner = &self.inner;
+        r.start < r.end
+            && r.end <= inner.size
+            && (r.start / inner.chunk..=(r.end - 1) / inner.chunk).all(|c| inner.entry.present(c))
     }
 
     /// Makes bytes `r` of the object present in the cache.
@@ -514,7 +525,16 @@ impl Inner {
         let result = if mine.is_empty() {
             Ok(())
         } else {
-            let fetches = futures::stream::iter(mine.iter().map(|&c| self.fetch_chunk(c)))
+            // Consecutive chunks go in one request (fewer requests, the same cache).
+            mine.sort_unstable();
+            let mut runs: Vec<(u64, u64)> = Vec::new();
+            for &c in &mine {
+                match runs.last_mut() {
+                    Some((first, n)) if *first + *n == c && *n < RUN_CHUNKS => *n += 1,
+                    _ => runs.push((c, 1)),
+                }
+            }
+            let fetches = futures::stream::iter(runs.iter().map(|&(c, n)| self.fetch_run(c, n)))
                 .buffer_unordered(self.in_flight)
                 .try_collect::<()>();
             self.rt.block_on(fetches)
@@ -544,8 +564,9 @@ impl Inner {
         Ok(())
     }
 
-    async fn fetch_chunk(&self, c: u64) -> Result<()> {
-        let r = self.range(c);
+    /// Fetches chunks `c..c + n` in one request, writes them, then marks them present.
+    async fn fetch_run(&self, c: u64, n: u64) -> Result<()> {
+        let r = self.range(c).start..self.range(c + n - 1).end;
         let fail = |reason: String| Error::Remote {
             url: self.url.clone(),
             reason: format!("cannot fetch bytes {}..{}: {reason}", r.start, r.end),
@@ -565,7 +586,9 @@ impl Inner {
             .data_file()
             .write_all_at(&bytes, r.start)
             .map_err(|e| fail(format!("cannot write the cache: {e}")))?;
-        self.entry.set_present(c, true);
+        for k in c..c + n {
+            self.entry.set_present(k, true);
+        }
         Ok(())
     }
 
@@ -595,7 +618,7 @@ impl Inner {
                 b
             };
             if batch.is_empty() && everything {
-                while next < me.entry.chunks() && batch.len() < me.in_flight {
+                while next < me.entry.chunks() && batch.len() < me.in_flight * RUN_CHUNKS as usize {
                     if !me.entry.present(next) {
                         batch.push(next);
                     }
