@@ -514,3 +514,108 @@ fn under_torchrun_a_killed_worker_is_restarted_and_the_run_finishes() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(metric_epochs(&runf), (1..=epochs).collect::<Vec<_>>());
 }
+
+fn metric_lines(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count())
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let child: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = text(&std::fs::read(e.path().join("stat")).ok()?);
+            // pid (comm) state ppid ...: the fields after the last ')'.
+            let ppid: u32 = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect()
+}
+
+#[test]
+fn under_torchrun_with_nnodes_1_to_2_the_survivor_of_a_lost_node_finishes_alone() {
+    let Some(torchrun) = torchrun() else {
+        eprintln!(
+            "skipped: no torchrun (it comes with PyPI's torch; scripts/test-python.sh installs \
+             it into target/pyvenv when third_party/wheels has torch and its dependencies)"
+        );
+        return;
+    };
+    let (tmp, data) = fresh();
+    let runf = tmp.path().join("run");
+    let epochs = 30;
+    let port = free_port().to_string();
+    let endpoint = format!("127.0.0.1:{port}");
+    // Two agents on this machine, as two nodes of an elastic job (1 to 2 nodes).
+    let agent = || {
+        let mut cmd = Command::new(&torchrun);
+        cmd.args([
+            "--nnodes",
+            "1:2",
+            "--nproc-per-node",
+            "1",
+            "--max-restarts",
+            "3",
+            "--monitor-interval",
+            "1",
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            &endpoint,
+            "--rdzv-id",
+            "elastic",
+            "--rdzv-conf",
+            "last_call_timeout=5,join_timeout=120",
+            "--no-python",
+            env!("CARGO_BIN_EXE_uic"),
+        ])
+        .args(with_resume(args(&data, &runf, epochs)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        for k in [
+            "RANK",
+            "WORLD_SIZE",
+            "LOCAL_RANK",
+            "SLURM_PROCID",
+            "SLURM_NTASKS",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.spawn().unwrap()
+    };
+    let mut first = agent();
+    // The first agent hosts the rendezvous store; the second joins it.
+    std::thread::sleep(Duration::from_secs(3));
+    let second = agent();
+    let t0 = Instant::now();
+    while metric_lines(&runf) < 2 {
+        if first.try_wait().unwrap().is_some() || t0.elapsed() > Duration::from_secs(180) {
+            let _ = first.kill();
+            let o = first.wait_with_output().unwrap();
+            panic!("no epoch 2 from the first agent: {}", text(&o.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(rank_pids(&runf).len(), 2, "two ranks ran");
+    // The second node is lost: its agent and its worker killed at once.
+    for pid in children_of(second.id()) {
+        // SAFETY: kill(2) on a worker of the agent this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    // SAFETY: kill(2) on the agent this test started.
+    unsafe { libc::kill(second.id() as i32, libc::SIGKILL) };
+    let _ = second.wait_with_output();
+    let o = wait(first, Duration::from_secs(300), "torchrun");
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("resuming after epoch"), "{err}");
+    assert_eq!(metric_epochs(&runf), (1..=epochs).collect::<Vec<_>>());
+}
