@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Python package's tests (python/tests), run by scripts/test.sh after the Rust tests:
 #   - a venv in target/pyvenv with numpy and pytest from PyPI;
-#   - torch, only when pip can take it offline from third_party/wheels with everything it
+#   - torch, from scripts/test-venv.sh (PyPI), else offline from third_party/wheels with everything it
 #     needs (otherwise the example's test is skipped, saying so);
 #   - the native module built by cargo in the workspace's dev profile, beside the uic binary
 #     so that the features are unified as in `cargo test --workspace` and the Rust build the
@@ -20,7 +20,7 @@ scripts/test-venv.sh
 py="$venv/bin/python"
 if ! "$py" -c "import torch" 2>/dev/null; then
   "$py" -m pip install -q --disable-pip-version-check --no-index --find-links third_party/wheels torch 2>/dev/null \
-    || say "torch is not in third_party/wheels with its dependencies: the torch example's test will be skipped"
+    || say "torch is neither in the venv (scripts/test-venv.sh) nor in third_party/wheels: the torch example's test will be skipped"
 fi
 if [ "${UIC_PY_PROFILE:-dev}" = release ]; then
   say "building and installing ./python with maturin (release)"

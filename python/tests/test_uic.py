@@ -436,7 +436,7 @@ def test_the_torch_example_trains_a_few_steps():
     try:
         import torch  # noqa: F401
     except ImportError:
-        pytest.skip("torch is not installed in this venv (scripts/test.sh installs it only from third_party/wheels when all its wheels are there)")
+        pytest.skip("torch is not installed in this venv (scripts/test-venv.sh installs torch 2.11.0 from PyPI)")
     example = os.path.join(os.path.dirname(__file__), "..", "examples", "train_torch.py")
     r = subprocess.run(
         [sys.executable, example, "--synthetic", "--steps", "4", "--batch-size", "8", "--size", "64", "--arch", "small", "--threads", "2", "--device", "cpu"],

@@ -470,8 +470,8 @@ fn torchrun() -> Option<PathBuf> {
 fn under_torchrun_a_killed_worker_is_restarted_and_the_run_finishes() {
     let Some(torchrun) = torchrun() else {
         eprintln!(
-            "skipped: no torchrun (it comes with PyPI's torch; scripts/test-python.sh installs \
-             it into target/pyvenv when third_party/wheels has torch and its dependencies)"
+            "skipped: no torchrun (it comes with PyPI's torch, which scripts/test-venv.sh \
+             installs into target/pyvenv)"
         );
         return;
     };
@@ -544,8 +544,8 @@ fn children_of(pid: u32) -> Vec<i32> {
 fn under_torchrun_with_nnodes_1_to_2_the_survivor_of_a_lost_node_finishes_alone() {
     let Some(torchrun) = torchrun() else {
         eprintln!(
-            "skipped: no torchrun (it comes with PyPI's torch; scripts/test-python.sh installs \
-             it into target/pyvenv when third_party/wheels has torch and its dependencies)"
+            "skipped: no torchrun (it comes with PyPI's torch, which scripts/test-venv.sh \
+             installs into target/pyvenv)"
         );
         return;
     };
