@@ -20,6 +20,18 @@ fn record_file(dir: &Path) -> PathBuf {
     out
 }
 
+/// A temporary folder with [`record_file`], its bytes stored as `data/train.uicr`, and that
+/// object's URL.
+fn served(s3: &S3) -> (tempfile::TempDir, PathBuf, Vec<u8>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let local_path = record_file(dir.path());
+    let bytes = std::fs::read(&local_path).unwrap();
+    s3.bucket("data");
+    s3.put("data", "train.uicr", &bytes);
+    let url = s3.http_url("data", "train.uicr");
+    (dir, local_path, bytes, url)
+}
+
 /// Small chunks (32 KiB), so that the file spans many; the cache in `dir`.
 fn options(dir: &Path) -> Options {
     Options {
@@ -68,12 +80,7 @@ fn a_remote_file_reads_as_the_local_one_record_by_record_and_batch_by_batch() {
     let Some(s3) = S3::start("a_remote_file_reads_as_the_local_one") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let local_path = record_file(dir.path());
-    let bytes = std::fs::read(&local_path).unwrap();
-    s3.bucket("data");
-    s3.put("data", "train.uicr", &bytes);
-    let url = s3.http_url("data", "train.uicr");
+    let (dir, local_path, bytes, url) = served(&s3);
     let local = RecordFile::open(&local_path).unwrap();
     let n = local.len();
     assert!(
@@ -142,12 +149,7 @@ fn a_server_stopped_mid_epoch_is_an_error_naming_the_url_and_a_restart_recovers(
     let Some(mut s3) = S3::start("a_server_stopped_mid_epoch") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let local_path = record_file(dir.path());
-    let bytes = std::fs::read(&local_path).unwrap();
-    s3.bucket("data");
-    s3.put("data", "train.uicr", &bytes);
-    let url = s3.http_url("data", "train.uicr");
+    let (dir, local_path, bytes, url) = served(&s3);
     let mut o = options(dir.path());
     o.background_fill = false;
     let file = RecordFile::open_url(&url, &o).unwrap();

@@ -402,7 +402,7 @@ fn metric_epochs(run: &Path) -> Vec<u64> {
 /// Waits until `run` has `n` metrics lines, failing if `c` ends first or after `limit`.
 fn wait_for_epochs(c: &mut Child, run: &Path, n: usize, limit: Duration) {
     let t0 = Instant::now();
-    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < n {
+    while metric_lines(run) < n {
         assert!(
             c.try_wait().unwrap().is_none(),
             "the run ended before epoch {n}"
@@ -466,35 +466,33 @@ fn torchrun() -> Option<PathBuf> {
     })
 }
 
-#[test]
-fn under_torchrun_a_killed_worker_is_restarted_and_the_run_finishes() {
-    let Some(torchrun) = torchrun() else {
+/// torchrun, or None after saying the test is skipped.
+fn torchrun_or_skip() -> Option<PathBuf> {
+    let t = torchrun();
+    if t.is_none() {
         eprintln!(
             "skipped: no torchrun (it comes with PyPI's torch, which scripts/test-venv.sh \
              installs into target/pyvenv)"
         );
-        return;
-    };
-    let (tmp, data) = fresh();
-    let runf = tmp.path().join("run");
-    let epochs = 30;
-    let port = free_port().to_string();
-    let mut cmd = Command::new(&torchrun);
-    cmd.args([
-        "--nproc-per-node",
-        "2",
-        "--max-restarts",
-        "1",
-        "--rdzv-backend",
-        "c10d",
-        "--rdzv-endpoint",
-        &format!("127.0.0.1:{port}"),
-        "--no-python",
-        env!("CARGO_BIN_EXE_uic"),
-    ])
-    .args(with_resume(args(&data, &runf, epochs)))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    }
+    t
+}
+
+/// A torchrun agent with `agent_args`, running `uic train --resume` on `data` into `runf`,
+/// its output piped, in an environment without the rank variables of an enclosing job.
+fn torchrun_agent(
+    torchrun: &Path,
+    agent_args: &[&str],
+    data: &Path,
+    runf: &Path,
+    epochs: u64,
+) -> Child {
+    let mut cmd = Command::new(torchrun);
+    cmd.args(agent_args)
+        .args(["--no-python", env!("CARGO_BIN_EXE_uic")])
+        .args(with_resume(args(data, runf, epochs)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for k in [
         "RANK",
         "WORLD_SIZE",
@@ -504,7 +502,29 @@ fn under_torchrun_a_killed_worker_is_restarted_and_the_run_finishes() {
     ] {
         cmd.env_remove(k);
     }
-    let mut agent = cmd.spawn().unwrap();
+    cmd.spawn().unwrap()
+}
+
+#[test]
+fn under_torchrun_a_killed_worker_is_restarted_and_the_run_finishes() {
+    let Some(torchrun) = torchrun_or_skip() else {
+        return;
+    };
+    let (tmp, data) = fresh();
+    let runf = tmp.path().join("run");
+    let epochs = 30;
+    let endpoint = format!("127.0.0.1:{}", free_port());
+    let agent_args = [
+        "--nproc-per-node",
+        "2",
+        "--max-restarts",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        &endpoint,
+    ];
+    let mut agent = torchrun_agent(&torchrun, &agent_args, &data, &runf, epochs);
     wait_for_epochs(&mut agent, &runf, 2, Duration::from_secs(180));
     let pids = rank_pids(&runf);
     assert_eq!(pids.len(), 2, "{pids:?}");
@@ -542,55 +562,33 @@ fn children_of(pid: u32) -> Vec<i32> {
 
 #[test]
 fn under_torchrun_with_nnodes_1_to_2_the_survivor_of_a_lost_node_finishes_alone() {
-    let Some(torchrun) = torchrun() else {
-        eprintln!(
-            "skipped: no torchrun (it comes with PyPI's torch, which scripts/test-venv.sh \
-             installs into target/pyvenv)"
-        );
+    let Some(torchrun) = torchrun_or_skip() else {
         return;
     };
     let (tmp, data) = fresh();
     let runf = tmp.path().join("run");
     let epochs = 30;
-    let port = free_port().to_string();
-    let endpoint = format!("127.0.0.1:{port}");
+    let endpoint = format!("127.0.0.1:{}", free_port());
     // Two agents on this machine, as two nodes of an elastic job (1 to 2 nodes).
-    let agent = || {
-        let mut cmd = Command::new(&torchrun);
-        cmd.args([
-            "--nnodes",
-            "1:2",
-            "--nproc-per-node",
-            "1",
-            "--max-restarts",
-            "3",
-            "--monitor-interval",
-            "1",
-            "--rdzv-backend",
-            "c10d",
-            "--rdzv-endpoint",
-            &endpoint,
-            "--rdzv-id",
-            "elastic",
-            "--rdzv-conf",
-            "last_call_timeout=5,join_timeout=120",
-            "--no-python",
-            env!("CARGO_BIN_EXE_uic"),
-        ])
-        .args(with_resume(args(&data, &runf, epochs)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        for k in [
-            "RANK",
-            "WORLD_SIZE",
-            "LOCAL_RANK",
-            "SLURM_PROCID",
-            "SLURM_NTASKS",
-        ] {
-            cmd.env_remove(k);
-        }
-        cmd.spawn().unwrap()
-    };
+    let agent_args = [
+        "--nnodes",
+        "1:2",
+        "--nproc-per-node",
+        "1",
+        "--max-restarts",
+        "3",
+        "--monitor-interval",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        &endpoint,
+        "--rdzv-id",
+        "elastic",
+        "--rdzv-conf",
+        "last_call_timeout=5,join_timeout=120",
+    ];
+    let agent = || torchrun_agent(&torchrun, &agent_args, &data, &runf, epochs);
     let mut first = agent();
     // The first agent hosts the rendezvous store; the second joins it.
     std::thread::sleep(Duration::from_secs(3));

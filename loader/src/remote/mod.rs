@@ -374,14 +374,10 @@ impl Remote {
 
     /// Makes bytes `r` of the object present in the cache.
     pub(crate) fn ensure(&self, r: Range<u64>) -> Result<()> {
-        let inner = &self.inner;
-        if r.start < r.end && r.end <= inner.size {
-            let (a, b) = (r.start / inner.chunk, (r.end - 1) / inner.chunk);
-            if (a..=b).all(|c| inner.entry.present(c)) {
-                return Ok(());
-            }
+        if self.is_present(r.clone()) {
+            return Ok(());
         }
-        inner.ensure(&inner.chunks_of(r))
+        self.inner.ensure(&self.inner.chunks_of(r))
     }
 
     /// Makes the records' bytes present, fetching their chunks together, and checks each
@@ -467,7 +463,10 @@ impl Remote {
         let e = &self.inner.entry;
         (0..e.chunks())
             .filter(|&c| e.present(c))
-            .map(|c| self.inner.range(c).end - self.inner.range(c).start)
+            .map(|c| {
+                let r = self.inner.range(c);
+                r.end - r.start
+            })
             .sum()
     }
 }
