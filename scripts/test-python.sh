@@ -31,7 +31,9 @@ else
   say "building the native module with cargo and installing ./python into $venv"
   # No target selection here: with one (`--example`), cargo builds only what it names.
   PYO3_BUILD_EXTENSION_MODULE=1 cargo build -q -p uic-python -p uic-tools
-  cargo build -q -p uic-loader --example batch_dump
+  # The whole workspace's features, as `cargo test --workspace --all-targets` built it
+  # (`-p uic-loader` alone rebuilt `image` and `criterion` with fewer features).
+  cargo build -q --workspace --examples
   site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   "$py" -m pip uninstall -q -y uic 2>/dev/null || true
   rm -rf "$site/uic"
