@@ -46,14 +46,23 @@ pub(crate) fn chance(p: f64) -> f64 {
 
 /// The RNG of one sample in one epoch. It depends only on `(seed, epoch, index)`, never on
 /// which thread draws it or when, so augmented batches are identical for any thread count.
+///
+/// A run names this stream `uic_loader::seeds::Stream::Augment`, which checks it against the
+/// run's other streams.
 pub fn sample_rng(seed: u64, epoch: u64, index: u64) -> Xoshiro256PlusPlus {
-    // SplitMix64-style mixing of the three words into one well-spread seed.
+    Xoshiro256PlusPlus::seed_from_u64(sample_seed(seed, epoch, index))
+}
+
+/// The seed of [`sample_rng`]: SplitMix64-style mixing of the three words into one
+/// well-spread seed.
+#[must_use]
+pub fn sample_seed(seed: u64, epoch: u64, index: u64) -> u64 {
     let mut z = seed
         ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15)
         ^ index.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    Xoshiro256PlusPlus::seed_from_u64(z ^ (z >> 31))
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

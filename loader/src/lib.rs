@@ -39,6 +39,7 @@ pub mod pipeline;
 pub mod planes;
 mod reader;
 pub mod remote;
+pub mod seeds;
 pub mod synth;
 pub mod temp;
 mod writer;

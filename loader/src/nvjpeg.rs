@@ -3,8 +3,8 @@
 //! and flip as the CPU pipeline draws from the same seed.
 //!
 //! How a batch is made ([`NvJpegLoader::batch`]):
-//! 1. Each sample's crop and flip are drawn from `sample_rng(seed, epoch, position)`, exactly
-//!    as the CPU pipeline draws them.
+//! 1. Each sample's crop and flip are drawn from the `Stream::Augment` stream of `(seed,
+//!    epoch, position)`, exactly as the CPU pipeline draws them.
 //! 2. Baseline 3-channel JPEGs go to the GPU. With the hardware backend (A100, H100 and
 //!    later have JPEG engines), those that `nvjpegDecodeBatchedSupported` accepts are decoded
 //!    in one `nvjpegDecodeBatched` call; the rest, and every image when the batched call
@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use nvjpeg_sys as nv;
 use tch::{Device, Kind, Tensor};
-use uic_augment::{sample_rng, Drawn};
+use uic_augment::Drawn;
 
 use crate::crop::{center_crop, random_resized_crop, CropDecoder, Rect};
 use crate::error::{Error, Result};
@@ -217,7 +217,11 @@ impl NvJpegLoader {
     /// `pos`, as the CPU pipeline draws them.
     pub fn draw(&self, epoch: u64, pos: usize, width: u32, height: u32) -> (Rect, Drawn) {
         let cfg = &self.cfg;
-        let mut rng = sample_rng(cfg.seed, epoch, (pos * cfg.views) as u64);
+        let mut rng = crate::seeds::Stream::Augment {
+            epoch,
+            draw: (pos * cfg.views) as u64,
+        }
+        .rng(cfg.seed);
         let crop = match cfg.crop {
             CropMode::RandomResized(rrc) => random_resized_crop(width, height, &rrc, &mut rng),
             CropMode::Center { resize } => {

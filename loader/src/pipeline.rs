@@ -12,9 +12,10 @@
 //! - At most `batches_ahead` finished batches wait for the consumer: that is the
 //!   back-pressure. If the consumer keeps every batch alive (collects them), the pool of
 //!   slots grows by one rather than deadlock.
-//! - Every random choice of a sample comes from `sample_rng(seed, epoch, position)`, where
-//!   `position` is the draw's place in the epoch (a sample drawn twice gets two different
-//!   views), so batches are identical whatever the thread count or timing.
+//! - Every random choice of a sample comes from the [`crate::seeds::Stream::Augment`] stream
+//!   of `(seed, epoch, position)`, where `position` is the draw's place in the epoch (a
+//!   sample drawn twice gets two different views), so batches are identical whatever the
+//!   thread count or timing.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -22,9 +23,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::seeds::Stream;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use rayon::prelude::*;
-use uic_augment::{sample_rng, Augment, Drawn, Preset};
+use uic_augment::{Augment, Drawn, Preset};
 
 use crate::crop::{center_crop, random_resized_crop, CropDecoder, Rect, RrcConfig};
 use crate::error::{Error, Result};
@@ -603,7 +605,11 @@ fn sample_into(
     let idx = shared.indices[pos];
     let s = shared.file.sample(idx);
     let at = shared.positions.as_ref().map_or(pos, |p| p[pos]);
-    let mut rng = sample_rng(cfg.seed, shared.epoch, (at * cfg.views + v) as u64);
+    let mut rng = Stream::Augment {
+        epoch: shared.epoch,
+        draw: (at * cfg.views + v) as u64,
+    }
+    .rng(cfg.seed);
     let crop = match cfg.crop {
         CropMode::RandomResized(rrc) => random_resized_crop(s.width, s.height, &rrc, &mut rng),
         CropMode::Center { resize } => {

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use uic_augment::{sample_rng, Augment, Preset};
+use uic_augment::{Augment, Preset};
 use uic_loader::crop::{random_resized_crop, CropDecoder, RrcConfig};
 use uic_loader::jpeg::{Decoder, Scale};
 use uic_loader::order::{Order, Random};
+use uic_loader::seeds::Stream;
 use uic_loader::{CropMode, Loader, LoaderConfig, RecordFile, StorageMode};
 
 #[derive(Debug, clap::Subcommand)]
@@ -347,7 +348,11 @@ fn loader(a: LoaderArgs) -> Result<ExitCode> {
         let t = Instant::now();
         for (pos, &i) in order.indices(epoch).iter().enumerate() {
             let s = file.sample(i);
-            let mut rng = sample_rng(seed, epoch, pos as u64);
+            let mut rng = Stream::Augment {
+                epoch,
+                draw: pos as u64,
+            }
+            .rng(seed);
             let crop = random_resized_crop(s.width, s.height, &rrc, &mut rng);
             crop_dec.decode(s.mode, s.data, s.width, s.height, crop, out, &mut px)?;
         }

@@ -15,7 +15,7 @@
 //!   ops on the training device (`--augment-on device`).
 //!
 //! The modules form layers, each using only those above it:
-//! `error`, `seeds`, `schedule`, `nmi`, `labels`, `sgd`, `device_augment` → `model` →
+//! `error`, `schedule`, `nmi`, `labels`, `sgd`, `device_augment` → `model` →
 //! `config` → `data`, `metrics`, `checkpoint` → `infer` (features and predictions) →
 //! `train`, `eval`, `kmeans`.
 //!
@@ -48,7 +48,6 @@ pub mod metrics;
 pub mod model;
 pub mod nmi;
 pub mod schedule;
-mod seeds;
 pub mod sgd;
 mod train;
 

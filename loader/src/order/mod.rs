@@ -76,9 +76,5 @@ impl std::str::FromStr for OrderKind {
 
 /// The RNG of an order in an epoch: a pure function of (seed, epoch).
 pub(crate) fn epoch_rng(seed: u64, epoch: u64) -> rand_xoshiro::Xoshiro256PlusPlus {
-    use rand::SeedableRng;
-    let mut z = seed ^ epoch.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(z ^ (z >> 31))
+    crate::seeds::Stream::Order { epoch }.rng(seed)
 }

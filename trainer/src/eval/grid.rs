@@ -5,10 +5,9 @@
 //! either way.
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_xoshiro::Xoshiro256PlusPlus;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
+use uic_loader::seeds::Stream;
 
 use super::features::Features;
 use super::probe::{probe_init, probe_lr_factor, Probe, ProbeConfig};
@@ -150,7 +149,7 @@ pub(crate) fn train_fits(
             GridFit::new(dims[s.layer], classes, st, cfg, &s.grid)
         })
         .collect();
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
+    let mut rng = Stream::ProbeOrder.rng(cfg.seed);
     let mut order: Vec<usize> = (0..rows.len()).collect();
     for epoch in 0..cfg.epochs {
         let scale = probe_lr_factor(cfg, epoch);
@@ -350,7 +349,7 @@ mod tests {
         let y = Tensor::from_slice(&labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
         let stats = cfg.standardize.then(|| column_stats(&train));
         let mut fit = ProbeFit::new(d, classes, stats, cfg);
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
+        let mut rng = Stream::ProbeOrder.rng(cfg.seed);
         let mut order: Vec<i64> = (0..n).collect();
         for epoch in 0..cfg.epochs {
             let lr = probe_lr(cfg, epoch);

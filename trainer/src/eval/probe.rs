@@ -3,10 +3,10 @@
 //! seeded initialisation, standardisation statistics, and a probe trained batch by batch
 //! ([`ProbeFit`], for views that arrive batch by batch).
 
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
+use rand::Rng;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
+use uic_loader::seeds::Stream;
 
 use crate::sgd::Sgd;
 
@@ -172,7 +172,7 @@ pub(crate) fn column_stats(x: &Tensor) -> (Tensor, Tensor) {
 /// generator, which any other thread may reseed or draw from between our seeding and our
 /// draws: probes trained side by side (tests run in parallel) stay reproducible.
 pub(crate) fn probe_init(d: i64, c: i64, seed: u64) -> (Tensor, Tensor) {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x7072_6f62_6569_6e69);
+    let mut rng = Stream::ProbeInit.rng(seed);
     let bound = 1.0 / (d as f32).sqrt();
     let mut draw = |n: i64| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-bound..bound)).collect() };
     let w = draw(c * d);

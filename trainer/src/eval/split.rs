@@ -2,14 +2,13 @@
 //! images that test it.
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_xoshiro::Xoshiro256PlusPlus;
+use uic_loader::seeds::Stream;
 
 /// A seeded `train`/`test` split of `0..n`: `train_frac` of a random permutation, then the
 /// rest, each sorted.
 pub fn split(n: usize, train_frac: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut idx: Vec<usize> = (0..n).collect();
-    idx.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
+    idx.shuffle(&mut Stream::EvalSplit.rng(seed));
     let cut = ((n as f64) * train_frac).round() as usize;
     let (mut a, mut b) = (idx[..cut].to_vec(), idx[cut..].to_vec());
     a.sort_unstable();

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use tch::Tensor;
+use uic_loader::seeds::Stream;
 
 use super::features::Features;
 use super::grid::{train_fits, FitSpec};
@@ -65,7 +66,7 @@ pub struct ProbeChoice {
 /// The positions in `0..n` that [`tune_probe`] fits on and holds out to score on: a split
 /// seeded by `cfg.seed`, `search.val_frac` held out, each part sorted.
 fn tune_split(n: usize, cfg: &ProbeConfig, search: &ProbeSearch) -> (Vec<usize>, Vec<usize>) {
-    split(n, 1.0 - search.val_frac, cfg.seed ^ 0x7072_6f62_6576_616c)
+    split(n, 1.0 - search.val_frac, Stream::TuneSplit.seed(cfg.seed))
 }
 
 /// Chooses the probe's learning rate, weight decay and standardisation from `search` by

@@ -17,7 +17,7 @@ pub use alexnet::{AlexNet, AlexNetConfig};
 pub use resnet::ResNet50;
 
 use crate::error::{Error, Result};
-use crate::seeds::torch_seed;
+use uic_loader::seeds::TorchStream;
 
 /// The backbone architectures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,7 +190,7 @@ impl Model {
     /// # Errors
     /// Settings out of range.
     pub fn init(cfg: &ModelConfig, seed: u64, device: Device) -> Result<Self> {
-        tch::manual_seed(torch_seed(seed, u64::MAX));
+        tch::manual_seed(TorchStream::InitWeights.seed(seed));
         let mut m = Model::new(cfg, Device::Cpu)?;
         if device != Device::Cpu {
             m.to_device(device);

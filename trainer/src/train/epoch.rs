@@ -22,7 +22,7 @@ use crate::infer::{self, Layer};
 use crate::labels::size_stats;
 use crate::metrics::{EpochMetrics, Phase};
 use crate::nmi::{nmi, nmi_both, Normalization};
-use crate::seeds::{stream_rng, torch_seed, STREAM_EMPTY};
+use uic_loader::seeds::{Stream, TorchStream};
 
 /// What the labels phase did.
 struct Labelling {
@@ -95,8 +95,8 @@ impl Trainer {
             .unwrap_or_else(Instant::now);
         // Each rank its own dropout masks (rank 0 keeps the single-process run's), not one
         // mask repeated on every rank's share of the batch.
-        let rank = self.rank().0 as i64;
-        tch::manual_seed(torch_seed(self.cfg.seed, e).wrapping_add(rank.wrapping_mul(0x9e37_79b9)));
+        let rank = self.rank().0 as u64;
+        tch::manual_seed(TorchStream::Dropout { epoch: e, rank }.seed(self.cfg.seed));
         let order = self.epoch_order(e);
         let (before, labelling, mut steps) = match resume {
             None => {
@@ -165,11 +165,12 @@ impl Trainer {
         let restored = r.files.rng.len() == world
             && uic_c10d::rng::set_state(device, &r.files.rng[rank]).is_ok();
         if !restored {
-            tch::manual_seed(
-                torch_seed(self.cfg.seed, e)
-                    .wrapping_add((rank as i64).wrapping_mul(0x9e37_79b9))
-                    .wrapping_add((p.batches as i64).wrapping_mul(0x2545_f491)),
-            );
+            let stream = TorchStream::DropoutAfterResume {
+                epoch: e,
+                rank: rank as u64,
+                batches: p.batches,
+            };
+            tch::manual_seed(stream.seed(self.cfg.seed));
         }
         let batches = p.batches as usize;
         let (_, mut positions) = shard(&order, self.cfg.batch_size, rank, world);
@@ -440,7 +441,7 @@ impl Trainer {
             Phase::Uic if labelling.kmeans => labelling.reseeded,
             Phase::Uic => {
                 self.labels
-                    .end_epoch(&mut stream_rng(self.cfg.seed, STREAM_EMPTY, e))
+                    .end_epoch(&mut Stream::EmptySplit { epoch: e }.rng(self.cfg.seed))
                     .empty_fixed
             }
             Phase::Fft => 0,
@@ -612,10 +613,10 @@ impl Trainer {
             false,
         )?;
         let x = crate::kmeans::pca_whiten_l2(&feats[0], i64::from(self.cfg.pca_dims));
-        let seed = self.cfg.seed ^ e.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let seed = Stream::KMeans { epoch: e }.seed(self.cfg.seed);
         let c = crate::kmeans::kmeans(&x, self.cfg.k, self.cfg.kmeans_iters, seed);
         self.labels.set_targets(c.assignment)?;
-        tch::manual_seed(torch_seed(self.cfg.seed, e ^ 0x5eed));
+        tch::manual_seed(TorchStream::HeadReset { epoch: e }.seed(self.cfg.seed));
         self.model.reset_head();
         self.opt.reset_state("top_layer.");
         Ok(c.reseeded)

@@ -32,9 +32,9 @@ use crate::infer;
 use crate::labels::LabelTable;
 use crate::metrics::{self, EpochMetrics, Phase};
 use crate::model::Model;
-use crate::seeds::{stream_rng, STREAM_INIT};
 use crate::sgd::Sgd;
 use tch::Tensor;
+use uic_loader::seeds::Stream;
 
 /// What a running epoch reports after each batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -256,7 +256,7 @@ impl Trainer {
             .then(|| DeviceAugment::new(uic_augment::Augment::preset(cfg.preset)))
             .flatten();
         Ok(Trainer {
-            labels: LabelTable::random(n, cfg.k, &mut stream_rng(cfg.seed, STREAM_INIT, 0))?,
+            labels: LabelTable::random(n, cfg.k, &mut Stream::InitLabels.rng(cfg.seed))?,
             cfg,
             out: out.to_path_buf(),
             file,
