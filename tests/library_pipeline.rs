@@ -7,7 +7,8 @@ use std::path::Path;
 use uic::loader::convert::{convert, ConvertOptions};
 use uic::loader::synth::{write_image_folder, SynthOptions};
 use uic::trainer::eval::{evaluate, Protocol, What};
-use uic::trainer::{checkpoint, Arch, Layer, Quiet, TrainConfig, Trainer};
+use uic::trainer::infer::Layer;
+use uic::trainer::{checkpoint, Arch, Quiet, TrainConfig, Trainer};
 
 fn small_run() -> TrainConfig {
     TrainConfig {

@@ -2,8 +2,8 @@
 //! per-sample RNG derived from (seed, epoch, index).
 //!
 //! Each operation lives in its own file as a plain kernel on slices plus a config struct:
-//! [`flip`], [`jitter`] (brightness, contrast, saturation, hue), [`grayscale`], [`blur`],
-//! [`sobel`], [`normalize`]. Their arithmetic follows torchvision's tensor functions on uint8
+//! [`flip`], [`jitter`] (brightness, contrast, saturation, hue), [`grayscale()`], [`blur`],
+//! [`sobel()`], [`normalize()`]. Their arithmetic follows torchvision's tensor functions on uint8
 //! images, checked against golden outputs in `tests/golden.rs`. [`Augment`] chains them
 //! into the paper's presets; [`sample_rng`] gives each sample its own random stream.
 //!

@@ -2,7 +2,7 @@
 //!
 //! - [`RecordWriter`] streams samples into a record file, atomically; [`RecordFile`] maps
 //!   one, validates every table entry against the file length on open, and gives O(1)
-//!   random access to [`Sample`]s. The byte layout is in [`format`] and `docs/format.md`.
+//!   random access to [`Sample`]s. The byte layout is in [`format`](mod@format) and `docs/format.md`.
 //! - [`jpeg`] wraps libjpeg-turbo (TurboJPEG 3): header, scaled decode into caller
 //!   buffers, encode.
 //! - [`convert`] turns an ImageFolder tree, a flat folder plus labels CSV, or a file list

@@ -9,7 +9,7 @@ use uic_trainer::eval::{
     evaluate_with, EvalReport, ProbeChoice, ProbeTest, ProbeTrain, ProbeTune, Protocol, Scores,
     Stage, What,
 };
-use uic_trainer::Layer;
+use uic_trainer::infer::Layer;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -12,7 +12,7 @@ use uic_trainer::metrics::read_metrics;
 pub fn write(run: &Path) -> Result<Vec<PathBuf>> {
     let m = read_metrics(&run.join("metrics.jsonl"))?;
     let mut out = Vec::new();
-    let pts = |f: &dyn Fn(&uic_trainer::EpochMetrics) -> Option<f64>| -> Vec<(f64, f64)> {
+    let pts = |f: &dyn Fn(&uic_trainer::metrics::EpochMetrics) -> Option<f64>| -> Vec<(f64, f64)> {
         m.iter()
             .filter_map(|e| f(e).map(|v| (e.epoch as f64, v)))
             .collect()

@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use uic_c10d::Launch;
 use uic_trainer::checkpoint;
 use uic_trainer::{
-    Arch, EpochMetrics, InitLabels, Observer, Preset, Progress, Schedule, TrainConfig, Trainer,
+    metrics::EpochMetrics, Arch, InitLabels, Observer, Preset, Progress, Schedule, TrainConfig,
+    Trainer,
 };
 use uic_trainer::{Dist, Ended};
 
@@ -283,7 +284,7 @@ pub fn with_defaults(mut cmd: clap::Command) -> clap::Command {
     }
     // The rule of what may change is the library's list, not retyped here.
     if cmd.get_arguments().any(|a| a.get_id() == "resume") {
-        let may: Vec<String> = uic_trainer::config::RESUME_MAY_CHANGE
+        let may: Vec<String> = uic_trainer::RESUME_MAY_CHANGE
             .iter()
             .map(|s| format!("--{}", s.replace('_', "-")))
             .collect();

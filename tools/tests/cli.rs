@@ -301,7 +301,7 @@ fn train_help_shows_the_code_defaults_and_each_enum_parses_one_way() {
         }
     }
     // The rule of what --resume may change is the library's list.
-    for k in uic_trainer::config::RESUME_MAY_CHANGE {
+    for k in uic_trainer::RESUME_MAY_CHANGE {
         let flag = format!("--{}", k.replace('_', "-"));
         let rule = help
             .split("Only ")

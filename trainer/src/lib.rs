@@ -3,9 +3,10 @@
 //! Unsupervised Image Classification (Chen et al.) trains a classifier on its own
 //! pseudo-labels: each image's target is the argmax the network gave it in the previous
 //! epoch's training forward pass. The main types:
-//! - [`Trainer`]: the loop (class-balanced sampling, double-buffered [`LabelTable`], empty
-//!   classes split off the largest, linear or cosine lr), with per-epoch `metrics.jsonl`
-//!   and atomic [`checkpoint`]s that a resumed run continues exactly;
+//! - [`Trainer`]: the loop (class-balanced sampling, double-buffered
+//!   [`labels::LabelTable`], empty classes split off the largest, linear or cosine lr), with
+//!   per-epoch `metrics.jsonl` and atomic [`checkpoint`]s that a resumed run continues
+//!   exactly;
 //! - [`Model`]: AlexNet-BN, the small AlexNet, ResNet-50, with the fixed Sobel input layer;
 //! - [`TrainConfig`]: every setting, from TOML or code;
 //! - [`eval`]: the paper's evaluation (kNN, linear probes, NMI) as a library call with a
@@ -13,6 +14,10 @@
 //! - [`nmi`]: normalised mutual information, arithmetic and geometric;
 //! - [`DeviceAugment`]: the strong preset's jitter, grayscale and blur as batched libtorch
 //!   ops on the training device (`--augment-on device`).
+//!
+//! Modules are private unless another crate uses them, and each item has one path: the
+//! crate root for the types above, the module for the rest (`eval::evaluate`,
+//! `labels::fix_empty_classes`, `metrics::EpochMetrics`).
 //!
 //! The modules form layers, each using only those above it:
 //! `error`, `schedule`, `nmi`, `labels`, `sgd`, `device_augment` → `model` →
@@ -35,32 +40,32 @@
 pub mod alloc;
 pub mod amp;
 pub mod checkpoint;
-pub mod config;
-pub mod data;
-pub mod device_augment;
-pub mod dist;
+mod config;
+mod data;
+mod device_augment;
+mod dist;
 mod error;
 pub mod eval;
 pub mod infer;
-pub mod kmeans;
+mod kmeans;
 pub mod labels;
 pub mod metrics;
-pub mod model;
+mod model;
 pub mod nmi;
-pub mod schedule;
+mod schedule;
 pub mod sgd;
 mod train;
 
 pub use tch;
 
-pub use config::{set_threads, AugmentOn, Decoder, DeviceChoice, InitLabels, Labeler, TrainConfig};
+pub use config::{
+    core_share, set_threads, AugmentOn, Decoder, DeviceChoice, InitLabels, Labeler, TrainConfig,
+    PER_RANK, RESUME_MAY_CHANGE,
+};
 pub use data::{eval_loader_config, train_loader_config};
 pub use device_augment::DeviceAugment;
 pub use dist::{Collective, Dist, Solo};
 pub use error::{Error, Result};
-pub use infer::Layer;
-pub use labels::LabelTable;
-pub use metrics::{EpochMetrics, Phase};
 pub use model::{Arch, Model, ModelConfig};
 pub use schedule::Schedule;
 pub use train::{

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// How a labels file was written, detected by [`read_labels`].
+/// How a labels file was written, detected by `read_labels`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LabelsFormat {
     /// A CSV with a header row and a file and a label column.

@@ -1,9 +1,9 @@
 //! Converting image folders into record files: `uic convert`'s library API.
 //!
-//! [`discover`](source::discover) turns an input (an ImageFolder tree, a flat folder with a
+//! [`source::discover`] turns an input (an ImageFolder tree, a flat folder with a
 //! labels file, a file list, the ImageNet train tar, a tar with a labels file, or WebDataset
 //! shards) into an ordered list of sources; [`prepare`](prepare::prepare)
-//! turns one file's bytes into a record or a reason to skip it; [`convert`](run::convert)
+//! turns one file's bytes into a record or a reason to skip it; [`run::convert`]
 //! runs both in parallel and writes the record file and its JSON report.
 
 mod labels;

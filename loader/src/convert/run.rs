@@ -117,7 +117,7 @@ fn with_codec<T>(
 /// # Errors
 /// - [`Error::Input`] when nothing usable was found, or under `strict` when anything was
 ///   skipped; the report is still written and no record file is.
-/// - I/O errors on the output, and the errors of [`discover`].
+/// - I/O errors on the output, and the errors of [`super::source::discover`].
 pub fn convert(
     input: &Path,
     output: &Path,

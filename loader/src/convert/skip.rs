@@ -15,7 +15,7 @@ pub enum SkipReason {
     /// Its name does not end in an image extension.
     NotImageExtension,
     /// A labels file was given and has no label for it (`noun`: the file's kind, as
-    /// [`super::labels::LabelsFormat::noun`] names it).
+    /// `LabelsFormat::noun` names it).
     NotInLabels {
         /// "labels CSV", "val.txt-style list"...
         noun: &'static str,

@@ -8,7 +8,7 @@
 //!   `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, ...).
 //! - The cache holds one sparse file per object version (the ETag, or the size and time
 //!   without one), as long as the object, and a byte per chunk saying the chunk is there
-//!   ([`cache`]). The record file is memory-mapped from it, as a local file is: a chunk is
+//!   (`cache.rs`). The record file is memory-mapped from it, as a local file is: a chunk is
 //!   written (`pwrite`) before its byte is set, so a killed run never leaves a chunk marked
 //!   present that is not.
 //! - Opening fetches the header and the tables first, and checks them as for a local file,

@@ -376,21 +376,10 @@ pub fn evaluate_with(
     })
 }
 
-/// The scores of one backbone.
+/// The scores of one backbone, telling `stage` the name of each part as it starts.
 ///
 /// # Errors
 /// A loader failure, or conv layers of a ResNet.
-pub fn scores(
-    model: &Model,
-    cfg: &TrainConfig,
-    p: &Protocol,
-    d: &EvalData,
-    layers: &[Layer],
-) -> Result<Scores> {
-    scores_with(model, cfg, p, d, layers, &mut |_| {})
-}
-
-/// [`scores`], telling `stage` the name of each part as it starts.
 fn scores_with(
     model: &Model,
     cfg: &TrainConfig,
