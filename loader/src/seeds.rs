@@ -111,6 +111,8 @@ pub enum TorchStream {
     /// from a checkpoint that lacks the generator's saved state.
     DropoutAfterResume { epoch: u64, rank: u64, batches: u64 },
     /// The classifier layer's fresh weights after k-means relabels at the start of `epoch`.
+    /// Its seed equals `Dropout { epoch: epoch ^ 0x5eed, rank: 0 }`'s, an epoch (24,000 and
+    /// up) beyond what the tests check and any run reaches.
     HeadReset { epoch: u64 },
 }
 
