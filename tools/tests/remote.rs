@@ -112,6 +112,24 @@ fn convert_uploads_and_inspect_verify_and_train_read_the_url_as_the_local_file()
             "{f} differs"
         );
     }
+
+    // `uic eval` reads the URL as the local file: the same scores, training file and test
+    // file both from the URL.
+    let eval = |data: &str| {
+        let out = uic(&s3, &cache)
+            .args(["eval", "knn", "--json", "--checkpoint"])
+            .arg(&a)
+            .args(["--data", data, "--test-data", data])
+            .output()
+            .unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_str(text(&ok(out, "eval").stdout).trim()).unwrap();
+        v.as_object_mut().unwrap().remove("seconds");
+        v
+    };
+    let (from_file, from_url) = (eval(local.to_str().unwrap()), eval(url));
+    assert!(from_file["knn_top1"].is_number(), "{from_file}");
+    assert_eq!(from_file, from_url);
 }
 
 #[test]
