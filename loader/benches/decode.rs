@@ -5,7 +5,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use rand::SeedableRng;
 use uic_loader::crop::{random_resized_crop, CropDecoder, RrcConfig};
 use uic_loader::jpeg::{Decoder, EncodeOptions, Encoder, PixelFormat, Scale, Subsampling};
-use uic_loader::pipeline::hwc_to_chw;
+use uic_loader::planes::hwc_to_chw;
 use uic_loader::StorageMode;
 
 fn photo(w: u32, h: u32) -> Vec<u8> {

@@ -9,7 +9,7 @@
 //!   into a record file, reporting every skipped or altered file.
 //! - [`crop`] decodes only the region a crop keeps (fused RandomResizedCrop, centre crop,
 //!   ten-crop); [`order`] gives each epoch's indices (sequential, random, quasi-random,
-//!   subset, class-balanced; sharded); [`pipeline`]'s [`Loader`] turns them into batches on
+//!   subset, class-balanced; sharded); the [`Loader`] turns them into batches on
 //!   worker threads.
 //! - [`planes`] copies packed RGB into a batch's planes (SIMD), mirroring on the way.
 //! - [`synth`] draws synthetic labelled images for demos and tests, and writes data sets of
@@ -35,7 +35,7 @@ pub mod jpeg;
 #[cfg(feature = "nvjpeg")]
 pub mod nvjpeg;
 pub mod order;
-pub mod pipeline;
+mod pipeline;
 pub mod planes;
 mod reader;
 pub mod remote;
@@ -46,6 +46,8 @@ mod writer;
 
 pub use error::{Error, Result};
 pub use format::{Header, StorageMode};
-pub use pipeline::{Batch, CropMode, Epoch, Loader, LoaderConfig, NextError};
+pub use pipeline::{
+    Batch, CropMode, Epoch, Loader, LoaderConfig, LoaderStats, NextError, FAIL_AT_VAR,
+};
 pub use reader::{BadRecord, RecordFile, Sample};
 pub use writer::{write_atomic, NewSample, RecordWriter, WriterOptions, WrittenFile};

@@ -30,7 +30,7 @@ use uic_augment::{Augment, Drawn, Preset};
 
 use crate::crop::{center_crop, random_resized_crop, CropDecoder, Rect, RrcConfig};
 use crate::error::{Error, Result};
-pub use crate::planes::hwc_to_chw;
+use crate::planes::hwc_to_chw;
 use crate::reader::RecordFile;
 
 /// How a sample's crop is chosen.
