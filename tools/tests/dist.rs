@@ -9,15 +9,19 @@ use std::time::{Duration, Instant};
 use uic_loader::convert::{self, ConvertOptions};
 use uic_loader::synth::{self, SynthOptions};
 
+/// The variables that make `uic train` a rank of a larger world (torchrun's and srun's),
+/// which a test's own environment must not pass on.
+pub(crate) const RANK_VARS: [&str; 5] = [
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "SLURM_PROCID",
+    "SLURM_NTASKS",
+];
+
 fn uic() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_uic"));
-    for k in [
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "SLURM_PROCID",
-        "SLURM_NTASKS",
-    ] {
+    for k in RANK_VARS {
         c.env_remove(k);
     }
     c

@@ -35,13 +35,7 @@ fn start(args: &[String], envs: &[(&str, &str)], ranks: Option<(usize, usize, u1
         .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for k in [
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "SLURM_PROCID",
-        "SLURM_NTASKS",
-    ] {
+    for k in crate::dist::RANK_VARS {
         c.env_remove(k);
     }
     if let Some((rank, world, port)) = ranks {
@@ -493,13 +487,7 @@ fn torchrun_agent(
         .args(with_resume(args(data, runf, epochs)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for k in [
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "SLURM_PROCID",
-        "SLURM_NTASKS",
-    ] {
+    for k in crate::dist::RANK_VARS {
         cmd.env_remove(k);
     }
     cmd.spawn().unwrap()
