@@ -43,7 +43,7 @@ fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
 pub struct SyncArgs {
     /// Model settings, as for `uic train` (the gradients are the model's parameters').
     #[command(flatten)]
-    pub set: crate::train::Overrides,
+    pub set: uic_trainer::TrainOverrides,
     /// Allreduce one flat float32 buffer of this many megabytes (2^20 bytes) instead.
     #[arg(long)]
     pub mb: Option<f64>,
@@ -64,7 +64,7 @@ pub struct SyncArgs {
 pub struct StepArgs {
     /// Model and batch settings, as for `uic train`.
     #[command(flatten)]
-    pub set: crate::train::Overrides,
+    pub set: uic_trainer::TrainOverrides,
     /// Timed steps (at least 1).
     #[arg(long, default_value_t = 60, value_parser = at_least_one())]
     pub steps: usize,
@@ -347,6 +347,7 @@ fn loader(a: LoaderArgs) -> Result<ExitCode> {
     let mut limit_pass = |epoch: u64| -> Result<f64> {
         let t = Instant::now();
         for (pos, &i) in order.indices(epoch).iter().enumerate() {
+            file.fetch(&[i])?; // a remote file's cache may have let it go
             let s = file.sample(i);
             let mut rng = Stream::Augment {
                 epoch,

@@ -122,10 +122,8 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    // The settings' defaults come from `TrainConfig::default()`, written into the help here.
-    let cmd = Cli::command()
-        .mut_subcommand("train", train::with_defaults)
-        .mut_subcommand("bench", |b| b.mut_subcommand("step", train::with_defaults));
+    // The flags of the settings, with their defaults, are the library's `TrainOverrides`.
+    let cmd = Cli::command().mut_subcommand("train", train::with_resume_rule);
     let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     // Before any thread starts, and before the re-execution below, which keeps them: the
     // loader (and the ranks a launcher starts) read the cache settings from the environment.

@@ -8,8 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use uic_c10d::Launch;
 use uic_trainer::checkpoint;
 use uic_trainer::{
-    metrics::EpochMetrics, Arch, InitLabels, Observer, Preset, Progress, Schedule, TrainConfig,
-    Trainer,
+    metrics::EpochMetrics, Observer, Progress, TrainConfig, TrainOverrides, Trainer,
 };
 use uic_trainer::{Dist, Ended};
 
@@ -30,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     pub resume: bool,
     #[command(flatten)]
-    pub set: Overrides,
+    pub set: TrainOverrides,
     /// No progress bar (one line per epoch only).
     #[arg(long)]
     pub quiet: bool,
@@ -71,232 +70,22 @@ pub enum Backend {
     Nccl,
 }
 
-/// Settings that override the config file. Defaults are the paper's: `TrainConfig::default()`,
-/// which [`with_defaults`] writes into the help.
-#[derive(Debug, Default, Clone, clap::Args)]
-pub struct Overrides {
-    /// Backbone.
-    #[arg(long)]
-    pub arch: Option<Arch>,
-    /// Channel multiplier of the AlexNets.
-    #[arg(long)]
-    pub width: Option<f64>,
-    /// Crop side in pixels.
-    #[arg(long)]
-    pub input_size: Option<u32>,
-    /// Least crop area of RandomResizedCrop.
-    #[arg(long)]
-    pub min_scale: Option<f64>,
-    /// Pseudo-classes.
-    #[arg(long)]
-    pub k: Option<usize>,
-    /// Epochs.
-    #[arg(long)]
-    pub epochs: Option<u64>,
-    /// Batch size.
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Passes over the data per epoch, for small sets.
-    #[arg(long)]
-    pub epoch_repeats: Option<u64>,
-    /// Base learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Learning-rate schedule: linear (paper), cosine (official code) or constant.
-    #[arg(long)]
-    pub schedule: Option<Schedule>,
-    /// SGD momentum.
-    #[arg(long)]
-    pub momentum: Option<f64>,
-    /// Weight decay.
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Dropout in AlexNet's FC layers.
-    #[arg(long)]
-    pub dropout: Option<f64>,
-    /// Augmentation: paper (crop + flip) or strong (+ jitter, grayscale, blur).
-    #[arg(long)]
-    pub preset: Option<Preset>,
-    /// The fixed Sobel input layer [default: on for alexnet, off otherwise].
-    #[arg(long, overrides_with = "no_sobel")]
-    pub sobel: bool,
-    /// No Sobel layer.
-    #[arg(long)]
-    pub no_sobel: bool,
-    /// An MLP before the classifier layer, as in the official code [default: off].
-    #[arg(long, overrides_with = "no_mlp_head")]
-    pub mlp_head: bool,
-    /// No MLP before the classifier layer (undoes `mlp_head = true` of a --config file).
-    #[arg(long)]
-    pub no_mlp_head: bool,
-    /// Initial labels: random (official code) or inference (one centre-crop pass).
-    #[arg(long)]
-    pub init_labels: Option<InitLabels>,
-    /// Labeler: uic, or kmeans (DeepCluster-style: extra pass, PCA-256, k-means) to compare.
-    #[arg(long)]
-    pub labeler: Option<uic_trainer::Labeler>,
-    /// PCA dimensions of the k-means labeler.
-    #[arg(long)]
-    pub pca_dims: Option<u32>,
-    /// Lloyd iterations of the k-means labeler.
-    #[arg(long)]
-    pub kmeans_iters: Option<usize>,
-    /// Further fine-tuning epochs with labels fixed by a centre-crop pass.
-    #[arg(long)]
-    pub fft_epochs: Option<u64>,
-    /// Base learning rate of the fine-tuning epochs.
-    #[arg(long)]
-    pub fft_lr: Option<f64>,
-    /// Device: cpu or cuda (needs a build with `--features cuda`).
-    #[arg(long)]
-    pub device: Option<uic_trainer::DeviceChoice>,
-    /// Decoder of the training batches: cpu (TurboJPEG) or nvjpeg (on the CUDA device; needs
-    /// a build with `--features nvjpeg` and --device cuda).
-    #[arg(long)]
-    pub decoder: Option<uic_trainer::Decoder>,
-    /// Where the strong preset's jitter, grayscale and blur run: cpu (the loader's kernels),
-    /// device (libtorch ops on the training device, after the upload) or auto (device after
-    /// --decoder nvjpeg, else cpu).
-    #[arg(long)]
-    pub augment_on: Option<uic_trainer::AugmentOn>,
-    /// bfloat16 autocast in the forward pass (for CUDA) [default: off].
-    #[arg(long, overrides_with = "no_amp")]
-    pub amp: bool,
-    /// No autocast: float32 throughout (undoes `amp = true` of a --config file).
-    #[arg(long)]
-    pub no_amp: bool,
-    /// Channels-last (NHWC) activations [default: on].
-    #[arg(long, overrides_with = "no_channels_last")]
-    pub channels_last: bool,
-    /// Keep activations NCHW-contiguous instead of channels-last (NHWC).
-    #[arg(long)]
-    pub no_channels_last: bool,
-    /// Several ranks: sum each bucket of gradients during backward, as soon as it is
-    /// complete [default: on].
-    #[arg(long, overrides_with = "no_overlap_sync")]
-    pub overlap_sync: bool,
-    /// Sum all the gradients after backward instead (the same sums, the sync not hidden).
-    #[arg(long)]
-    pub no_overlap_sync: bool,
-    /// Batches the loader may prepare ahead of training.
-    #[arg(long)]
-    pub batches_ahead: Option<usize>,
-    /// Minutes between checkpoints written part-way through an epoch (0: only at epoch
-    /// ends). Ctrl-C, SIGTERM and SIGUSR1 always write one at the next step.
-    #[arg(long, value_name = "MINUTES")]
-    pub checkpoint_every: Option<f64>,
-    /// Loader threads [default: one per core].
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// libtorch threads [default: one per core].
-    #[arg(long)]
-    pub torch_threads: Option<usize>,
-    /// Seed of every random choice.
-    #[arg(long)]
-    pub seed: Option<u64>,
-}
-
-impl Overrides {
-    pub fn apply(&self, c: &mut TrainConfig) {
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
-        }
-        set!(
-            arch,
-            width,
-            input_size,
-            min_scale,
-            k,
-            epochs,
-            batch_size,
-            epoch_repeats,
-            lr,
-            schedule,
-            momentum,
-            weight_decay,
-            dropout,
-            preset,
-            init_labels,
-            labeler,
-            decoder,
-            augment_on,
-            fft_epochs,
-            fft_lr,
-            pca_dims,
-            kmeans_iters,
-            batches_ahead,
-            checkpoint_every,
-            threads,
-            torch_threads,
-            seed
-        );
-        if self.sobel {
-            c.sobel = Some(true);
-        }
-        if self.no_sobel {
-            c.sobel = Some(false);
-        }
-        // Each switch and its `--no-` form override each other: the last one given wins,
-        // and neither leaves the config file's value as it was.
-        for (on, off, field) in [
-            (self.mlp_head, self.no_mlp_head, &mut c.mlp_head),
-            (self.amp, self.no_amp, &mut c.amp),
-            (
-                self.channels_last,
-                self.no_channels_last,
-                &mut c.channels_last,
-            ),
-            (self.overlap_sync, self.no_overlap_sync, &mut c.overlap_sync),
-        ] {
-            if on {
-                *field = true;
-            }
-            if off {
-                *field = false;
-            }
-        }
-        if let Some(d) = self.device {
-            c.device = d;
-        }
+/// Adds the rule of what `--resume` may change, the library's list, to its help.
+pub fn with_resume_rule(cmd: clap::Command) -> clap::Command {
+    if !cmd.get_arguments().any(|a| a.get_id() == "resume") {
+        return cmd;
     }
-}
-
-/// Appends each setting's default, read from `TrainConfig::default()`, to its flag's help
-/// (`[default: 3000]`), so that the help cannot drift from the code. Switches (`--amp`) and
-/// settings whose default is not one value (thread counts, Sobel) say theirs in words.
-pub fn with_defaults(mut cmd: clap::Command) -> clap::Command {
-    let defaults = serde_json::to_value(TrainConfig::default()).expect("the config serialises");
-    let ids: Vec<String> = cmd
-        .get_arguments()
-        .map(|a| a.get_id().to_string())
+    let may: Vec<String> = uic_trainer::RESUME_MAY_CHANGE
+        .iter()
+        .map(|s| format!("--{}", s.replace('_', "-")))
         .collect();
-    for id in ids {
-        let v = match defaults.get(&id) {
-            _ if matches!(id.as_str(), "threads" | "torch_threads") => continue,
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v @ serde_json::Value::Number(_)) => v.to_string(),
-            _ => continue,
-        };
-        cmd = cmd.mut_arg(&id, |a| {
-            let help = a.get_help().map(ToString::to_string).unwrap_or_default();
-            a.help(format!("{help} [default: {v}]"))
-        });
-    }
-    // The rule of what may change is the library's list, not retyped here.
-    if cmd.get_arguments().any(|a| a.get_id() == "resume") {
-        let may: Vec<String> = uic_trainer::RESUME_MAY_CHANGE
-            .iter()
-            .map(|s| format!("--{}", s.replace('_', "-")))
-            .collect();
-        cmd = cmd.mut_arg("resume", |a| {
-            let help = a.get_help().map(ToString::to_string).unwrap_or_default();
-            a.help(format!(
-                "{help}. Only {} may differ from the checkpoint's settings",
-                may.join(", ")
-            ))
-        });
-    }
-    cmd
+    cmd.mut_arg("resume", |a| {
+        let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+        a.help(format!(
+            "{help}. Only {} may differ from the checkpoint's settings",
+            may.join(", ")
+        ))
+    })
 }
 
 /// The settings of this invocation: the checkpoint's when resuming without --config, else
@@ -421,7 +210,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let cfg = settings(&a)?;
     let dist = join_group(&a.dist)?;
     let rank = dist.as_ref().map_or(0, Dist::rank);
-    let mut t = Trainer::new_in(cfg, &a.data, &a.out, a.resume, dist)?;
+    let mut t = match Trainer::new_in(cfg, &a.data, &a.out, a.resume, dist) {
+        Err(uic_trainer::Error::RunExists { path }) => anyhow::bail!(
+            "{} already holds a run; pass --resume to continue it, or choose another --out",
+            path.display()
+        ),
+        t => t?,
+    };
     let total = t.config().epochs + t.config().fft_epochs;
     if a.resume && t.epochs_done() >= total {
         if rank == 0 {

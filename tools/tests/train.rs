@@ -263,7 +263,7 @@ fn a_diverging_loss_stops_with_a_clear_message() {
     let err = text(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("training stopped") && err.contains("lower --lr"),
+        err.contains("training stopped") && err.contains("lower lr"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");

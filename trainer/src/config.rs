@@ -10,6 +10,7 @@ use uic_augment::Preset;
 use crate::error::{Error, Result};
 use crate::model::{Arch, ModelConfig};
 use crate::schedule::Schedule;
+use crate::settings::{self, settings, Scope};
 
 /// Where the labels of the first epoch come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -62,7 +63,7 @@ impl DeviceChoice {
                     .into(),
             )),
             DeviceChoice::Cuda if !tch::Cuda::is_available() => Err(Error::Config(
-                "--device cuda, but libtorch sees no CUDA device (check the driver and \
+                "device cuda, but libtorch sees no CUDA device (check the driver and \
                  LD_LIBRARY_PATH)"
                     .into(),
             )),
@@ -105,121 +106,100 @@ pub enum AugmentOn {
     Device,
 }
 
-/// A training run's settings. Unknown TOML keys are errors, so a typo never goes unnoticed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    /// Backbone.
-    pub arch: Arch,
-    /// Channel multiplier of the AlexNets.
-    pub width: f64,
-    /// Crop side in pixels.
-    pub input_size: u32,
-    /// Least crop area of RandomResizedCrop (0.08 in torchvision).
-    pub min_scale: f64,
-    /// Pseudo-classes.
-    pub k: usize,
-    /// Training epochs with pseudo-labels updated every epoch.
-    pub epochs: u64,
-    /// Batch size.
-    pub batch_size: usize,
-    /// Passes over the data per epoch (timm's `epoch_repeats`): for small sets, so that an
-    /// epoch is long enough to keep a fast device busy between pseudo-label updates.
-    pub epoch_repeats: u64,
-    /// Base learning rate.
-    pub lr: f64,
-    /// Learning-rate schedule over all steps of the run.
-    pub schedule: Schedule,
-    /// SGD momentum.
-    pub momentum: f64,
-    /// L2 weight decay.
-    pub weight_decay: f64,
-    /// Dropout in AlexNet's FC layers.
-    pub dropout: f64,
-    /// Augmentation preset.
-    pub preset: Preset,
-    /// The fixed Sobel input layer; unset means on for AlexNet, off otherwise.
-    pub sobel: Option<bool>,
-    /// An MLP before the classifier layer.
-    pub mlp_head: bool,
-    /// Initial labels.
-    pub init_labels: InitLabels,
-    /// Labeler: UIC, or DeepCluster-style k-means for comparison.
-    pub labeler: Labeler,
-    /// PCA dimensions of the k-means labeler.
-    pub pca_dims: u32,
-    /// Lloyd iterations of the k-means labeler.
-    pub kmeans_iters: usize,
-    /// Further fine-tuning: epochs with labels fixed from a centre-crop pass (0: none).
-    pub fft_epochs: u64,
-    /// Base learning rate of the fine-tuning epochs (same schedule, restarted).
-    pub fft_lr: f64,
-    /// Where the model runs.
-    pub device: DeviceChoice,
-    /// Which decoder makes the training batches.
-    pub decoder: Decoder,
-    /// Where the colour steps and the blur run.
-    pub augment_on: AugmentOn,
-    /// bfloat16 autocast for the forward pass (meant for CUDA).
-    pub amp: bool,
-    /// Convolutions on channels-last (NHWC) activations: oneDNN's fast layout on the CPU
-    /// (and cuDNN's under autocast). Results differ from NCHW only by float rounding.
-    pub channels_last: bool,
-    /// Loader threads (0: one per core, shared among the node's ranks: [`core_share`]).
-    pub threads: usize,
-    /// libtorch intra-op threads (0: one per core, shared among the node's ranks).
-    pub torch_threads: usize,
-    /// Batches the loader may prepare ahead.
-    pub batches_ahead: usize,
-    /// Minutes between checkpoints written part-way through an epoch (0: only at each
-    /// epoch's end). A stop on request always writes one.
-    pub checkpoint_every: f64,
-    /// Several ranks: sum each bucket of gradients as soon as backward has produced it,
-    /// while backward goes on (as DDP does), instead of all of them after it. The same
-    /// sums either way; every rank must agree.
-    pub overlap_sync: bool,
-    /// Seed of every random choice (initialisation, labels, sampling, augmentation).
-    pub seed: u64,
-}
-
-impl Default for TrainConfig {
-    /// The paper's ImageNet setting.
-    fn default() -> Self {
-        TrainConfig {
-            arch: Arch::Alexnet,
-            width: 1.0,
-            input_size: 224,
-            min_scale: 0.08,
-            k: 3000,
-            epochs: 500,
-            batch_size: 256,
-            epoch_repeats: 1,
-            lr: 0.1,
-            schedule: Schedule::Linear,
-            momentum: 0.9,
-            weight_decay: 1e-4,
-            dropout: 0.5,
-            preset: Preset::Paper,
-            sobel: None,
-            mlp_head: false,
-            init_labels: InitLabels::Random,
-            labeler: Labeler::Uic,
-            pca_dims: 256,
-            kmeans_iters: 20,
-            fft_epochs: 0,
-            fft_lr: 0.01,
-            device: DeviceChoice::Cpu,
-            decoder: Decoder::Cpu,
-            augment_on: AugmentOn::Auto,
-            amp: false,
-            channels_last: true,
-            threads: 0,
-            torch_threads: 0,
-            batches_ahead: 3,
-            checkpoint_every: 0.0,
-            overlap_sync: true,
-            seed: 0,
-        }
+settings! {
+    /// A training run's settings, each declared once below: its doc (the flag's help), type,
+    /// default (the paper's ImageNet setting), [`Scope`] and flag. Unknown TOML keys are
+    /// errors, so a typo never goes unnoticed.
+    pub struct TrainConfig;
+    /// Settings given on the command line (`uic train --k 10`) or by a caller, each one
+    /// optional: [`TrainOverrides::apply`] sets those given on a [`TrainConfig`]. With the
+    /// `clap` feature these are the command's flags.
+    pub struct TrainOverrides;
+    {
+        /// Backbone.
+        arch: Arch = Arch::Alexnet => Fixed value,
+        /// Channel multiplier of the AlexNets.
+        width: f64 = 1.0 => Fixed value,
+        /// Crop side in pixels.
+        input_size: u32 = 224 => Fixed value,
+        /// Least crop area of RandomResizedCrop (0.08 in torchvision).
+        min_scale: f64 = 0.08 => Fixed value,
+        /// Pseudo-classes.
+        k: usize = 3000 => Fixed value,
+        /// Training epochs, with the pseudo-labels updated every epoch.
+        epochs: u64 = 500 => Shared value,
+        /// Batch size, over all ranks.
+        batch_size: usize = 256 => Fixed value,
+        /// Passes over the data per epoch (timm's `epoch_repeats`): for small sets, so that an
+        /// epoch is long enough to keep a fast device busy between pseudo-label updates.
+        epoch_repeats: u64 = 1 => Fixed value,
+        /// Base learning rate.
+        lr: f64 = 0.1 => Fixed value,
+        /// Learning-rate schedule over all steps of the run: linear (the paper), cosine (the
+        /// official code) or constant.
+        schedule: Schedule = Schedule::Linear => Fixed value,
+        /// SGD momentum.
+        momentum: f64 = 0.9 => Fixed value,
+        /// L2 weight decay.
+        weight_decay: f64 = 1e-4 => Fixed value,
+        /// Dropout in AlexNet's FC layers.
+        dropout: f64 = 0.5 => Fixed value,
+        /// Augmentation: paper (crop + flip) or strong (+ jitter, grayscale, blur).
+        preset: Preset = Preset::Paper => Fixed value,
+        /// The fixed Sobel input layer (unset: it follows the architecture).
+        #[flag(default_words = "on for alexnet, off otherwise", negation = "No Sobel layer")]
+        sobel: Option<bool> = None => Fixed tristate,
+        /// An MLP before the classifier layer, as in the official code.
+        #[flag(negation = "No MLP before the classifier layer (undoes `mlp_head = true` of a --config file)")]
+        mlp_head: bool = false => Fixed switch,
+        /// Initial labels: random (the official code) or inference (one centre-crop pass).
+        init_labels: InitLabels = InitLabels::Random => Fixed value,
+        /// Labeler: uic, or kmeans (DeepCluster-style: an extra pass, PCA, k-means) to
+        /// compare.
+        labeler: Labeler = Labeler::Uic => Fixed value,
+        /// PCA dimensions of the k-means labeler.
+        pca_dims: u32 = 256 => Fixed value,
+        /// Lloyd iterations of the k-means labeler.
+        kmeans_iters: usize = 20 => Fixed value,
+        /// Further fine-tuning epochs, with labels fixed by a centre-crop pass (0: none).
+        fft_epochs: u64 = 0 => Shared value,
+        /// Base learning rate of the fine-tuning epochs (the same schedule, restarted).
+        fft_lr: f64 = 0.01 => Fixed value,
+        /// Where the model runs: cpu, or cuda (a build with the `cuda` feature).
+        device: DeviceChoice = DeviceChoice::Cpu => Shared value,
+        /// Decoder of the training batches: cpu (TurboJPEG) or nvjpeg (on the CUDA device; a
+        /// build with the `nvjpeg` feature, and device cuda).
+        decoder: Decoder = Decoder::Cpu => Shared value,
+        /// Where the strong preset's jitter, grayscale and blur run: cpu (the loader's
+        /// kernels), device (libtorch ops on the training device, after the upload) or auto
+        /// (device after the nvjpeg decoder, else cpu).
+        augment_on: AugmentOn = AugmentOn::Auto => Shared value,
+        /// bfloat16 autocast in the forward pass (meant for CUDA).
+        #[flag(negation = "No autocast: float32 throughout (undoes `amp = true` of a --config file)")]
+        amp: bool = false => Fixed switch,
+        /// Convolutions on channels-last (NHWC) activations: oneDNN's fast layout on the CPU
+        /// (and cuDNN's under autocast). Results differ from NCHW only by float rounding.
+        #[flag(negation = "Keep activations NCHW-contiguous instead of channels-last (NHWC)")]
+        channels_last: bool = true => Fixed switch,
+        /// Loader threads (0: one per core, shared among the node's ranks).
+        #[flag(default_words = "one per core")]
+        threads: usize = 0 => PerRank value,
+        /// libtorch intra-op threads (0: one per core, shared among the node's ranks).
+        #[flag(default_words = "one per core")]
+        torch_threads: usize = 0 => PerRank value,
+        /// Batches the loader may prepare ahead of training.
+        batches_ahead: usize = 3 => PerRank value,
+        /// Minutes between checkpoints written part-way through an epoch (0: only at each
+        /// epoch's end). Ctrl-C, SIGTERM and SIGUSR1 always write one at the next step.
+        #[flag(value_name = "MINUTES")]
+        checkpoint_every: f64 = 0.0 => PerRank value,
+        /// Several ranks: sum each bucket of gradients as soon as backward has produced it,
+        /// while backward goes on (as DDP does), instead of all of them after it. The same
+        /// sums either way.
+        #[flag(negation = "Sum all the gradients after backward instead (the same sums, the sync not hidden)")]
+        overlap_sync: bool = true => Shared switch,
+        /// Seed of every random choice (initialisation, labels, sampling, augmentation).
+        seed: u64 = 0 => Fixed value,
     }
 }
 
@@ -341,12 +321,12 @@ impl TrainConfig {
                 );
             }
             if self.device != DeviceChoice::Cuda {
-                return bad("decoder nvjpeg needs --device cuda".into());
+                return bad("decoder nvjpeg needs device cuda".into());
             }
             if self.augment_on == AugmentOn::Cpu {
                 return bad(
                     "decoder nvjpeg leaves its batches on the device, so the augmentations \
-                     run there too: use --augment-on device (or auto)"
+                     run there too: set augment_on to device (or auto)"
                         .into(),
                 );
             }
@@ -423,30 +403,21 @@ fn toml_table(c: &TrainConfig) -> toml::map::Map<String, toml::Value> {
     }
 }
 
-/// The settings each rank of a run may size to its own machine: they change how fast it
-/// goes and how often it saves, never what it computes.
-pub const PER_RANK: &[&str] = &[
-    "threads",
-    "torch_threads",
-    "batches_ahead",
-    "checkpoint_every",
-];
+/// The settings each rank of a run may size to its own machine ([`Scope::PerRank`]): they
+/// change how fast it goes and how often it saves, never what it computes.
+pub const PER_RANK: &[&str] = &settings::names::<
+    { settings::count(TrainConfig::SETTINGS, PER_RANK_SCOPES) },
+>(TrainConfig::SETTINGS, PER_RANK_SCOPES);
+const PER_RANK_SCOPES: &[Scope] = &[Scope::PerRank];
 
-/// The settings `--resume` may change; every other one must equal the checkpoint's. Besides
-/// [`PER_RANK`]: where and how the run computes (the device, the decoder, `augment_on`,
-/// `overlap_sync`), and how long it goes on (the schedule then spans the new total).
-pub const RESUME_MAY_CHANGE: &[&str] = &[
-    "threads",
-    "torch_threads",
-    "batches_ahead",
-    "checkpoint_every",
-    "overlap_sync",
-    "device",
-    "decoder",
-    "augment_on",
-    "epochs",
-    "fft_epochs",
-];
+/// The settings `--resume` may change ([`Scope::Shared`] and [`Scope::PerRank`]); every
+/// other one must equal the checkpoint's. Besides [`PER_RANK`]: where the run computes (the
+/// device, the decoder, `augment_on`, `overlap_sync`), and how long it goes on (the schedule
+/// then spans the new total).
+pub const RESUME_MAY_CHANGE: &[&str] = &settings::names::<
+    { settings::count(TrainConfig::SETTINGS, RESUME_SCOPES) },
+>(TrainConfig::SETTINGS, RESUME_SCOPES);
+const RESUME_SCOPES: &[Scope] = &[Scope::Shared, Scope::PerRank];
 
 /// Sets libtorch's intra-op threads from the config (0: one per core).
 pub fn set_threads(cfg: &TrainConfig) {
@@ -525,7 +496,7 @@ mod tests {
         let c: TrainConfig = toml::from_str("decoder = \"nvjpeg\"").unwrap();
         let err = c.validate().unwrap_err().to_string();
         let want = if cfg!(feature = "nvjpeg") {
-            "--device cuda"
+            "needs device cuda"
         } else {
             "without nvJPEG"
         };
@@ -536,7 +507,7 @@ mod tests {
             )
             .unwrap();
             let err = c.validate().unwrap_err().to_string();
-            assert!(err.contains("--augment-on device"), "{err}");
+            assert!(err.contains("augment_on to device"), "{err}");
         }
     }
 
@@ -554,6 +525,111 @@ mod tests {
         assert!(on("device = \"cuda\"\naugment_on = \"device\""));
         assert!(on("augment_on = \"device\""));
         assert!(!on("augment_on = \"cpu\""));
+    }
+
+    #[test]
+    fn each_setting_is_declared_once_and_its_scope_gives_the_rules() {
+        // The TOML keys are the declared names, each with a doc for its help.
+        let all = TrainConfig {
+            sobel: Some(true),
+            ..TrainConfig::default()
+        };
+        let toml::Value::Table(keys) = toml::Value::try_from(&all).unwrap() else {
+            panic!("the config is not a table")
+        };
+        let mut names: Vec<&str> = TrainConfig::SETTINGS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        assert_eq!(keys.keys().map(String::as_str).collect::<Vec<_>>(), names);
+        for s in TrainConfig::SETTINGS {
+            assert!(s.help().len() > 5 && !s.help().ends_with('.'), "{}", s.name);
+        }
+        // The rules of ranks and of resume are computed from the scopes.
+        assert_eq!(
+            PER_RANK,
+            [
+                "threads",
+                "torch_threads",
+                "batches_ahead",
+                "checkpoint_every"
+            ]
+        );
+        let mut may = RESUME_MAY_CHANGE.to_vec();
+        may.sort_unstable();
+        assert_eq!(
+            may,
+            [
+                "augment_on",
+                "batches_ahead",
+                "checkpoint_every",
+                "decoder",
+                "device",
+                "epochs",
+                "fft_epochs",
+                "overlap_sync",
+                "threads",
+                "torch_threads"
+            ]
+        );
+    }
+
+    #[test]
+    fn overrides_set_only_what_they_name() {
+        let mut c = TrainConfig {
+            amp: true,
+            k: 7,
+            ..TrainConfig::default()
+        };
+        TrainOverrides {
+            amp: Some(false),
+            sobel: Some(Some(false)),
+            ..TrainOverrides::default()
+        }
+        .apply(&mut c);
+        assert!(!c.amp && c.sobel == Some(false) && c.k == 7);
+    }
+
+    #[cfg(feature = "clap")]
+    #[test]
+    fn flags_parse_into_overrides_and_the_last_switch_wins() {
+        use clap::{Args, FromArgMatches};
+        let cmd = TrainOverrides::augment_args(clap::Command::new("t"));
+        let parse = |a: &[&str]| {
+            let m = cmd
+                .clone()
+                .try_get_matches_from(std::iter::once("t").chain(a.iter().copied()))
+                .unwrap();
+            TrainOverrides::from_arg_matches(&m).unwrap()
+        };
+        let o = parse(&[
+            "--k",
+            "10",
+            "--amp",
+            "--no-amp",
+            "--no-sobel",
+            "--arch",
+            "resnet50",
+        ]);
+        assert_eq!(o.k, Some(10));
+        assert_eq!(o.amp, Some(false));
+        assert_eq!(o.sobel, Some(Some(false)));
+        assert_eq!(o.arch, Some(Arch::Resnet50));
+        assert_eq!((o.lr, o.channels_last, o.mlp_head), (None, None, None));
+        assert_eq!(parse(&["--no-amp", "--amp"]).amp, Some(true));
+        assert_eq!(
+            parse(&["--checkpoint-every", "2.5"]).checkpoint_every,
+            Some(2.5)
+        );
+        assert_eq!(parse(&[]), TrainOverrides::default());
+        for bad in [&["--k", "x"][..], &["--arch", "vgg"], &["--no-k"]] {
+            let mut args = vec!["t"];
+            args.extend_from_slice(bad);
+            assert!(cmd.clone().try_get_matches_from(args).is_err(), "{bad:?}");
+        }
+        // Each flag's help is its setting's doc, with the default from the code.
+        let help = cmd.clone().render_help().to_string();
+        assert!(help.contains("Pseudo-classes [default: 3000]"), "{help}");
+        assert!(help.contains("--no-channels-last"), "{help}");
+        assert!(help.contains("--checkpoint-every <MINUTES>"), "{help}");
     }
 
     #[test]

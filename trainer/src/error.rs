@@ -53,10 +53,16 @@ pub enum Error {
         /// c10d's error.
         error: uic_c10d::Error,
     },
+    /// The output folder holds a run already, and the caller did not ask to resume it.
+    #[error("{} already holds a run: resume it, or choose another output folder", path.display())]
+    RunExists {
+        /// The output folder.
+        path: PathBuf,
+    },
     /// The loss became NaN or infinite; the last good checkpoint is kept.
     #[error(
         "the loss is {value} at epoch {epoch}, batch {batch}: training stopped; the last good \
-         checkpoint (if any) is kept. Try a lower --lr"
+         checkpoint (if any) is kept. Try a lower lr"
     )]
     NonFinite {
         /// 1-based epoch.

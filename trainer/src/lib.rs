@@ -53,6 +53,7 @@ pub mod metrics;
 mod model;
 pub mod nmi;
 mod schedule;
+pub mod settings;
 pub mod sgd;
 mod train;
 
@@ -60,7 +61,7 @@ pub use tch;
 
 pub use config::{
     core_share, set_threads, AugmentOn, Decoder, DeviceChoice, InitLabels, Labeler, TrainConfig,
-    PER_RANK, RESUME_MAY_CHANGE,
+    TrainOverrides, PER_RANK, RESUME_MAY_CHANGE,
 };
 pub use data::{eval_loader_config, train_loader_config};
 pub use device_augment::DeviceAugment;

@@ -644,19 +644,19 @@ fn check_distributed(cfg: &TrainConfig, world: usize) -> Result<()> {
     }
     if cfg.batch_size.checked_rem(world) != Some(0) || cfg.batch_size / world < 2 {
         return Err(Error::Config(format!(
-            "batch size {} cannot be shared by {world} ranks: --batch-size is the global batch, \
+            "batch size {} cannot be shared by {world} ranks: batch_size is the global batch, \
              and must be a multiple of the rank count with at least 2 samples per rank",
             cfg.batch_size
         )));
     }
     if cfg.labeler == crate::config::Labeler::Kmeans {
         return Err(Error::Config(
-            "the k-means labeler runs in one process only: use --labeler uic, or one rank".into(),
+            "the k-means labeler runs in one process only: use labeler uic, or one rank".into(),
         ));
     }
     if cfg.decoder == crate::config::Decoder::Nvjpeg {
         return Err(Error::Config(
-            "the nvJPEG decoder runs in one process only for now: use --decoder cpu with \
+            "the nvJPEG decoder runs in one process only for now: use decoder cpu with \
              several ranks"
                 .into(),
         ));
@@ -766,10 +766,9 @@ fn open_out(out: &Path, resume: bool) -> Result<(RunLock, Option<checkpoint::Che
     let lock = RunLock::take(out)?;
     let existing = checkpoint::find(out)?;
     if existing.is_some() && !resume {
-        return Err(Error::Config(format!(
-            "{} already holds a run; pass --resume to continue it, or choose another --out",
-            out.display()
-        )));
+        return Err(Error::RunExists {
+            path: out.to_path_buf(),
+        });
     }
     Ok((lock, existing))
 }
