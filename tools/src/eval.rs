@@ -5,16 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use uic_trainer::eval::{
-    evaluate_with, EvalReport, ProbeChoice, ProbeTest, ProbeTrain, ProbeTune, Protocol, Scores,
-    Stage, What,
-};
+use uic_trainer::eval::{evaluate_with, EvalReport, ProbeChoice, Protocol, Scores, Stage};
 use uic_trainer::infer::Layer;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// What to measure.
-    pub what: What,
     /// A run folder of `uic train`, or its checkpoint/ folder.
     #[arg(long)]
     pub checkpoint: PathBuf,
@@ -26,90 +21,12 @@ pub struct Args {
     /// subset of --data's classes is scored with a warning.
     #[arg(long)]
     pub test_data: Option<PathBuf>,
-    /// Evaluate only an untrained backbone of the checkpoint's architecture (the run's own
-    /// initialisation). Without it, both are evaluated and the gain is reported.
-    #[arg(long)]
-    pub random_init: bool,
-    /// Share of --data used for training the probes when there is no --test-data.
-    #[arg(long, default_value_t = Protocol::default().train_frac)]
-    pub train_frac: f64,
-    /// Seed of the split and of the probes.
-    #[arg(long, default_value_t = Protocol::default().seed)]
-    pub seed: u64,
-    /// Neighbours of the kNN classifier (1 to the number of training images).
-    #[arg(long, default_value_t = Protocol::default().knn_k)]
-    pub knn_k: i64,
-    /// Features of the kNN classifier: `final`, a conv layer, or `pixels` (the raw-pixel
-    /// baseline, the same for the trained and the untrained backbone).
-    #[arg(long, default_value_t = Protocol::default().knn_layer)]
-    pub knn_layer: Layer,
-    /// Epochs of the linear probes (lr 0.1, divided by 10 at 10, 20, 30 as in the paper;
-    /// milestones scale with fewer epochs).
-    #[arg(long, default_value_t = Protocol::default().probe_epochs)]
-    pub probe_epochs: usize,
-    /// What the linear probes train on: `augmented` draws fresh views every epoch
-    /// (RandomResizedCrop with the run's min-scale, and flip), as the paper's protocol does;
-    /// `center` trains on one centre crop per image, computed once (faster).
-    #[arg(long, value_enum, default_value_t = Protocol::default().probe_train)]
-    pub probe_train: ProbeTrain,
-    /// Standardise features (training-set mean and deviation) before the linear probes.
-    /// Not the paper's protocol; it raises weak baselines most.
-    #[arg(long)]
-    pub standardize: bool,
-    /// Choose each probe's learning rate (0.01 to 10) and weight decay (0 to 0.1), and with
-    /// `all` also whether to standardise the features, by accuracy on a fifth of the
-    /// training images held out, tested as --probe-test says; then train the chosen probe on
-    /// all of them. Each backbone and layer gets its own choice. Centre-crop training only.
-    #[arg(
-        long,
-        value_enum,
-        num_args = 0..=1,
-        default_missing_value = "rate",
-        conflicts_with = "probe_train"
-    )]
-    pub probe_tune: Option<ProbeTune>,
-    /// How the linear probes are tested: `ten-crop` averages the softmax over the four
-    /// corners, the centre and their mirror images (the paper); `center` uses the centre
-    /// crop alone.
-    #[arg(long, value_enum, default_value_t = Protocol::default().probe_test)]
-    pub probe_test: ProbeTest,
-    /// Layers to probe, comma-separated (conv1..conv5, final, pixels) [default: the conv
-    /// layers and final; `pixels` adds the raw-pixel baseline].
-    #[arg(long, value_delimiter = ',')]
-    pub layers: Vec<Layer>,
-    /// Most memory, in MiB, for the centre-crop training features of the linear probes
-    /// (float32, every probed layer): within it they are computed once and held; beyond it
-    /// they are pushed through the backbone again every probe epoch (slower, but memory no
-    /// longer grows with the images; the probes are the same up to float rounding).
-    #[arg(long, value_name = "MIB", default_value_t = Protocol::default().feature_memory >> 20)]
-    pub probe_memory_mib: usize,
-    /// Loader and libtorch threads [default: one per core].
-    #[arg(long, default_value_t = Protocol::default().threads)]
-    pub threads: usize,
+    /// The evaluation's settings: the library's `Protocol`, each field a flag.
+    #[command(flatten)]
+    pub protocol: Protocol,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-}
-
-impl Args {
-    fn protocol(&self) -> Protocol {
-        Protocol {
-            what: self.what,
-            random_init_only: self.random_init,
-            train_frac: self.train_frac,
-            seed: self.seed,
-            knn_k: self.knn_k,
-            knn_layer: self.knn_layer,
-            probe_epochs: self.probe_epochs,
-            probe_train: self.probe_train,
-            standardize: self.standardize,
-            probe_tune: self.probe_tune,
-            probe_test: self.probe_test,
-            layers: self.layers.clone(),
-            feature_memory: self.probe_memory_mib.saturating_mul(1 << 20),
-            threads: self.threads,
-        }
-    }
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -118,7 +35,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         &a.checkpoint,
         &a.data,
         a.test_data.as_deref(),
-        &a.protocol(),
+        &a.protocol,
         &mut |s| progress.stage(s),
     );
     progress.finish();

@@ -87,39 +87,107 @@ pub enum ProbeTrain {
     Center,
 }
 
-/// How to evaluate; the defaults are `uic eval`'s.
+/// How to evaluate; the defaults are `uic eval`'s. Each field is declared once here: with
+/// the `clap` feature the struct is also `uic eval`'s flags, each field's doc its help and
+/// [`Protocol::default`] its default.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct Protocol {
-    /// Which scores.
+    /// What to measure.
+    #[cfg_attr(feature = "clap", arg(value_enum))]
     pub what: What,
-    /// Evaluate only the untrained backbone.
+    /// Evaluate only an untrained backbone of the checkpoint's architecture (the run's own
+    /// initialisation). Without it, both are evaluated and the gain is reported.
+    #[cfg_attr(feature = "clap", arg(long = "random-init"))]
     pub random_init_only: bool,
-    /// Share of the data that trains the probes when there is no test file.
+    /// Share of the data used for training the probes when there is no test file.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Protocol::default().train_frac))]
     pub train_frac: f64,
     /// Seed of the split and of the probes.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Protocol::default().seed))]
     pub seed: u64,
-    /// Neighbours of the kNN classifier.
+    /// Neighbours of the kNN classifier (1 to the number of training images).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Protocol::default().knn_k))]
     pub knn_k: i64,
-    /// Features of the kNN classifier.
+    /// Features of the kNN classifier: `final`, a conv layer, or `pixels` (the raw-pixel
+    /// baseline, the same for the trained and the untrained backbone).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Protocol::default().knn_layer))]
     pub knn_layer: Layer,
-    /// Epochs of the linear probes.
+    /// Epochs of the linear probes (lr 0.1, divided by 10 at 10, 20, 30 as in the paper;
+    /// milestones scale with fewer epochs).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value_t = Protocol::default().probe_epochs)
+    )]
     pub probe_epochs: usize,
-    /// What the probes train on.
+    /// What the linear probes train on: `augmented` draws fresh views every epoch
+    /// (RandomResizedCrop with the run's min-scale, and flip), as the paper's protocol does;
+    /// `center` trains on one centre crop per image, computed once (faster).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_enum, default_value_t = Protocol::default().probe_train)
+    )]
     pub probe_train: ProbeTrain,
-    /// Standardise the features before the probes.
+    /// Standardise features (training-set mean and deviation) before the linear probes.
+    /// Not the paper's protocol; it raises weak baselines most.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub standardize: bool,
-    /// Tune each probe's setting on held-out training images.
+    /// Choose each probe's learning rate (0.01 to 10) and weight decay (0 to 0.1), and with
+    /// `all` also whether to standardise the features, by accuracy on a fifth of the
+    /// training images held out, tested as `probe_test` says; then train the chosen probe on
+    /// all of them. Each backbone and layer gets its own choice. Centre-crop training only.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            value_enum,
+            num_args = 0..=1,
+            default_missing_value = "rate",
+            conflicts_with = "probe_train"
+        )
+    )]
     pub probe_tune: Option<ProbeTune>,
-    /// How the probes are tested.
+    /// How the linear probes are tested: `ten-crop` averages the softmax over the four
+    /// corners, the centre and their mirror images (the paper); `center` uses the centre
+    /// crop alone.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_enum, default_value_t = Protocol::default().probe_test)
+    )]
     pub probe_test: ProbeTest,
-    /// Layers to probe; empty: [`probe_layers`] of the architecture.
+    /// Layers to probe, comma-separated (conv1..conv5, final, pixels) [default: the conv
+    /// layers and final, the architecture's `probe_layers`; `pixels` adds the raw-pixel
+    /// baseline]
+    #[cfg_attr(feature = "clap", arg(long, value_delimiter = ','))]
     pub layers: Vec<Layer>,
-    /// Most bytes of centre-crop training features (all probed layers, float32) held in
-    /// memory for the probes; more are pushed through the backbone again every probe epoch
-    /// instead ([`Features::with_budget`]), so that memory does not grow with the images.
+    /// Most memory for the centre-crop training features of the linear probes (float32,
+    /// every probed layer), in bytes (the flag takes MiB): within it they are computed once
+    /// and held; beyond it they are pushed through the backbone again every probe epoch
+    /// (slower, but memory no longer grows with the images; the probes are the same up to
+    /// float rounding).
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "probe-memory-mib",
+            value_name = "MIB",
+            value_parser = parse_mib,
+            default_value_t = Protocol::default().feature_memory >> 20
+        )
+    )]
     pub feature_memory: usize,
     /// Loader and libtorch threads (0: one per core).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value_t = Protocol::default().threads)
+    )]
     pub threads: usize,
+}
+
+/// A size in MiB, as bytes.
+#[cfg(feature = "clap")]
+fn parse_mib(s: &str) -> std::result::Result<usize, String> {
+    let mib: usize = s.trim().parse().map_err(|e| format!("{e}"))?;
+    Ok(mib.saturating_mul(1 << 20))
 }
 
 impl Default for Protocol {
@@ -185,12 +253,12 @@ impl Protocol {
         }
         if self.probe_tune == Some(ProbeTune::All) && self.standardize {
             return Err(Error::Config(
-                "--probe-tune all chooses whether to standardise; drop --standardize".into(),
+                "probe_tune all chooses whether to standardise; drop standardize".into(),
             ));
         }
         if self.probe_tune.is_some() && self.probe_train == ProbeTrain::Augmented {
             return Err(Error::Config(
-                "--probe-tune trains on centre crops; drop --probe-train augmented".into(),
+                "probe_tune trains on centre crops; drop probe_train augmented".into(),
             ));
         }
         Ok(())
@@ -249,7 +317,7 @@ impl EvalData {
             None => {
                 if !(train_frac > 0.0 && train_frac < 1.0) {
                     return Err(Error::Config(format!(
-                        "--train-frac {train_frac} is not in (0, 1)"
+                        "train_frac {train_frac} is not in (0, 1)"
                     )));
                 }
                 let (tr, te) = split(file.len(), train_frac, seed);
@@ -582,7 +650,7 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string()
-            .contains("drop --standardize"));
+            .contains("drop standardize"));
         let augmented = Protocol {
             probe_tune: Some(ProbeTune::Rate),
             probe_train: ProbeTrain::Augmented,
