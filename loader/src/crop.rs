@@ -11,8 +11,8 @@ use fast_image_resize as fr;
 use rand::Rng;
 
 use crate::error::{Error, Result};
-use crate::format::StorageMode;
 use crate::jpeg::{Decoder, JpegHeader, Scale};
+use crate::StorageMode;
 
 /// A crop in source pixels. Fractional edges are allowed (centre crops of a resized image).
 #[derive(Debug, Clone, Copy, PartialEq)]

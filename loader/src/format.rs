@@ -6,6 +6,8 @@
 //! follow the data region. Nothing here touches files: these are pure encoders and
 //! decoders of the fixed-width parts, shared by the writer and the reader.
 
+use crate::StorageMode;
+
 /// The first 8 bytes of every record file. The high byte and CR LF catch text-mode mangling.
 pub const MAGIC: [u8; 8] = [0x89, b'U', b'I', b'C', b'R', b'\r', b'\n', 0x1a];
 /// The format version this build writes and reads.
@@ -24,50 +26,6 @@ pub const FLAG_HAS_LABELS: u32 = 1;
 pub const CHECKSUM_CRC32C: u8 = 1;
 /// Entry flag: the stored bytes are not the source file's bytes (re-encoded or converted).
 pub const ENTRY_CONVERTED: u16 = 1;
-
-/// How the pixels of a sample are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum StorageMode {
-    /// A JPEG file (baseline or progressive); decodes to RGB.
-    Jpeg,
-    /// Raw RGB u8 pixels, row-major HWC, `width * height * 3` bytes.
-    Raw,
-}
-
-impl StorageMode {
-    /// The byte that stands for this mode on disk.
-    pub fn code(self) -> u8 {
-        match self {
-            StorageMode::Jpeg => 1,
-            StorageMode::Raw => 2,
-        }
-    }
-
-    /// The mode a byte on disk stands for, if any.
-    pub fn from_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(StorageMode::Jpeg),
-            2 => Some(StorageMode::Raw),
-            _ => None,
-        }
-    }
-
-    /// The lowercase name used on the command line and in JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            StorageMode::Jpeg => "jpeg",
-            StorageMode::Raw => "raw",
-        }
-    }
-}
-
-impl std::fmt::Display for StorageMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// The fixed header, decoded. Offsets are absolute file offsets; lengths are in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,6 +32,7 @@ pub mod crop;
 mod error;
 pub mod format;
 pub mod jpeg;
+mod mode;
 #[cfg(feature = "nvjpeg")]
 pub mod nvjpeg;
 pub mod order;
@@ -45,7 +46,7 @@ pub mod temp;
 mod writer;
 
 pub use error::{Error, Result};
-pub use format::{Header, StorageMode};
+pub use mode::StorageMode;
 pub use pipeline::{
     Batch, CropMode, Epoch, Loader, LoaderConfig, LoaderStats, NextError, FAIL_AT_VAR,
 };

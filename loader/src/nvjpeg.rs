@@ -33,9 +33,9 @@ use uic_augment::Drawn;
 
 use crate::crop::{center_crop, random_resized_crop, CropDecoder, Rect};
 use crate::error::{Error, Result};
-use crate::format::StorageMode;
 use crate::pipeline::{hwc_to_chw, CropMode, LoaderConfig};
 use crate::reader::RecordFile;
+use crate::StorageMode;
 
 /// A batch whose pixels are on the GPU.
 #[derive(Debug)]
@@ -292,6 +292,9 @@ impl NvJpegLoader {
                 "sample index {bad} past the end"
             )));
         }
+        // A file opened from a URL: the batch's records into the cache, as one error if
+        // they cannot be had (`sample` below would panic on a record not cached).
+        self.file.fetch(&indices[start..end])?;
         let n = end - start;
         let (oh, ow) = (i64::from(self.cfg.size.0), i64::from(self.cfg.size.1));
         // Resized crops land in a float batch; rounding to u8 and the flips are done once

@@ -10,10 +10,10 @@ use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    get_u64, Entry, Header, HeaderError, StorageMode, ENTRY_CONVERTED, ENTRY_LEN, HEADER_LEN,
-    NO_LABEL, VERSION,
+    get_u64, Entry, Header, HeaderError, ENTRY_CONVERTED, ENTRY_LEN, HEADER_LEN, NO_LABEL, VERSION,
 };
 use crate::remote::{self, Remote};
+use crate::StorageMode;
 
 /// One sample, borrowed from the map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

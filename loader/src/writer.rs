@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    align_up, encode_strings, Entry, Header, StorageMode, CHECKSUM_CRC32C, DEFAULT_ALIGN,
-    ENTRY_CONVERTED, ENTRY_LEN, FLAG_HAS_LABELS, HEADER_LEN, NO_LABEL, VERSION,
+    align_up, encode_strings, Entry, Header, CHECKSUM_CRC32C, DEFAULT_ALIGN, ENTRY_CONVERTED,
+    ENTRY_LEN, FLAG_HAS_LABELS, HEADER_LEN, NO_LABEL, VERSION,
 };
 use crate::temp::{self, temp_path};
+use crate::StorageMode;
 
 /// Settings of a new record file.
 #[derive(Debug, Clone)]

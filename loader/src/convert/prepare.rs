@@ -6,8 +6,8 @@ use fast_image_resize as fr;
 
 use super::skip::SkipReason;
 use crate::error::{Error, Result};
-use crate::format::StorageMode;
 use crate::jpeg::{Decoder, EncodeOptions, Encoder, JpegHeader, PixelFormat, Scale, Subsampling};
+use crate::StorageMode;
 
 /// What [`prepare`] makes of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]

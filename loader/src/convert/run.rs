@@ -15,7 +15,8 @@ use crate::convert::report::Report;
 use crate::convert::source::{discover_inputs, SourceItem, SourceOptions, Sources};
 use crate::convert::{ReportEntry, SkipReason, Skipped};
 use crate::error::{Error, Result};
-use crate::format::{StorageMode, DEFAULT_ALIGN};
+use crate::format::DEFAULT_ALIGN;
+use crate::StorageMode;
 
 /// Records prepared before the alignment is chosen (fixed, so the choice is thread-independent).
 const ALIGN_PROBE: usize = 64;
