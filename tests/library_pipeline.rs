@@ -107,5 +107,5 @@ fn a_trained_checkpoint_is_evaluated_against_its_untrained_start() {
         ..p
     };
     let e = evaluate(&run, &rec, None, &bad).unwrap_err().to_string();
-    assert!(e.contains("--train-frac 1"), "{e}");
+    assert!(e.contains("train_frac 1"), "{e}");
 }
