@@ -33,7 +33,8 @@ use uic_augment::Drawn;
 
 use crate::crop::{center_crop, random_resized_crop, CropDecoder, Rect};
 use crate::error::{Error, Result};
-use crate::pipeline::{hwc_to_chw, CropMode, LoaderConfig};
+use crate::pipeline::{CropMode, LoaderConfig};
+use crate::planes::hwc_to_chw;
 use crate::reader::RecordFile;
 use crate::StorageMode;
 

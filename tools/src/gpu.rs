@@ -179,7 +179,7 @@ fn device_augment(a: &Args) -> Result<Value> {
     let first = |defer| -> Result<uic_loader::Batch> {
         let loader = Loader::new(file.clone(), cfg(defer))?;
         let batch = loader.epoch(0, idx.clone(), 0)?.next();
-        batch.ok_or_else(|| anyhow::anyhow!("no batch"))
+        Ok(batch.ok_or_else(|| anyhow::anyhow!("no batch"))??)
     };
     let (done, left) = (first(false)?, first(true)?);
     let s = i64::from(a.size);
@@ -255,7 +255,7 @@ fn nvjpeg(a: &Args) -> Result<(Value, Value)> {
     let idx = order.indices(0);
     let cpu = Loader::new(file.clone(), cfg.clone())?;
     let first = cpu.epoch(0, idx.clone(), 0)?.next();
-    let Some(cpu_batch) = first else {
+    let Some(cpu_batch) = first.transpose()? else {
         bail!("no batch")
     };
     let c = Tensor::from_slice(cpu_batch.pixels(0))
