@@ -1,5 +1,6 @@
-// A plain C interface over libtorch's c10d: a TCPStore rendezvous and a ProcessGroupGloo,
-// with the four collectives data-parallel training needs. Every entry point catches every
+// A plain C interface over libtorch's c10d: a TCPStore rendezvous and a ProcessGroupGloo
+// (or, built with UIC_C10D_NCCL, a ProcessGroupNCCL), with the four collectives
+// data-parallel training needs. Every entry point catches every
 // C++ exception and returns its message instead (the caller frees it with
 // uic_c10d_free_string); nothing throws across the C boundary.
 //
@@ -23,11 +24,16 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef UIC_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 struct uic_c10d_group {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::Backend> pg;
   std::chrono::milliseconds timeout;
+  // The CUDA device of an NCCL group (its barrier names it); -1 for Gloo.
+  int device = -1;
 };
 
 // The gradient sync overlapped with the backward pass, as DDP's Reducer does it: the
@@ -147,11 +153,22 @@ std::vector<at::Tensor> tensors_of(at::Tensor* const* ts, size_t n) {
 
 extern "C" {
 
+// Whether this shim was built with NCCL.
+int uic_c10d_has_nccl() {
+#ifdef UIC_C10D_NCCL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 // Joins (or, as rank 0 without `agent_store`, hosts) the TCPStore at host:port, prefixes its
-// keys with `prefix` when it is not empty, and connects a Gloo group of `world` ranks over
-// the network device bound to `device_host` (or to GLOO_SOCKET_IFNAME's interface, or to
-// this machine's hostname, when `device_host` is empty). Returns NULL and sets `*err` on
-// failure.
+// keys with `prefix` when it is not empty, and connects a group of `world` ranks:
+// - `nccl_device` < 0: Gloo, over the network device bound to `device_host` (or to
+//   GLOO_SOCKET_IFNAME's interface, or to this machine's hostname, when `device_host` is
+//   empty);
+// - `nccl_device` >= 0: NCCL on that CUDA device (a build with UIC_C10D_NCCL).
+// Returns NULL and sets `*err` on failure.
 uic_c10d_group* uic_c10d_new(
     const char* host,
     uint16_t port,
@@ -160,6 +177,7 @@ uic_c10d_group* uic_c10d_new(
     int agent_store,
     const char* prefix,
     const char* device_host,
+    int nccl_device,
     int64_t timeout_ms,
     char** err) {
   uic_c10d_group* g = nullptr;
@@ -177,6 +195,19 @@ uic_c10d_group* uic_c10d_new(
     if (prefix != nullptr && prefix[0] != '\0') {
       store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), store);
     }
+    if (nccl_device >= 0) {
+#ifdef UIC_C10D_NCCL
+      auto nopts = c10d::ProcessGroupNCCL::Options::create();
+      nopts->timeout = timeout;
+      auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, nopts);
+      g = new uic_c10d_group{store, pg, timeout, nccl_device};
+      return;
+#else
+      throw std::runtime_error(
+          "this uic is built without NCCL: use the gloo backend, or rebuild with the "
+          "`nccl` feature against a CUDA libtorch");
+#endif
+    }
     auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
     const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
     if (device_host != nullptr && device_host[0] != '\0') {
@@ -190,7 +221,7 @@ uic_c10d_group* uic_c10d_new(
     }
     auto pg =
         c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
-    g = new uic_c10d_group{store, pg, timeout};
+    g = new uic_c10d_group{store, pg, timeout, -1};
   });
   return g;
 }
@@ -288,8 +319,12 @@ int uic_c10d_allgather(
 
 int uic_c10d_barrier(uic_c10d_group* g, char** err) {
   return guarded(err, [&] {
+    c10d::BarrierOptions o;
+    if (g->device >= 0) {
+      o.device_ids = {static_cast<int64_t>(g->device)};
+    }
     std::vector<c10::intrusive_ptr<c10d::Work>> works{
-        issue([&] { return g->pg->barrier(); })};
+        issue([&] { return g->pg->barrier(o); })};
     wait_all(works, g->timeout);
   });
 }

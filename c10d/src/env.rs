@@ -164,6 +164,7 @@ impl Launch {
             },
             bind: loopback.then(|| "127.0.0.1".to_string()),
             timeout,
+            nccl_device: None,
         }
     }
 }

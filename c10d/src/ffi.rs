@@ -2,7 +2,7 @@
 
 use std::os::raw::c_char;
 
-/// `uic_c10d_group`: a store and a ProcessGroupGloo.
+/// `uic_c10d_group`: a store and a ProcessGroupGloo (or ProcessGroupNCCL).
 #[repr(C)]
 pub(crate) struct Group {
     _private: [u8; 0],
@@ -30,9 +30,11 @@ extern "C" {
         agent_store: i32,
         prefix: *const c_char,
         device_host: *const c_char,
+        nccl_device: i32,
         timeout_ms: i64,
         err: *mut *mut c_char,
     ) -> *mut Group;
+    pub(crate) fn uic_c10d_has_nccl() -> i32;
     pub(crate) fn uic_c10d_free(g: *mut Group);
     pub(crate) fn uic_c10d_store_host(
         port: u16,

@@ -67,6 +67,10 @@ pub struct Rendezvous {
     pub bind: Option<String>,
     /// Limit on the rendezvous and on every collective.
     pub timeout: Duration,
+    /// NCCL on this CUDA device instead of Gloo (a build with the `nccl` feature; torchrun's
+    /// `LOCAL_RANK` usually). Tensors on another device are copied to it for each
+    /// collective and back.
+    pub nccl_device: Option<usize>,
 }
 
 impl Rendezvous {
@@ -81,18 +85,27 @@ impl Rendezvous {
             prefix: String::new(),
             bind: Some("127.0.0.1".into()),
             timeout: Duration::from_secs(60),
+            nccl_device: None,
         }
     }
 }
 
-/// A connected process group (Gloo). Collectives must be called in the same order on
-/// every rank.
+/// Whether this build can make NCCL groups ([`Rendezvous::nccl_device`]): the `nccl`
+/// feature, against a CUDA libtorch.
+pub fn has_nccl() -> bool {
+    // SAFETY: a constant of the shim.
+    unsafe { ffi::uic_c10d_has_nccl() != 0 }
+}
+
+/// A connected process group (Gloo, or NCCL). Collectives must be called in the same order
+/// on every rank.
 #[derive(Debug)]
 pub struct Group {
     raw: NonNull<ffi::Group>,
     rank: usize,
     world: usize,
     timeout: Duration,
+    nccl_device: Option<usize>,
     /// The overlapped sync's hooks, and the parameters they are on (data pointers).
     overlap: std::sync::Mutex<Option<(NonNull<ffi::Overlap>, Vec<usize>)>>,
 }
@@ -190,6 +203,10 @@ impl Group {
         let ms = i64::try_from(r.timeout.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
+        let nccl_device = match r.nccl_device {
+            None => -1,
+            Some(d) => i32::try_from(d).map_err(|_| bad(format!("CUDA device {d}")))?,
+        };
         let mut err = std::ptr::null_mut();
         // SAFETY: valid C strings that outlive the call; `err` is written only on failure.
         let raw = unsafe {
@@ -201,6 +218,7 @@ impl Group {
                 i32::from(r.agent_store),
                 prefix.as_ptr(),
                 bind.as_ptr(),
+                nccl_device,
                 ms,
                 &mut err,
             )
@@ -211,6 +229,7 @@ impl Group {
                 rank: r.rank,
                 world: r.world,
                 timeout: r.timeout,
+                nccl_device: r.nccl_device,
                 overlap: std::sync::Mutex::new(None),
             }),
             None => Err(bad(take_message(err))),
@@ -233,13 +252,42 @@ impl Group {
     /// # Errors
     /// A peer that left, a timeout, or tensors that differ across ranks.
     pub fn allreduce_sum(&self, tensors: &mut [Tensor]) -> Result<(), Error> {
-        let ptrs = tensor_ptrs(tensors);
+        let mut staged = self.staged(tensors);
+        let ptrs = tensor_ptrs(&mut staged);
         let mut err = std::ptr::null_mut();
-        // SAFETY: the pointers are live tensors of `tensors`, borrowed mutably for the call.
+        // SAFETY: the pointers are live tensors of `staged`, borrowed mutably for the call.
         let rc = unsafe {
             ffi::uic_c10d_allreduce_sum(self.raw.as_ptr(), ptrs.as_ptr(), ptrs.len(), &mut err)
         };
-        self.check("allreduce", rc, err)
+        self.check("allreduce", rc, err)?;
+        self.unstage(tensors, &staged);
+        Ok(())
+    }
+
+    /// The device of an NCCL group's collectives; `None` for Gloo, which takes any.
+    pub fn device(&self) -> Option<tch::Device> {
+        self.nccl_device.map(tch::Device::Cuda)
+    }
+
+    /// `tensors` where the group's collectives can take them: the same tensors for Gloo,
+    /// copies on its CUDA device for NCCL.
+    fn staged(&self, tensors: &[Tensor]) -> Vec<Tensor> {
+        tensors
+            .iter()
+            .map(|t| match self.device() {
+                Some(d) if t.device() != d => t.to_device(d),
+                _ => t.shallow_clone(),
+            })
+            .collect()
+    }
+
+    /// Copies the results of [`staged`](Self::staged) copies back into `tensors`.
+    fn unstage(&self, tensors: &mut [Tensor], staged: &[Tensor]) {
+        for (t, s) in tensors.iter_mut().zip(staged) {
+            if t.device() != s.device() {
+                t.copy_(s);
+            }
+        }
     }
 
     /// Overwrites every tensor with rank `root`'s, in place.
@@ -253,7 +301,8 @@ impl Group {
                 message: format!("root {root} is not below world size {}", self.world),
             });
         }
-        let ptrs = tensor_ptrs(tensors);
+        let mut staged = self.staged(tensors);
+        let ptrs = tensor_ptrs(&mut staged);
         let mut err = std::ptr::null_mut();
         // SAFETY: as in `allreduce_sum`.
         let rc = unsafe {
@@ -265,7 +314,9 @@ impl Group {
                 &mut err,
             )
         };
-        self.check("broadcast", rc, err)
+        self.check("broadcast", rc, err)?;
+        self.unstage(tensors, &staged);
+        Ok(())
     }
 
     /// Every rank's `input` (same shape and type on every rank), stacked along a new first
@@ -274,7 +325,8 @@ impl Group {
     /// # Errors
     /// As [`allreduce_sum`](Self::allreduce_sum).
     pub fn allgather(&self, input: &Tensor) -> Result<Tensor, Error> {
-        let input = input.contiguous();
+        let home = input.device();
+        let input = self.staged(&[input.contiguous()]).remove(0);
         let mut shape = vec![self.world as i64];
         shape.extend(input.size());
         let output = Tensor::empty(&shape, (input.kind(), input.device()));
@@ -289,7 +341,7 @@ impl Group {
             )
         };
         self.check("allgather", rc, err)?;
-        Ok(output)
+        Ok(output.to_device(home))
     }
 
     /// Waits until every rank has reached its barrier.

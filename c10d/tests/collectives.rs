@@ -297,3 +297,22 @@ fn the_overlapped_sync_sums_the_gradients_during_backward() {
         }
     }
 }
+
+/// An NCCL group asked of a build without NCCL is refused in one line, after the store is
+/// reached and without a hang; the build says which it is.
+#[test]
+fn nccl_without_the_feature_is_refused_in_one_line() {
+    assert_eq!(uic_c10d::has_nccl(), cfg!(feature = "nccl"));
+    if uic_c10d::has_nccl() {
+        eprintln!("skipped: this build has NCCL (scripts/check-gpu-build.sh runs its group)");
+        return;
+    }
+    let (_store, port) = hosted_store(1);
+    let r = Rendezvous {
+        nccl_device: Some(0),
+        ..client_of(port, 0, 1)
+    };
+    let e = Group::connect(&r).unwrap_err().to_string();
+    assert!(e.contains("built without NCCL"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
