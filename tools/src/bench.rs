@@ -119,12 +119,12 @@ fn sync(a: SyncArgs) -> Result<ExitCode> {
     if let Some(code) = crate::train::launch_if_asked(&a.dist, true)? {
         return Ok(code);
     }
-    let Some(dist) = crate::train::join_group(&a.dist)? else {
-        bail!("bench sync needs several ranks: add --nproc-per-node 2, or run it under torchrun or srun");
-    };
     let mut cfg = uic_trainer::TrainConfig::default();
     a.set.apply(&mut cfg);
     cfg.validate()?;
+    let Some(dist) = crate::train::join_group(&a.dist, cfg.device)? else {
+        bail!("bench sync needs several ranks: add --nproc-per-node 2, or run it under torchrun or srun");
+    };
     uic_trainer::set_threads(&cfg);
     let device = cfg.device.resolve()?;
     // What is reduced: the model's gradients (all ones), or one flat buffer.

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use uic_c10d::Launch;
 use uic_trainer::checkpoint;
 use uic_trainer::{
-    metrics::EpochMetrics, Observer, Progress, TrainConfig, TrainOverrides, Trainer,
+    metrics::EpochMetrics, DeviceChoice, Observer, Progress, TrainConfig, TrainOverrides, Trainer,
 };
 use uic_trainer::{Dist, Ended};
 
@@ -52,9 +52,10 @@ pub struct DistArgs {
     /// last checkpoint.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_restarts: usize,
-    /// Collective backend: gloo (CPU and CUDA tensors) or nccl (CUDA).
-    #[arg(long, value_enum, default_value_t = Backend::Gloo)]
-    pub dist_backend: Backend,
+    /// Collective backend: gloo (CPU and CUDA tensors) or nccl (CUDA; a build with the
+    /// `nccl` feature) [default: nccl with --device cuda in a build with NCCL, else gloo].
+    #[arg(long, value_enum)]
+    pub dist_backend: Option<Backend>,
     /// Seconds a rank waits for the others (rendezvous and every collective) before it
     /// stops with an error naming the operation.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
@@ -109,21 +110,44 @@ fn settings(a: &Args) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
-/// This process's group, when a launcher started it as one rank of several.
-pub fn join_group(d: &DistArgs) -> Result<Option<Dist>> {
+/// The backend of a run on `device`: `--dist-backend`, or by default NCCL for CUDA in a
+/// build that has it, else Gloo.
+///
+/// # Errors
+/// NCCL in a build without it, or with `--device cpu`.
+fn backend(d: &DistArgs, device: DeviceChoice) -> Result<Backend> {
+    let nccl = uic_c10d::has_nccl();
+    match d.dist_backend {
+        Some(Backend::Nccl) if !nccl => anyhow::bail!(
+            "--dist-backend nccl: this uic is built without NCCL; use --dist-backend gloo \
+             (it reduces CUDA tensors through host memory), or rebuild with `--features nccl`"
+        ),
+        Some(Backend::Nccl) if device != DeviceChoice::Cuda => {
+            anyhow::bail!("--dist-backend nccl reduces CUDA tensors: add --device cuda")
+        }
+        Some(b) => Ok(b),
+        None if nccl && device == DeviceChoice::Cuda => Ok(Backend::Nccl),
+        None => Ok(Backend::Gloo),
+    }
+}
+
+/// This process's group, when a launcher started it as one rank of several, for a run on
+/// `device`.
+pub fn join_group(d: &DistArgs, device: DeviceChoice) -> Result<Option<Dist>> {
     let Some(launch) = Launch::from_env().map_err(|e| anyhow::anyhow!("{e}"))? else {
         return Ok(None);
     };
-    if d.dist_backend == Backend::Nccl {
-        anyhow::bail!(
-            "--dist-backend nccl: this uic is built without NCCL; use --dist-backend gloo \
-             (it reduces CUDA tensors through host memory)"
-        );
-    }
+    let backend = backend(d, device)?;
     if d.dist_timeout == 0 {
         anyhow::bail!("--dist-timeout must be at least 1 second");
     }
-    let r = launch.rendezvous(std::time::Duration::from_secs(d.dist_timeout));
+    let r = uic_c10d::Rendezvous {
+        // NCCL on the rank's own GPU, as torchrun's LOCAL_RANK picks it (the trainer's
+        // choice of device: more ranks than GPUs share them, which NCCL then refuses).
+        nccl_device: (backend == Backend::Nccl)
+            .then(|| launch.local_rank % uic_trainer::tch::Cuda::device_count().max(1) as usize),
+        ..launch.rendezvous(std::time::Duration::from_secs(d.dist_timeout))
+    };
     let joined = waiting_notice(&launch, d.dist_timeout);
     let group = uic_c10d::Group::connect(&r).with_context(|| {
         format!(
@@ -208,7 +232,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return Ok(code);
     }
     let cfg = settings(&a)?;
-    let dist = join_group(&a.dist)?;
+    let dist = join_group(&a.dist, cfg.device)?;
     let rank = dist.as_ref().map_or(0, Dist::rank);
     let mut t = match Trainer::new_in(cfg, &a.data, &a.out, a.resume, dist) {
         Err(uic_trainer::Error::RunExists { path }) => anyhow::bail!(

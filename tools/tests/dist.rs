@@ -261,6 +261,34 @@ fn two_ranks_train_as_one_run_the_launcher_agrees_and_one_rank_resumes() {
     assert_eq!(metrics(&env_run).len(), 6);
 }
 
+/// `--dist-backend nccl` where it cannot run is refused in one line before any rendezvous:
+/// in a build without NCCL, and for CPU tensors (`--device cpu`). Without the flag, CPU
+/// ranks default to Gloo.
+#[test]
+fn nccl_where_it_cannot_run_is_refused_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("none.uicr");
+    let run = tmp.path().join("run");
+    let mut args = train_args(&data, &run, 1);
+    args.extend(["--dist-backend".into(), "nccl".into()]);
+    // No other rank ever comes: a refusal must not wait for one.
+    let o = wait(
+        rank(&args, 0, 2, free_port()),
+        Duration::from_secs(30),
+        "rank 0",
+    );
+    assert!(!o.status.success());
+    let e = text(&o.stderr);
+    let want = if uic_c10d::has_nccl() {
+        "--dist-backend nccl reduces CUDA tensors: add --device cuda"
+    } else {
+        "--dist-backend nccl: this uic is built without NCCL; use --dist-backend gloo"
+    };
+    assert!(e.contains(want), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(!run.exists(), "a refused run made its folder");
+}
+
 #[test]
 fn ranks_started_differently_or_with_a_batch_they_cannot_share_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

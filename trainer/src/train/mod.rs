@@ -227,7 +227,10 @@ impl Trainer {
         let n = file.len();
         set_threads(&cfg);
         let device = match cfg.device.resolve()? {
-            tch::Device::Cuda(_) if group.world() > 1 => tch::Device::Cuda(group.local_rank()),
+            // Each rank of a node its own GPU (LOCAL_RANK); more ranks than GPUs share them.
+            tch::Device::Cuda(_) if group.world() > 1 => {
+                tch::Device::Cuda(group.local_rank() % tch::Cuda::device_count().max(1) as usize)
+            }
             device => device,
         };
         let model = Model::init(&cfg.model(), cfg.seed, device)?;
