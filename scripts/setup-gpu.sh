@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The GPU build's extra libraries, called by `scripts/setup.sh --cuda/--nvjpeg` after the CPU
-# libtorch is in place (it reuses that download). Arguments: want_cuda want_nvjpeg (0/1).
+# libtorch is in place (it reuses that download). Arguments: want_cuda want_nvjpeg
+# [want_nccl] (0/1).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 want_cuda=$1
 want_nvjpeg=$2
+want_nccl=${3:-0}
 torch_version=2.11.0
 nvjpeg_version=13.0.1.86   # the nvjpeg of the CUDA 13.0 toolkit torch 2.11.0 pins
 wheels="$root/third_party/wheels"
@@ -61,6 +63,23 @@ if [ "$want_cuda" = 1 ]; then
     rm -rf "$dest"
     mv "$dest.partial" "$dest"
   fi
+fi
+
+if [ "$want_nccl" = 1 ]; then
+  # The CUDA and NCCL headers, from an installed torch 2.11.0 with its CUDA wheels, listed
+  # beside the CUDA libtorch for c10d/build.rs.
+  site=${UIC_TORCH_SITE:-}
+  find_site='import os, torch; assert torch.__version__.startswith("2.11"); print(os.path.dirname(os.path.dirname(torch.__file__)))'
+  for py in python3 "$root/target/pyvenv/bin/python"; do
+    [ -n "$site" ] && break
+    site=$("$py" -c "$find_site" 2>/dev/null) || site=""
+  done
+  if [ -z "$site" ]; then
+    say "--nccl needs an installed torch 2.11.0 with its CUDA wheels (pip install torch==2.11.0, or set UIC_TORCH_SITE to its site-packages)"
+    exit 1
+  fi
+  "$root/scripts/cuda-headers.sh" "$site" > "$root/third_party/libtorch-cuda/uic-nccl-include"
+  say "NCCL headers from $site, listed in third_party/libtorch-cuda/uic-nccl-include"
 fi
 
 if [ "$want_nvjpeg" = 1 ]; then

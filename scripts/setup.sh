@@ -12,15 +12,21 @@
 #             link a binary with `--features cuda`. It runs only where CUDA is installed.
 #   --nvjpeg  also fetch libnvjpeg.so.13 and nvjpeg.h from the nvidia-nvjpeg wheel into
 #             third_party/nvjpeg, to link `--features nvjpeg`.
+#   --nccl    (with --cuda) also gather the CUDA and NCCL headers the shim's NCCL process
+#             group compiles against (scripts/cuda-headers.sh), from an installed torch 2.11.0
+#             (the python3 on PATH, else the tests' venv target/pyvenv, else UIC_TORCH_SITE),
+#             to build `--features nccl`.
 set -euo pipefail
 
 want_cuda=0
 want_nvjpeg=0
+want_nccl=0
 for arg in "$@"; do
   case "$arg" in
     --cuda) want_cuda=1 ;;
     --nvjpeg) want_nvjpeg=1 ;;
-    *) printf 'setup: unknown option %s (expected --cuda or --nvjpeg)\n' "$arg" >&2; exit 2 ;;
+    --nccl) want_cuda=1; want_nccl=1 ;;
+    *) printf 'setup: unknown option %s (expected --cuda, --nvjpeg or --nccl)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 
@@ -65,7 +71,7 @@ fi
 
 gpu_extras() {
   [ "$want_cuda$want_nvjpeg" = "00" ] && return 0
-  exec "$root/scripts/setup-gpu.sh" "$want_cuda" "$want_nvjpeg"
+  exec "$root/scripts/setup-gpu.sh" "$want_cuda" "$want_nvjpeg" "$want_nccl"
 }
 
 if [ -n "${LIBTORCH:-}" ]; then
