@@ -1,5 +1,5 @@
-//! `uic._uic`, the native half of the `uic` Python package: [`convert`](convert::convert),
-//! [`RecordFile`](record::RecordFile) and [`Loader`](loader::Loader), thin over the
+//! `uic._uic`, the native half of the `uic` Python package: `convert`, `RecordFile` and
+//! `Loader` (in the private modules `convert`, `record` and `loader`), thin over the
 //! `uic-loader` crate. The Python half (`python/uic/`) re-exports them with type stubs.
 //!
 //! Rules kept throughout:

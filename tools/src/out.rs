@@ -3,7 +3,7 @@
 //!
 //! Rust ignores SIGPIPE, so a write into a pipe whose reader has closed returns `EPIPE`,
 //! and `println!` turns that into a panic. Every line of the binary's standard output goes
-//! through [`line`] (by the `outln!` macro) instead, which exits with status 0 when the
+//! through [`line()`] (by the `outln!` macro) instead, which exits with status 0 when the
 //! reader is gone (there is no one left to tell) and with status 1 on any other failure.
 //! SIGPIPE is left ignored on purpose: the c10d sockets of a data-parallel run must see a
 //! dead peer as an error they can report, not die of a signal.
@@ -27,7 +27,7 @@ pub fn line(args: std::fmt::Arguments<'_>) {
     }
 }
 
-/// `println!` through [`line`].
+/// `println!` through [`line()`].
 macro_rules! outln {
     () => {
         $crate::out::line(format_args!(""))
