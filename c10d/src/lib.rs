@@ -269,16 +269,18 @@ impl Group {
         self.nccl_device.map(tch::Device::Cuda)
     }
 
-    /// `tensors` where the group's collectives can take them: the same tensors for Gloo,
-    /// copies on its CUDA device for NCCL.
+    /// `t` where the group's collectives can take it: the same tensor for Gloo, a copy on
+    /// its CUDA device for NCCL.
+    fn on_device(&self, t: &Tensor) -> Tensor {
+        match self.device() {
+            Some(d) if t.device() != d => t.to_device(d),
+            _ => t.shallow_clone(),
+        }
+    }
+
+    /// [`on_device`](Self::on_device) of each of `tensors`.
     fn staged(&self, tensors: &[Tensor]) -> Vec<Tensor> {
-        tensors
-            .iter()
-            .map(|t| match self.device() {
-                Some(d) if t.device() != d => t.to_device(d),
-                _ => t.shallow_clone(),
-            })
-            .collect()
+        tensors.iter().map(|t| self.on_device(t)).collect()
     }
 
     /// Copies the results of [`staged`](Self::staged) copies back into `tensors`.
@@ -326,7 +328,7 @@ impl Group {
     /// As [`allreduce_sum`](Self::allreduce_sum).
     pub fn allgather(&self, input: &Tensor) -> Result<Tensor, Error> {
         let home = input.device();
-        let input = self.staged(&[input.contiguous()]).remove(0);
+        let input = self.on_device(&input.contiguous());
         let mut shape = vec![self.world as i64];
         shape.extend(input.size());
         let output = Tensor::empty(&shape, (input.kind(), input.device()));

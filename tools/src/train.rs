@@ -142,10 +142,8 @@ pub fn join_group(d: &DistArgs, device: DeviceChoice) -> Result<Option<Dist>> {
         anyhow::bail!("--dist-timeout must be at least 1 second");
     }
     let r = uic_c10d::Rendezvous {
-        // NCCL on the rank's own GPU, as torchrun's LOCAL_RANK picks it (the trainer's
-        // choice of device: more ranks than GPUs share them, which NCCL then refuses).
-        nccl_device: (backend == Backend::Nccl)
-            .then(|| launch.local_rank % uic_trainer::tch::Cuda::device_count().max(1) as usize),
+        // NCCL on the GPU the trainer puts this rank's model on.
+        nccl_device: (backend == Backend::Nccl).then(|| uic_trainer::rank_gpu(launch.local_rank)),
         ..launch.rendezvous(std::time::Duration::from_secs(d.dist_timeout))
     };
     let joined = waiting_notice(&launch, d.dist_timeout);

@@ -424,6 +424,13 @@ pub fn set_threads(cfg: &TrainConfig) {
     tch::set_num_threads(cfg.torch_threads_resolved() as i32);
 }
 
+/// The CUDA device of the rank `local_rank` of a node: its own GPU (`LOCAL_RANK`), and when
+/// there are more ranks than GPUs, the GPUs shared in turn. The model and an NCCL group both
+/// take this one.
+pub fn rank_gpu(local_rank: usize) -> usize {
+    local_rank % (tch::Cuda::device_count().max(1) as usize)
+}
+
 /// The cores a process of this node may take by default: those it may run on (its affinity
 /// mask and cgroup quota, as [`std::thread::available_parallelism`] sees them) shared among
 /// the node's ranks (`LOCAL_WORLD_SIZE`, which torchrun and `--nproc-per-node` set), at least

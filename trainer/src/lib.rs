@@ -60,8 +60,8 @@ mod train;
 pub use tch;
 
 pub use config::{
-    core_share, set_threads, AugmentOn, Decoder, DeviceChoice, InitLabels, Labeler, TrainConfig,
-    TrainOverrides, PER_RANK, RESUME_MAY_CHANGE,
+    core_share, rank_gpu, set_threads, AugmentOn, Decoder, DeviceChoice, InitLabels, Labeler,
+    TrainConfig, TrainOverrides, PER_RANK, RESUME_MAY_CHANGE,
 };
 pub use data::{eval_loader_config, train_loader_config};
 pub use device_augment::DeviceAugment;

@@ -61,9 +61,23 @@ impl Setting {
     /// dropped.
     pub fn help(&self) -> String {
         let words: Vec<&str> = self.doc.split_whitespace().collect();
-        let text = words.join(" ").replace("[`", "`").replace("`]", "`");
-        text.strip_suffix('.').map_or(text.clone(), String::from)
+        let mut text = words.join(" ").replace("[`", "`").replace("`]", "`");
+        if text.ends_with('.') {
+            text.pop();
+        }
+        text
     }
+
+    /// The optional parts unset: the base of each declared entry.
+    pub const BARE: Setting = Setting {
+        name: "",
+        doc: "",
+        scope: Scope::Fixed,
+        flag: Flag::Value,
+        value_name: None,
+        default_words: None,
+        negation: None,
+    };
 }
 
 const fn in_scopes(s: Scope, scopes: &[Scope]) -> bool {
@@ -301,16 +315,3 @@ macro_rules! settings {
     };
 }
 pub(crate) use settings;
-
-impl Setting {
-    /// The optional parts unset: the base of each declared entry.
-    pub const BARE: Setting = Setting {
-        name: "",
-        doc: "",
-        scope: Scope::Fixed,
-        flag: Flag::Value,
-        value_name: None,
-        default_words: None,
-        negation: None,
-    };
-}

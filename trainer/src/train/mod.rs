@@ -227,9 +227,8 @@ impl Trainer {
         let n = file.len();
         set_threads(&cfg);
         let device = match cfg.device.resolve()? {
-            // Each rank of a node its own GPU (LOCAL_RANK); more ranks than GPUs share them.
             tch::Device::Cuda(_) if group.world() > 1 => {
-                tch::Device::Cuda(group.local_rank() % tch::Cuda::device_count().max(1) as usize)
+                tch::Device::Cuda(crate::config::rank_gpu(group.local_rank()))
             }
             device => device,
         };
